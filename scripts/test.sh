@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The README's test command: installs dependencies, builds dtrain (with CUDA
+# when nvcc is present), runs the whole suite, then rebuilds with
+# AddressSanitizer + UndefinedBehaviorSanitizer and runs the suite again.
+# GPU tests report "Skipped" (with the reason) on machines without a GPU.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+jobs=$(nproc)
+start=$(date +%s)
+
+bash scripts/install-deps.sh
+
+echo "== build (release) =="
+bash scripts/build.sh build
+echo "== tests (release) =="
+(cd build && ctest -j "$jobs" --output-on-failure --timeout 600)
+
+echo "== build (address + undefined sanitizers, CPU only) =="
+bash scripts/build.sh build-sanitize -DDTRAIN_WITH_CUDA=OFF -DDTRAIN_SANITIZE=address,undefined \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDTRAIN_BUILD_BENCHMARKS=OFF
+echo "== tests (sanitizers) =="
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:detect_stack_use_after_return=0
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+export LSAN_OPTIONS=suppressions=$root/tests/lsan.supp
+(cd build-sanitize && ctest -j "$jobs" --output-on-failure --timeout 900 -LE no-sanitize)
+
+echo "== all tests passed in $(( $(date +%s) - start )) s =="
