@@ -24,7 +24,9 @@ struct AdamWEntry {
   float weight_decay;
   int grad_type;
   int copy_type;
+  int unused;  // no implicit padding: the table cache compares bytes
 };
+static_assert(sizeof(AdamWEntry) == 72, "AdamWEntry must have no padding bytes");
 
 struct AdamWScalars {
   float lr, beta1, beta2, eps, grad_scale, bias_correction1, bias_correction2;

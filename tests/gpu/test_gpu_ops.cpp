@@ -226,26 +226,28 @@ TEST_CASE("gpu ops: causal attention forward and backward, both implementations"
 
 TEST_CASE("gpu ops: softmax_cross_entropy with ignored rows", "[gpu_ops][gpu]") {
   testing::require_gpu_or_skip();
-  const int64_t N = 13, V = 1001;
-  std::vector<float> targets(N);
-  std::mt19937 rng(5);
-  for (auto& t : targets) t = static_cast<float>(rng() % V);
-  targets[3] = -100.0f;
-  targets[12] = -100.0f;
-  targets[0] = V - 1;
-  const Tensor tgt = Tensor::from_vector(targets, {N}, DType::i32);
-  for (DType dt : kDtypes) {
-    for (bool with_grad : {true, false}) {
-      INFO("dtype " << dtype_name(dt) << " dlogits " << with_grad);
-      const Tensor logits = rounded(random_tensor({N, V}, 50, -8.0f, 8.0f), dt);
-      Tensor loss_cpu = Tensor::empty({N}), dl_cpu = with_grad ? Tensor::empty({N, V}) : Tensor();
-      ops::softmax_cross_entropy(loss_cpu, dl_cpu, logits, tgt, 1.0f / 11.0f, -100);
-      Tensor loss_gpu = gpu_empty({N}, DType::f32);
-      Tensor dl_gpu = with_grad ? on_gpu(random_tensor({N, V}, 51), dt) : Tensor();  // written, not accumulated
-      ops::softmax_cross_entropy(loss_gpu, dl_gpu, on_gpu(logits, dt), tgt.to(kGpu), 1.0f / 11.0f, -100);
-      CHECK_CLOSE(loss_gpu, loss_cpu, 1e-5);
-      CHECK(loss_gpu.to_vector()[3] == 0.0f);
-      if (with_grad) CHECK_CLOSE(dl_gpu, dl_cpu, tol(dt, 1e-6, 1e-3));
+  const int64_t N = 13;
+  for (int64_t V : {int64_t{1001}, int64_t{1024}}) {  // scalar and vectorised paths
+    std::vector<float> targets(N);
+    std::mt19937 rng(5);
+    for (auto& t : targets) t = static_cast<float>(rng() % V);
+    targets[3] = -100.0f;
+    targets[12] = -100.0f;
+    targets[0] = static_cast<float>(V - 1);
+    const Tensor tgt = Tensor::from_vector(targets, {N}, DType::i32);
+    for (DType dt : kDtypes) {
+      for (bool with_grad : {true, false}) {
+        INFO("dtype " << dtype_name(dt) << " V " << V << " dlogits " << with_grad);
+        const Tensor logits = rounded(random_tensor({N, V}, 50, -8.0f, 8.0f), dt);
+        Tensor loss_cpu = Tensor::empty({N}), dl_cpu = with_grad ? Tensor::empty({N, V}) : Tensor();
+        ops::softmax_cross_entropy(loss_cpu, dl_cpu, logits, tgt, 1.0f / 11.0f, -100);
+        Tensor loss_gpu = gpu_empty({N}, DType::f32);
+        Tensor dl_gpu = with_grad ? on_gpu(random_tensor({N, V}, 51), dt) : Tensor();  // written, not accumulated
+        ops::softmax_cross_entropy(loss_gpu, dl_gpu, on_gpu(logits, dt), tgt.to(kGpu), 1.0f / 11.0f, -100);
+        CHECK_CLOSE(loss_gpu, loss_cpu, 1e-5);
+        CHECK(loss_gpu.to_vector()[3] == 0.0f);
+        if (with_grad) CHECK_CLOSE(dl_gpu, dl_cpu, tol(dt, 1e-6, 1e-3));
+      }
     }
   }
 }
