@@ -5,9 +5,18 @@
 // lane takes VEC = 8 consecutive elements per step (16-byte loads for bf16)
 // when C is a multiple of 8 and the pointers are 16-byte aligned, else one;
 // the row's second and third reads hit L1/L2.
-// Backward: dx row by row (a warp each, same access pattern), then
-// dweight/dbias as deterministic column reductions over row chunks (two
-// passes, no atomics; each thread owns VEC adjacent columns).
+// Backward, rows of up to 2048 aligned channels (GPT-2 sizes): one fused pass.
+// Each warp walks rows with a grid stride, writes dx and keeps its lanes'
+// dweight/dbias sums in registers; the warps of a block add theirs into shared
+// memory one after another (fixed order), each block writes one partial row,
+// and a second small kernel sums the partials in block order. Deterministic,
+// no atomics, and dout and x are read from DRAM once.
+// Other rows: dx row by row (a warp each), then dweight/dbias as column
+// reductions over row chunks (a second read of dout and x).
+#include <algorithm>
+#include <map>
+#include <mutex>
+
 #include "common.cuh"
 
 namespace dtrain::cuda {
@@ -147,6 +156,135 @@ __global__ void layernorm_backward_params_finish_kernel(T* dweight, T* dbias, co
   if (dbias != nullptr) dbias[c] = store<T>(load(dbias[c]) + b);
 }
 
+// The fused backward (see the file comment). NCH = 256-channel chunks per row
+// (each lane owns 8 channels of every chunk).
+template <typename T, int NCH>
+__global__ void __launch_bounds__(kWarpsPerBlock * 32)
+    layernorm_backward_fused_kernel(T* dx, float* partial_w, float* partial_b, const T* dout, const T* x,
+                                    const T* weight, const float* mean, const float* rstd, int64_t rows, int64_t C) {
+  extern __shared__ float acc_smem[];  // [2][C]
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  float aw[NCH][kVec], ab[NCH][kVec];
+#pragma unroll
+  for (int ch = 0; ch < NCH; ++ch) {
+#pragma unroll
+    for (int k = 0; k < kVec; ++k) aw[ch][k] = ab[ch][k] = 0.0f;
+  }
+  const int64_t warps = static_cast<int64_t>(gridDim.x) * kWarpsPerBlock;
+  for (int64_t row = blockIdx.x * static_cast<int64_t>(kWarpsPerBlock) + warp; row < rows; row += warps) {
+    const T* xr = x + row * C;
+    const T* dr = dout + row * C;
+    const float m = mean[row], r = rstd[row];
+    float sum_dn = 0.0f, sum_dn_xhat = 0.0f;
+#pragma unroll
+    for (int ch = 0; ch < NCH; ++ch) {
+      const int64_t c = ch * 256 + lane * kVec;
+      if (c < C) {
+        float xv[kVec], dv[kVec], wv[kVec];
+        load_vec<T, kVec>(xr + c, xv);
+        load_vec<T, kVec>(dr + c, dv);
+        load_vec<T, kVec>(weight + c, wv);
+#pragma unroll
+        for (int k = 0; k < kVec; ++k) {
+          const float xhat = (xv[k] - m) * r;
+          const float dn = wv[k] * dv[k];
+          sum_dn += dn;
+          sum_dn_xhat += dn * xhat;
+          aw[ch][k] += dv[k] * xhat;
+          ab[ch][k] += dv[k];
+        }
+      }
+    }
+    if (dx == nullptr) continue;  // uniform: only dweight/dbias wanted
+    const float mean_dn = warp_sum(sum_dn) / static_cast<float>(C);
+    const float mean_dn_xhat = warp_sum(sum_dn_xhat) / static_cast<float>(C);
+    T* dxr = dx + row * C;
+#pragma unroll
+    for (int ch = 0; ch < NCH; ++ch) {
+      const int64_t c = ch * 256 + lane * kVec;
+      if (c < C) {
+        float xv[kVec], dv[kVec], wv[kVec], gv[kVec];
+        load_vec<T, kVec>(xr + c, xv);
+        load_vec<T, kVec>(dr + c, dv);
+        load_vec<T, kVec>(weight + c, wv);
+        load_vec<T, kVec>(dxr + c, gv);
+#pragma unroll
+        for (int k = 0; k < kVec; ++k) {
+          const float xhat = (xv[k] - m) * r;
+          gv[k] += r * (wv[k] * dv[k] - mean_dn - xhat * mean_dn_xhat);
+        }
+        store_vec<T, kVec>(dxr + c, gv);
+      }
+    }
+  }
+  // Block reduction in warp order (deterministic), then one partial row per block.
+  float* sw = acc_smem;
+  float* sb = acc_smem + C;
+  for (int64_t i = threadIdx.x; i < 2 * C; i += blockDim.x) acc_smem[i] = 0.0f;
+  __syncthreads();
+  for (int w = 0; w < kWarpsPerBlock; ++w) {
+    if (warp == w) {
+#pragma unroll
+      for (int ch = 0; ch < NCH; ++ch) {
+        const int64_t c = ch * 256 + lane * kVec;
+        if (c < C) {
+#pragma unroll
+          for (int k = 0; k < kVec; ++k) {
+            sw[c + k] += aw[ch][k];
+            sb[c + k] += ab[ch][k];
+          }
+        }
+      }
+    }
+    __syncthreads();
+  }
+  for (int64_t i = threadIdx.x; i < C; i += blockDim.x) {
+    partial_w[blockIdx.x * C + i] = sw[i];
+    partial_b[blockIdx.x * C + i] = sb[i];
+  }
+}
+
+int sm_count(int device) {
+  static std::mutex mutex;
+  static std::map<int, int> counts;
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = counts.find(device);
+  if (it != counts.end()) return it->second;
+  int n = 0;
+  DTRAIN_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device));
+  counts[device] = n;
+  return n;
+}
+
+template <typename T, int NCH>
+void launch_backward_fused(const OpContext& ctx, Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor& dout,
+                           const Tensor& x, const Tensor& weight, const Tensor& mean, const Tensor& rstd,
+                           int64_t rows, int64_t C) {
+  const size_t smem = 2 * static_cast<size_t>(C) * sizeof(float);  // at most 16 KiB (C <= 2048)
+  // One resident wave: as many blocks as fit on the GPU at once (registers
+  // limit it: the per-lane sums live in registers).
+  int per_sm = 0;
+  DTRAIN_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, layernorm_backward_fused_kernel<T, NCH>,
+                                                                  kWarpsPerBlock * 32, smem));
+  const int64_t row_blocks = (rows + kWarpsPerBlock - 1) / kWarpsPerBlock;
+  const int64_t blocks =
+      std::min<int64_t>(row_blocks, std::max(1, per_sm) * static_cast<int64_t>(sm_count(ctx.device().index())));
+  Tensor partial = ctx.scratch({2, blocks, C});
+  float* pw = ptr<float>(partial);
+  float* pb = pw + blocks * C;
+  layernorm_backward_fused_kernel<T, NCH><<<static_cast<unsigned>(blocks), kWarpsPerBlock * 32, smem, ctx.stream()>>>(
+      dx.defined() ? ptr<T>(dx) : nullptr, pw, pb, ptr<T>(dout), ptr<T>(x), ptr<T>(weight), ptr<float>(mean),
+      ptr<float>(rstd), rows, C);
+  DTRAIN_LAUNCH_CHECK();
+  if (!dweight.defined() && !dbias.defined()) return;
+  constexpr int kThreads = 256;
+  layernorm_backward_params_finish_kernel<T>
+      <<<static_cast<unsigned>((C + kThreads - 1) / kThreads), kThreads, 0, ctx.stream()>>>(
+          dweight.defined() ? ptr<T>(dweight) : nullptr, dbias.defined() ? ptr<T>(dbias) : nullptr, pw, pb, blocks,
+          C);
+  DTRAIN_LAUNCH_CHECK();
+}
+
 // True when every pointer is 16-byte aligned and rows keep that alignment.
 bool vectorizable(int64_t C, std::initializer_list<const Tensor*> tensors) {
   if (C % kVec != 0) return false;
@@ -226,7 +364,15 @@ void layernorm_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor
   const bool vec = vectorizable(C, {&dx, &dout, &x, &weight});
   dispatch_float(x.dtype(), "layernorm_backward", [&](auto tag) {
     using T = decltype(tag);
-    if (vec) {
+    if (vec && C <= 256) {
+      launch_backward_fused<T, 1>(ctx, dx, dweight, dbias, dout, x, weight, mean, rstd, rows, C);
+    } else if (vec && C <= 512) {
+      launch_backward_fused<T, 2>(ctx, dx, dweight, dbias, dout, x, weight, mean, rstd, rows, C);
+    } else if (vec && C <= 1024) {
+      launch_backward_fused<T, 4>(ctx, dx, dweight, dbias, dout, x, weight, mean, rstd, rows, C);
+    } else if (vec && C <= 2048) {
+      launch_backward_fused<T, 8>(ctx, dx, dweight, dbias, dout, x, weight, mean, rstd, rows, C);
+    } else if (vec) {
       launch_backward<T, kVec>(ctx, dx, dweight, dbias, dout, x, weight, mean, rstd, rows, C);
     } else {
       launch_backward<T, 1>(ctx, dx, dweight, dbias, dout, x, weight, mean, rstd, rows, C);

@@ -144,7 +144,11 @@ TEST_CASE("gpu ops: linear and linear_backward, with and without bias", "[gpu_op
 TEST_CASE("gpu ops: layernorm and layernorm_backward", "[gpu_ops][gpu]") {
   testing::require_gpu_or_skip();
   for (DType dt : kDtypes) {
-    for (const Shape& shape : {Shape{3, 5, 67}, Shape{4, 768}, Shape{1, 1}}) {
+    // Scalar path (C = 67, 1), the fused vector path for each chunk count
+    // (C = 256, 768, 2048), the unfused vector path (C = 2056), and more rows
+    // than one wave of the fused kernel holds (4099).
+    for (const Shape& shape : {Shape{3, 5, 67}, Shape{4, 768}, Shape{1, 1}, Shape{17, 256}, Shape{6, 2048},
+                               Shape{3, 2056}, Shape{4099, 768}}) {
       INFO("dtype " << dtype_name(dt) << " shape " << shape_str(shape));
       const int64_t C = shape.back(), rows = shape_numel(shape) / C;
       const Tensor x = rounded(random_tensor(shape, 20, -2.0f, 3.0f), dt);
