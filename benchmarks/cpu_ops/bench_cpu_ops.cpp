@@ -181,6 +181,9 @@ int main(int argc, char** argv) {
   int max_threads = omp_get_max_threads();
   app.add_flag("--quick", quick, "smaller sizes and shorter runs (a few seconds)");
   app.add_option("--metrics-out", metrics_out, "write one JSON object per measurement (JSON Lines) to this file");
+  std::string section = "all";
+  app.add_option("--section", section, "what to run: all, gemm or memory")
+      ->check(CLI::IsMember({"all", "gemm", "memory"}));
   app.add_option("--threads", max_threads, "the 'all threads' count (default: OpenMP's maximum)")
       ->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
@@ -199,8 +202,8 @@ int main(int argc, char** argv) {
                           {1024, 768, 3072}, {777, 333, 129}};
     std::printf("bench_cpu_ops: %d thread(s) max, %s\n", max_threads, openblas_get_config());
     json summary{{"final", true}, {"threads", max_threads}, {"quick", quick}};
-    bench_gemm(shapes, thread_counts, min_s, out, summary);
-    bench_memory(quick ? (8 << 20) : (16 << 20), thread_counts, min_s, out, summary);
+    if (section != "memory") bench_gemm(shapes, thread_counts, min_s, out, summary);
+    if (section != "gemm") bench_memory(quick ? (8 << 20) : (16 << 20), thread_counts, min_s, out, summary);
     out.write(summary);
     std::printf("\n%s\n", summary.dump().c_str());
     return 0;
