@@ -409,7 +409,7 @@ TEST_CASE("gpu ops: global_norm_squared over mixed tensors", "[gpu_ops][gpu]") {
   CHECK(std::abs(ops::global_norm({a.to(kGpu), c.to(kGpu)}) - norm_ac) <= 1e-5 * norm_ac);
 }
 
-TEST_CASE("gpu ops: ops run on the current stream; a warm step allocates nothing new", "[gpu_ops][gpu]") {
+TEST_CASE("gpu ops: ops run on the current stream, and a warm step allocates nothing new", "[gpu_ops][gpu]") {
   testing::require_gpu_or_skip();
   // One small training-like step: linear, gelu, layernorm, attention, cross-entropy and back.
   const int64_t B = 2, T = 16, C = 64, NH = 4, V = 50;
