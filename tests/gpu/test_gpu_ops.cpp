@@ -350,8 +350,16 @@ TEST_CASE("gpu ops: add, add_, scale and casts", "[gpu_ops][gpu]") {
 
 TEST_CASE("gpu ops: adamw_step over several tensors, f32 and bf16 gradients, bf16 copies", "[gpu_ops][gpu]") {
   testing::require_gpu_or_skip();
-  const std::vector<int64_t> sizes = {1, 4097, 10000};
-  const std::vector<float> decay = {0.0f, 0.1f, 0.01f};
+  // The last tensor's state lives in views that start one element into their
+  // blocks: not 16-byte aligned, so it takes the element-by-element path.
+  const std::vector<int64_t> sizes = {1, 4097, 10000, 5003};
+  const std::vector<float> decay = {0.0f, 0.1f, 0.01f, 0.05f};
+  auto misaligned_copy = [](const Tensor& host) {
+    Tensor block = Tensor::empty({host.numel() + 1}, host.dtype(), kGpu);
+    Tensor view = block.narrow(1, host.numel());
+    view.copy_(host);
+    return view;
+  };
   for (DType grad_dt : kDtypes) {
     INFO("grad dtype " << dtype_name(grad_dt));
     std::vector<ops::AdamWTensor> cpu, gpu;
@@ -367,10 +375,11 @@ TEST_CASE("gpu ops: adamw_step over several tensors, f32 and bf16 gradients, bf1
       if (i == 1) c.param_copy = Tensor::empty(s, DType::bf16);
       c.weight_decay = decay[i];
       ops::AdamWTensor d;
-      d.param = c.param.to(kGpu);
+      const bool misaligned = i == 3;
+      d.param = misaligned ? misaligned_copy(c.param) : c.param.to(kGpu);
       d.grad = c.grad.to(kGpu);
-      d.exp_avg = c.exp_avg.to(kGpu);
-      d.exp_avg_sq = c.exp_avg_sq.to(kGpu);
+      d.exp_avg = misaligned ? misaligned_copy(c.exp_avg) : c.exp_avg.to(kGpu);
+      d.exp_avg_sq = misaligned ? misaligned_copy(c.exp_avg_sq) : c.exp_avg_sq.to(kGpu);
       if (i == 1) d.param_copy = Tensor::empty(s, DType::bf16, kGpu);
       d.weight_decay = decay[i];
       cpu.push_back(c);
