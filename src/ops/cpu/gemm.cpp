@@ -32,8 +32,10 @@ using Stride = Eigen::OuterStride<>;
 using ConstMap = Eigen::Map<const RowMat, 0, Stride>;
 using Map = Eigen::Map<RowMat, 0, Stride>;
 
-// Below this many multiply-adds a product runs on the calling thread.
-constexpr double kParallelWork = 1 << 21;
+// Below this many multiply-adds (about 200^3, some 60 us on one core) a
+// product runs on the calling thread: splitting smaller ones gains little and,
+// on an oversubscribed machine, waits for a descheduled partner thread.
+constexpr double kParallelWork = 1 << 23;
 // Blocks are multiples of this many rows/columns (keeps BLAS kernels on full tiles).
 constexpr int64_t kBlockAlign = 16;
 
