@@ -76,7 +76,11 @@ TEST_CASE("gelu validates its arguments", "[ops][gelu][validation]") {
 TEST_CASE("validation accepts bf16 on cuda and f32 only on cpu", "[ops][validation]") {
   // Without CUDA compiled in, a call that passes validation reaches the CUDA
   // dispatch, which throws "built without CUDA": that proves bf16 was accepted.
-  if (cuda_compiled()) skip_test("this check needs a build without CUDA (fake cuda tensors must not reach kernels)");
+  if (cuda_compiled()) {
+    // Not skip_test (which ends the whole binary): the rest of the suite still runs.
+    WARN("not checked in a CUDA build: fake cuda tensors must not reach real kernels");
+    return;
+  }
   Tensor x = fake_cuda({4, 8}, DType::bf16), out = fake_cuda({4, 8}, DType::bf16);
   check_error([&] { ops::gelu(out, x); }, {"without CUDA"});
   Tensor w = fake_cuda({8}, DType::bf16), mean = fake_cuda({4}), rstd = fake_cuda({4});
