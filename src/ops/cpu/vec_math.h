@@ -20,10 +20,11 @@ namespace dtrain::cpu {
 #ifdef DTRAIN_CPU_AVX2
 constexpr int64_t kLanes = 8;
 
-// exp(x), relative error about 2 ulp; 0 below -87 (where exp is below the
-// normal range: softmax over masked -inf logits must give exactly 0), x
-// clamped to 88 above (NaN stays NaN): x = n ln2 + r with |r| <= ln2/2 (ln2 split in two for exactness),
-// exp(r) by a degree-6 minimax polynomial, and 2^n added to the exponent bits.
+// exp(x), relative error about 2 ulp. 0 below -87, where exp leaves the normal
+// range (softmax over masked -inf logits must give exactly 0); x clamped to 88
+// above; NaN stays NaN. x = n ln2 + r with |r| <= ln2/2 (ln2 split in two so
+// n ln2 is exact), exp(r) by a degree-6 minimax polynomial, 2^n added to the
+// exponent bits.
 inline __m256 exp8(__m256 x) {
   const __m256 underflow = _mm256_cmp_ps(x, _mm256_set1_ps(-87.0f), _CMP_LT_OQ);
   x = _mm256_min_ps(_mm256_set1_ps(88.0f), x);  // operand order keeps NaN
