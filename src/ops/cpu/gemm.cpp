@@ -32,10 +32,11 @@ using Stride = Eigen::OuterStride<>;
 using ConstMap = Eigen::Map<const RowMat, 0, Stride>;
 using Map = Eigen::Map<RowMat, 0, Stride>;
 
-// Below this many multiply-adds (about 200^3, some 60 us on one core) a
-// product runs on the calling thread: splitting smaller ones gains little and,
-// on an oversubscribed machine, waits for a descheduled partner thread.
-constexpr double kParallelWork = 1 << 23;
+// Below this many multiply-adds (about 320^3, some 0.3 ms on one core) a
+// product runs on the calling thread. Splitting saves at most half of that on
+// an idle machine, but on an oversubscribed one (a shared 2-core box) every
+// parallel region waits for a descheduled partner thread, measured at 15-20 ms.
+constexpr double kParallelWork = 1 << 25;
 // Blocks are multiples of this many rows/columns (keeps BLAS kernels on full tiles).
 constexpr int64_t kBlockAlign = 16;
 
