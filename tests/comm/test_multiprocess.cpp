@@ -1,0 +1,111 @@
+// Collectives across real processes on loopback: values, failures, desync.
+#include <catch2/catch.hpp>
+
+#include "process_util.h"
+
+using namespace dtrain::testing;
+using namespace std::chrono_literals;
+
+namespace {
+std::string dump(const std::vector<ProcessResult>& rs) {
+  std::string s;
+  for (size_t i = 0; i < rs.size(); ++i)
+    s += "---- rank " + std::to_string(i) + " exit " + std::to_string(rs[i].exit_code) + " after " +
+         std::to_string(rs[i].seconds) + " s\n" + rs[i].output;
+  return s;
+}
+}  // namespace
+
+TEST_CASE("every collective, dtype and op gives hand-computed values at world sizes 1-4", "[comm][multiprocess]") {
+  for (int world : {1, 2, 3, 4}) {
+    auto ranks = start_ranks(world, {"collectives"}, {{"DTRAIN_TIMEOUT_S", "30"}});
+    auto rs = wait_all(ranks, 60s);
+    INFO("world " << world << "\n" << dump(rs));
+    for (const auto& r : rs) {
+      CHECK_FALSE(r.timed_out);
+      CHECK(r.exit_code == 0);
+      CHECK(r.output.find(", 0 failures") != std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("a rank SIGKILLed mid-collective makes every other rank fail naming it", "[comm][multiprocess]") {
+  const double timeout_s = 5;
+  auto ranks = start_ranks(3, {"kill", "1"}, {{"DTRAIN_TIMEOUT_S", "5"}});
+  auto rs = wait_all(ranks, 30s);
+  INFO(dump(rs));
+  CHECK(rs[1].exit_code == 128 + SIGKILL);
+  for (int r : {0, 2}) {
+    CHECK_FALSE(rs[r].timed_out);
+    CHECK(rs[r].exit_code == 3);
+    CHECK(rs[r].seconds < timeout_s + 5);
+    CHECK(rs[r].output.find("rank 1") != std::string::npos);
+    CHECK(rs[r].output.find("all_reduce #2") != std::string::npos);
+  }
+}
+
+TEST_CASE("a rank that does not arrive is named by the timeout on every other rank", "[comm][multiprocess]") {
+  auto ranks = start_ranks(3, {"stuck", "2", "3500"}, {{"DTRAIN_TIMEOUT_S", "1.5"}});
+  auto rs = wait_all(ranks, 30s);
+  INFO(dump(rs));
+  for (int r : {0, 1}) {
+    CHECK(rs[r].exit_code == 3);
+    CHECK(rs[r].output.find("timed out") != std::string::npos);
+    CHECK(rs[r].output.find("ranks [2] did not arrive") != std::string::npos);
+    CHECK(rs[r].seconds < 1.5 + 5);
+  }
+  // The late rank then finds the job failed instead of hanging.
+  CHECK(rs[2].exit_code == 3);
+}
+
+TEST_CASE("mismatched collectives raise a desync error naming the ranks", "[comm][multiprocess]") {
+  SECTION("different counts") {
+    auto ranks = start_ranks(3, {"desync", "count"}, {{"DTRAIN_TIMEOUT_S", "10"}, {"DTRAIN_DEBUG_COLLECTIVES", "1"}});
+    auto rs = wait_all(ranks, 20s);
+    INFO(dump(rs));
+    for (const auto& r : rs) {
+      CHECK(r.exit_code == 3);
+      CHECK(r.output.find("collective mismatch at sequence #1") != std::string::npos);
+      CHECK(r.output.find("ranks [0, 2] called all_reduce(f32, 10 elements, sum") != std::string::npos);
+      CHECK(r.output.find("rank 1 called all_reduce(f32, 11 elements, sum") != std::string::npos);
+      CHECK(r.seconds < 8);
+    }
+  }
+  SECTION("different ops") {
+    auto ranks = start_ranks(2, {"desync", "op"}, {{"DTRAIN_TIMEOUT_S", "10"}, {"DTRAIN_DEBUG_COLLECTIVES", "1"}});
+    auto rs = wait_all(ranks, 20s);
+    INFO(dump(rs));
+    for (const auto& r : rs) {
+      CHECK(r.exit_code == 3);
+      CHECK(r.output.find("rank 1 called all_reduce(f32, 10 elements, max") != std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("wrong or missing token is refused within a second and the job carries on", "[comm][multiprocess][auth]") {
+  const int port = dtrain::comm::net::pick_free_port();
+  char stop_path[] = "/tmp/dtrain_comm_stop_XXXXXX";
+  const int fd = ::mkstemp(stop_path);
+  ::close(fd);
+  ::unlink(stop_path);
+  auto job = start_ranks(2, {"long-job", stop_path}, {{"DTRAIN_TIMEOUT_S", "30"}}, port);
+  std::this_thread::sleep_for(500ms);  // the store is up
+  for (const std::string& token : std::vector<std::string>{"wrong-token", "<unset>"}) {
+    Env env = job_env(5, 6, port);
+    env["DTRAIN_AUTH_TOKEN"] = token;
+    Process intruder({DTRAIN_COMM_WORKER, "store-client"}, env);
+    auto r = intruder.wait(10s);
+    INFO(token << ": " << r.output);
+    CHECK(r.exit_code == 3);
+    CHECK(r.seconds < 1.0);
+    CHECK(r.output.find("refused this process") != std::string::npos);
+    if (token == "<unset>") CHECK(r.output.find("DTRAIN_AUTH_TOKEN is not set") != std::string::npos);
+  }
+  std::ofstream(stop_path) << "stop";
+  auto rs = wait_all(job, 30s);
+  ::unlink(stop_path);
+  INFO(dump(rs));
+  CHECK(rs[0].exit_code == 0);
+  CHECK(rs[1].exit_code == 0);
+  CHECK(rs[0].output.find("[dtrain store] refused connection") != std::string::npos);
+}
