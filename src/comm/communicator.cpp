@@ -16,6 +16,8 @@
 // drop without a goodbye (see tcp_store.cpp).
 #include "dtrain/comm/communicator.h"
 
+#include <signal.h>
+
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -103,6 +105,14 @@ std::string store_host(const std::shared_ptr<Store>& store) {
   while (auto* p = dynamic_cast<PrefixStore*>(s)) s = p->base().get();
   if (auto* t = dynamic_cast<TcpStore*>(s)) return t->host();
   return "127.0.0.1";
+}
+
+// Gloo writes to sockets without MSG_NOSIGNAL: when a peer dies, the default
+// SIGPIPE action would kill this rank before it could report which peer it
+// lost. Ignore SIGPIPE unless the program installed its own handler.
+void ignore_sigpipe_unless_handled() {
+  struct sigaction current {};
+  if (::sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) ::signal(SIGPIPE, SIG_IGN);
 }
 
 bool same_storage_range(const Tensor& a, const Tensor& b) {
@@ -494,6 +504,7 @@ Communicator::Communicator(std::shared_ptr<Store> job_store, std::string prefix,
   DTRAIN_CHECK(size >= 1, "Communicator size must be >= 1, got ", size);
   DTRAIN_CHECK(rank >= 0 && rank < size, "Communicator rank ", rank, " is outside [0, ", size, ")");
   auto& m = *impl_;
+  ignore_sigpipe_unless_handled();
   if (options.timeout.count() <= 0) options.timeout = timeout_from_environment();
   if (options.debug_collectives < 0) options.debug_collectives = env_or(env::kDebugCollectives, "0") == "1" ? 1 : 0;
   if (options.gloo_address.empty())
