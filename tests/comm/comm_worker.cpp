@@ -333,6 +333,40 @@ int two_hosts() {
   return bad ? 1 : 0;
 }
 
+// CUDA tensors through NCCL, one device per rank (cuda:LOCAL_RANK).
+int cuda_collectives() {
+  auto c = init_process_group();
+  const int r = c->rank(), w = c->size();
+  const Device dev = Device::cuda(job_env_from_environment().local_rank);
+  int bad = 0;
+  for (DType dt : {DType::f32, DType::bf16, DType::i64}) {
+    Tensor host = filled(1001, dt, [&](int64_t i) { return value(r, i, ReduceOp::sum); });
+    Tensor t = host.to(dev);
+    c->all_reduce(t).wait();
+    Tensor back = t.to(Device::cpu());
+    for (int64_t i = 0; i < 1001; ++i) bad += back.item(i) != expected_reduce(w, i, ReduceOp::sum, dt);
+    Tensor mine = filled(3, dt, [&](int64_t i) { return 10 * r + i; }).to(dev);
+    Tensor all = Tensor::zeros({3 * w}, dt, dev);
+    c->all_gather(mine, all).wait();
+    Tensor all_h = all.to(Device::cpu());
+    for (int q = 0; q < w; ++q)
+      for (int64_t i = 0; i < 3; ++i) bad += all_h.item(3 * q + i) != 10 * q + i;
+    Tensor rs_in = filled(2 * w, dt, [&](int64_t j) { return value(r, j, ReduceOp::max); }).to(dev);
+    Tensor rs_out = Tensor::zeros({2}, dt, dev);
+    c->reduce_scatter(rs_in, rs_out, ReduceOp::max).wait();
+    Tensor rs_h = rs_out.to(Device::cpu());
+    for (int64_t i = 0; i < 2; ++i) bad += rs_h.item(i) != expected_reduce(w, 2 * r + i, ReduceOp::max, dt);
+    Tensor b = filled(5, dt, [&](int64_t i) { return r + i; }).to(dev);
+    c->broadcast(b, w - 1).wait();
+    Tensor b_h = b.to(Device::cpu());
+    for (int64_t i = 0; i < 5; ++i) bad += b_h.item(i) != (w - 1) + i;
+  }
+  c->barrier().wait();
+  std::printf("rank %d/%d: cuda checks %s\n", r, w, bad ? "FAILED" : "passed");
+  destroy_process_group();
+  return bad ? 1 : 0;
+}
+
 int print_env() {
   for (const char* k : {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
                         "OMP_NUM_THREADS"})
@@ -354,6 +388,7 @@ int main(int argc, char** argv) {
     if (mode == "long-job") return long_job(argc > 2 ? argv[2] : "/nonexistent");
     if (mode == "store-client") return store_client();
     if (mode == "two-hosts") return two_hosts();
+    if (mode == "cuda") return cuda_collectives();
     if (mode == "print-env") return print_env();
     if (mode == "exit") return argc > 2 ? std::atoi(argv[2]) : 0;
     if (mode == "sleep") {

@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include "process_util.h"
+#include "test_support.h"
 
 using namespace dtrain::testing;
 using namespace std::chrono_literals;
@@ -108,4 +109,16 @@ TEST_CASE("wrong or missing token is refused within a second and the job carries
   CHECK(rs[0].exit_code == 0);
   CHECK(rs[1].exit_code == 0);
   CHECK(rs[0].output.find("[dtrain store] refused connection") != std::string::npos);
+}
+
+TEST_CASE("CUDA tensors go through NCCL (one GPU per rank)", "[comm][multiprocess][gpu]") {
+  require_gpu_or_skip();
+  const int world = std::min(dtrain::cuda_device_count(), 2);
+  auto ranks = start_ranks(world, {"cuda"}, {{"DTRAIN_TIMEOUT_S", "60"}});
+  auto rs = wait_all(ranks, 120s);
+  INFO(dump(rs));
+  for (const auto& r : rs) {
+    CHECK(r.exit_code == 0);
+    CHECK(r.output.find("cuda checks passed") != std::string::npos);
+  }
 }
