@@ -27,6 +27,9 @@ struct OpArgs {
   std::vector<Tensor> outputs;
   int root = -1;  // broadcast root, or the peer of send/recv
   uint32_t tag = 0;
+  // CUDA: the stream the caller's data was produced on (its current stream
+  // at issue time, or CommOptions::cuda_stream); the op is ordered after it.
+  void* cuda_stream = nullptr;
 };
 
 // How a backend reports completion: synchronous backends finish inside run()

@@ -39,6 +39,7 @@
 #include "comm/work_state.h"
 #include "dtrain/comm/init.h"
 #include "dtrain/error.h"
+#include "dtrain/stream.h"
 
 namespace dtrain::comm {
 
@@ -157,6 +158,12 @@ struct Communicator::Impl : std::enable_shared_from_this<Communicator::Impl> {
   // ---- issuing ---------------------------------------------------------------
 
   Work enqueue(OpArgs args) {
+    // [NCCL streams] Capture the caller's stream now, on the calling thread:
+    // the worker that launches the op has its own (unrelated) current stream.
+    const Tensor* first = !args.inputs.empty() ? &args.inputs[0] : (!args.outputs.empty() ? &args.outputs[0] : nullptr);
+    if (first != nullptr && first->is_cuda())
+      args.cuda_stream = options.cuda_stream != nullptr ? options.cuda_stream
+                                                        : current_stream(first->device()).native_handle();
     auto state = std::make_shared<WorkState>();
     state->op = op_kind_name(args.kind);
     state->is_collective = args.kind != OpKind::send && args.kind != OpKind::recv;

@@ -122,3 +122,15 @@ TEST_CASE("CUDA tensors go through NCCL (one GPU per rank)", "[comm][multiproces
     CHECK(r.output.find("cuda checks passed") != std::string::npos);
   }
 }
+
+TEST_CASE("when the store host (rank 0) is killed the others fail naming it", "[comm][multiprocess]") {
+  auto ranks = start_ranks(3, {"kill", "0"}, {{"DTRAIN_TIMEOUT_S", "5"}});
+  auto rs = wait_all(ranks, 30s);
+  INFO(dump(rs));
+  CHECK(rs[0].exit_code == 128 + SIGKILL);
+  for (int r : {1, 2}) {
+    CHECK(rs[r].exit_code == 3);
+    CHECK(rs[r].seconds < 5 + 5);
+    CHECK(rs[r].output.find("rank 0 hosts the store") != std::string::npos);
+  }
+}

@@ -42,8 +42,9 @@ struct CommOptions {
   // Address peers use to reach this rank's Gloo transport. Empty: the local
   // address that routes to the store host (or DTRAIN_GLOO_ADDR if set).
   std::string gloo_address;
-  // CUDA only: the compute stream (a cudaStream_t) NCCL work is ordered after
-  // and that wait() orders after the result. nullptr: the legacy default stream.
+  // CUDA only: the stream (a cudaStream_t) NCCL work is ordered after.
+  // nullptr: the calling thread's current stream of the tensor's device
+  // (dtrain/stream.h), captured when the collective is issued.
   void* cuda_stream = nullptr;
 };
 

@@ -23,21 +23,19 @@
 #include <thread>
 
 #include "core/cuda_check.h"
+#include "core/nccl_check.h"
 #include "dtrain/error.h"
 
-#define DTRAIN_NCCL_CHECK(comm, stmt)                                                                        \
-  do {                                                                                                       \
-    const ncclResult_t dtrain_nccl_ = (stmt);                                                                \
-    if (dtrain_nccl_ != ncclSuccess && dtrain_nccl_ != ncclInProgress) {                                     \
-      ::dtrain::detail::throw_error(#stmt, __FILE__, __LINE__,                                               \
-                                    ::dtrain::detail::concat("NCCL ", NCCL_MAJOR, ".", NCCL_MINOR, ".",      \
-                                                             NCCL_PATCH, " error: ",                         \
-                                                             ncclGetErrorString(dtrain_nccl_), " (",         \
-                                                             (comm) ? ncclGetLastError(comm) : "", ")"));    \
-    }                                                                                                        \
-  } while (0)
+// Non-blocking communicators return ncclInProgress from calls whose host
+// side is still running; that is not an error (wait_ready polls it).
+#define DTRAIN_NCCL_CHECK_ASYNC(stmt) ::dtrain::comm::check_nccl_async((stmt), #stmt, __FILE__, __LINE__)
 
 namespace dtrain::comm {
+
+inline void check_nccl_async(ncclResult_t status, const char* stmt, const char* file, int line) {
+  if (status != ncclSuccess && status != ncclInProgress)
+    detail::throw_gpu_error("NCCL", stmt, file, line, detail::describe_nccl_error(status));
+}
 
 namespace {
 
@@ -85,7 +83,7 @@ class NcclBackend final : public Backend {
     DTRAIN_CUDA_CHECK(cudaSetDevice(device_));
     ncclUniqueId id;
     if (rank == 0) {
-      DTRAIN_NCCL_CHECK(nullptr, ncclGetUniqueId(&id));
+      DTRAIN_NCCL_CHECK_ASYNC(ncclGetUniqueId(&id));
       store->set("unique_id", std::string(reinterpret_cast<const char*>(&id), sizeof(id)));
     } else {
       const std::string bytes = store->get("unique_id");
@@ -95,7 +93,7 @@ class NcclBackend final : public Backend {
     }
     ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
     config.blocking = 0;  // lets us bound initialisation by the timeout
-    DTRAIN_NCCL_CHECK(nullptr, ncclCommInitRankConfig(&comm_, size, id, rank, &config));
+    DTRAIN_NCCL_CHECK_ASYNC(ncclCommInitRankConfig(&comm_, size, id, rank, &config));
     wait_ready("ncclCommInitRankConfig");
     DTRAIN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   }
@@ -121,18 +119,19 @@ class NcclBackend final : public Backend {
     DTRAIN_CUDA_CHECK(cudaSetDevice(device_));
     // Order after the caller's compute stream.
     auto ready = make_event();
-    DTRAIN_CUDA_CHECK(cudaEventRecord(ready.get(), caller_));
+    cudaStream_t caller = a.cuda_stream != nullptr ? static_cast<cudaStream_t>(a.cuda_stream) : caller_;
+    DTRAIN_CUDA_CHECK(cudaEventRecord(ready.get(), caller));
     DTRAIN_CUDA_CHECK(cudaStreamWaitEvent(stream_, ready.get(), 0));
 
     std::vector<Tensor> temps;  // kept alive until the work completes
-    DTRAIN_NCCL_CHECK(comm_, ncclGroupStart());
+    DTRAIN_NCCL_CHECK_ASYNC(ncclGroupStart());
     try {
       enqueue(a, temps);
     } catch (...) {
       (void)ncclGroupEnd();
       throw;
     }
-    DTRAIN_NCCL_CHECK(comm_, ncclGroupEnd());
+    DTRAIN_NCCL_CHECK_ASYNC(ncclGroupEnd());
     wait_ready("ncclGroupEnd");
 
     auto done = make_event();
@@ -167,7 +166,7 @@ class NcclBackend final : public Backend {
           const Tensor& in = a.inputs[i];
           const Tensor& out = a.outputs[i];
           if (in.numel() == 0) continue;
-          DTRAIN_NCCL_CHECK(comm_, ncclAllReduce(in.data_ptr(), out.data_ptr(), static_cast<size_t>(in.numel()),
+          DTRAIN_NCCL_CHECK_ASYNC(ncclAllReduce(in.data_ptr(), out.data_ptr(), static_cast<size_t>(in.numel()),
                                                  nccl_dtype(in.dtype()), nccl_op(a.reduce, in.dtype()), comm_,
                                                  stream_));
         }
@@ -176,7 +175,7 @@ class NcclBackend final : public Backend {
         const Tensor& in = a.inputs[0];
         const Tensor& out = a.outputs[0];
         if (out.numel() == 0) break;
-        DTRAIN_NCCL_CHECK(comm_, ncclReduceScatter(in.data_ptr(), out.data_ptr(), static_cast<size_t>(out.numel()),
+        DTRAIN_NCCL_CHECK_ASYNC(ncclReduceScatter(in.data_ptr(), out.data_ptr(), static_cast<size_t>(out.numel()),
                                                    nccl_dtype(in.dtype()), nccl_op(a.reduce, in.dtype()), comm_,
                                                    stream_));
         break;
@@ -184,14 +183,14 @@ class NcclBackend final : public Backend {
       case OpKind::all_gather: {
         const Tensor& in = a.inputs[0];
         if (in.numel() == 0) break;
-        DTRAIN_NCCL_CHECK(comm_, ncclAllGather(in.data_ptr(), a.outputs[0].data_ptr(), static_cast<size_t>(in.numel()),
+        DTRAIN_NCCL_CHECK_ASYNC(ncclAllGather(in.data_ptr(), a.outputs[0].data_ptr(), static_cast<size_t>(in.numel()),
                                                nccl_dtype(in.dtype()), comm_, stream_));
         break;
       }
       case OpKind::broadcast: {
         const Tensor& t = a.outputs[0];
         if (t.numel() == 0) break;
-        DTRAIN_NCCL_CHECK(comm_, ncclBroadcast(t.data_ptr(), t.data_ptr(), static_cast<size_t>(t.numel()),
+        DTRAIN_NCCL_CHECK_ASYNC(ncclBroadcast(t.data_ptr(), t.data_ptr(), static_cast<size_t>(t.numel()),
                                                nccl_dtype(t.dtype()), a.root, comm_, stream_));
         break;
       }
@@ -210,9 +209,9 @@ class NcclBackend final : public Backend {
         const size_t chunk = static_cast<size_t>(in.numel()) / static_cast<size_t>(size_);
         const size_t chunk_bytes = chunk * dtype_size(in.dtype());
         for (int peer = 0; peer < size_; ++peer) {
-          DTRAIN_NCCL_CHECK(comm_, ncclSend(static_cast<const char*>(in.data_ptr()) + peer * chunk_bytes, chunk,
+          DTRAIN_NCCL_CHECK_ASYNC(ncclSend(static_cast<const char*>(in.data_ptr()) + peer * chunk_bytes, chunk,
                                             nccl_dtype(in.dtype()), peer, comm_, stream_));
-          DTRAIN_NCCL_CHECK(comm_, ncclRecv(static_cast<char*>(out.data_ptr()) + peer * chunk_bytes, chunk,
+          DTRAIN_NCCL_CHECK_ASYNC(ncclRecv(static_cast<char*>(out.data_ptr()) + peer * chunk_bytes, chunk,
                                             nccl_dtype(in.dtype()), peer, comm_, stream_));
         }
         break;
@@ -220,14 +219,14 @@ class NcclBackend final : public Backend {
       case OpKind::send: {
         const Tensor& t = a.inputs[0];
         if (t.numel() == 0) break;
-        DTRAIN_NCCL_CHECK(comm_, ncclSend(t.data_ptr(), static_cast<size_t>(t.numel()), nccl_dtype(t.dtype()), a.root,
+        DTRAIN_NCCL_CHECK_ASYNC(ncclSend(t.data_ptr(), static_cast<size_t>(t.numel()), nccl_dtype(t.dtype()), a.root,
                                           comm_, stream_));
         break;
       }
       case OpKind::recv: {
         const Tensor& t = a.outputs[0];
         if (t.numel() == 0) break;
-        DTRAIN_NCCL_CHECK(comm_, ncclRecv(t.data_ptr(), static_cast<size_t>(t.numel()), nccl_dtype(t.dtype()), a.root,
+        DTRAIN_NCCL_CHECK_ASYNC(ncclRecv(t.data_ptr(), static_cast<size_t>(t.numel()), nccl_dtype(t.dtype()), a.root,
                                           comm_, stream_));
         break;
       }
@@ -235,7 +234,7 @@ class NcclBackend final : public Backend {
         // A one-element all-reduce: completes when every rank reached it.
         Tensor scratch = Tensor::zeros({1}, DType::f32, Device::cuda(device_));
         temps.push_back(scratch);
-        DTRAIN_NCCL_CHECK(comm_, ncclAllReduce(scratch.data_ptr(), scratch.data_ptr(), 1, ncclFloat32, ncclSum, comm_,
+        DTRAIN_NCCL_CHECK_ASYNC(ncclAllReduce(scratch.data_ptr(), scratch.data_ptr(), 1, ncclFloat32, ncclSum, comm_,
                                                stream_));
         break;
       }
@@ -253,7 +252,7 @@ class NcclBackend final : public Backend {
     const auto deadline = Clock::now() + timeout_;
     for (;;) {
       ncclResult_t async = ncclSuccess;
-      DTRAIN_NCCL_CHECK(comm_, ncclCommGetAsyncError(comm_, &async));
+      DTRAIN_NCCL_CHECK_ASYNC(ncclCommGetAsyncError(comm_, &async));
       if (async == ncclSuccess) return;
       if (async != ncclInProgress) {
         abort();
