@@ -367,6 +367,19 @@ int cuda_collectives() {
   return bad ? 1 : 0;
 }
 
+// Rendezvous through a FileStore directory instead of TCP.
+int file_store(const std::string& dir) {
+  InitOptions o;
+  o.file_store_path = dir;
+  auto c = init_process_group(o);
+  Tensor t = Tensor::full({5}, c->rank() + 1.0, DType::f32);
+  c->all_reduce(t).wait();
+  const double want = c->size() * (c->size() + 1) / 2.0;
+  std::printf("rank %d: file store all_reduce %s\n", c->rank(), t.item(4) == want ? "passed" : "FAILED");
+  destroy_process_group();
+  return t.item(4) == want ? 0 : 1;
+}
+
 int print_env() {
   for (const char* k : {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
                         "OMP_NUM_THREADS"})
@@ -389,6 +402,7 @@ int main(int argc, char** argv) {
     if (mode == "store-client") return store_client();
     if (mode == "two-hosts") return two_hosts();
     if (mode == "cuda") return cuda_collectives();
+    if (mode == "file-store") return file_store(argc > 2 ? argv[2] : "");
     if (mode == "print-env") return print_env();
     if (mode == "exit") return argc > 2 ? std::atoi(argv[2]) : 0;
     if (mode == "sleep") {

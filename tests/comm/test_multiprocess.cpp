@@ -1,5 +1,6 @@
 // Collectives across real processes on loopback: values, failures, desync.
 #include <catch2/catch.hpp>
+#include <filesystem>
 
 #include "process_util.h"
 #include "test_support.h"
@@ -133,4 +134,17 @@ TEST_CASE("when the store host (rank 0) is killed the others fail naming it", "[
     CHECK(rs[r].seconds < 5 + 5);
     CHECK(rs[r].output.find("rank 0 hosts the store") != std::string::npos);
   }
+}
+
+TEST_CASE("ranks can rendezvous through a FileStore directory", "[comm][multiprocess]") {
+  char dir[] = "/tmp/dtrain_filestore_XXXXXX";
+  REQUIRE(::mkdtemp(dir) != nullptr);
+  auto ranks = start_ranks(3, {"file-store", dir}, {{"DTRAIN_TIMEOUT_S", "20"}});
+  auto rs = wait_all(ranks, 30s);
+  INFO(dump(rs));
+  for (const auto& r : rs) {
+    CHECK(r.exit_code == 0);
+    CHECK(r.output.find("file store all_reduce passed") != std::string::npos);
+  }
+  std::filesystem::remove_all(dir);
 }
