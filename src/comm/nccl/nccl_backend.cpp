@@ -34,7 +34,7 @@ namespace dtrain::comm {
 
 inline void check_nccl_async(ncclResult_t status, const char* stmt, const char* file, int line) {
   if (status != ncclSuccess && status != ncclInProgress)
-    detail::throw_gpu_error("NCCL", stmt, file, line, detail::describe_nccl_error(status));
+    ::dtrain::detail::throw_gpu_error("NCCL", stmt, file, line, ::dtrain::detail::describe_nccl_error(status));
 }
 
 namespace {
