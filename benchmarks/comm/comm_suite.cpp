@@ -2,9 +2,9 @@
 //
 // For each operation and size: one checked run (#wrong = elements that
 // differ from the hand-computable expectation, summed over ranks), then
-// warm-up, then rounds of timed iterations out of place and in place
-// (interleaved with the raw Gloo baseline). time is the mean per iteration
-// of the best round, the max over ranks. algbw = bytes / time; busbw = algbw *
+// warm-up, then rounds x iters timed calls out of place and in place
+// (interleaved with the raw Gloo baseline). time is the median per-call
+// latency, the max over ranks (see the note in run() for why not the mean). algbw = bytes / time; busbw = algbw *
 // factor, with nccl-tests' factors (all_reduce 2(n-1)/n; all_gather,
 // reduce_scatter, all_to_all (n-1)/n; broadcast 1). For all_gather and
 // reduce_scatter, bytes is the whole (gathered / scattered) array.
@@ -141,20 +141,17 @@ class Case {
     return wrong;
   }
 
-  // Mean seconds per call over `iters` calls issued back to back.
-  double time_dtrain(bool in_place, int warmup, int iters) {
-    for (int i = 0; i < warmup; ++i) issue(in_place).wait();
-    c_.barrier().wait();
+  // Seconds for one call, issued and waited for.
+  double once_dtrain(bool in_place) {
     const auto t0 = Clock::now();
-    std::vector<Work> works;
-    for (int i = 0; i < iters; ++i) works.push_back(issue(in_place));
-    for (auto& w : works) w.wait();
-    return std::chrono::duration<double>(Clock::now() - t0).count() / iters;
+    issue(in_place).wait();
+    return std::chrono::duration<double>(Clock::now() - t0).count();
   }
 
   // The same operation on raw Gloo (in place where Gloo allows), on this thread.
-  double time_raw(const std::shared_ptr<gloo::Context>& ctx, int warmup, int iters) {
-    auto once = [&] {
+  double once_raw(const std::shared_ptr<gloo::Context>& ctx) {
+    const auto t0 = Clock::now();
+    {
       auto* in = static_cast<float*>(input_.data_ptr());
       auto* out = static_cast<float*>(output_.data_ptr());
       if (op_ == "all_reduce") {
@@ -178,11 +175,8 @@ class Case {
         o.setOutput(out, static_cast<size_t>(output_.numel()));
         gloo::alltoall(o);
       }
-    };
-    for (int i = 0; i < warmup; ++i) once();
-    const auto t0 = Clock::now();
-    for (int i = 0; i < iters; ++i) once();
-    return std::chrono::duration<double>(Clock::now() - t0).count() / iters;
+    }
+    return std::chrono::duration<double>(Clock::now() - t0).count();
   }
 
  private:
@@ -208,7 +202,7 @@ class CommSuite final : public BenchSuite {
     g->add_option("--step-factor", o_.step_factor, "size multiplier between rows")->check(CLI::Range(1.01, 1024.0));
     g->add_option("--iters", o_.iters, "timed iterations")->check(CLI::Range(1, 100000));
     g->add_option("--warmup", o_.warmup, "warm-up iterations")->check(CLI::Range(0, 100000));
-    g->add_option("--rounds", o_.rounds, "timed rounds of --iters each; the best round is reported")
+    g->add_option("--rounds", o_.rounds, "timed rounds of --iters calls; the median call is reported")
         ->check(CLI::Range(1, 1000));
     g->add_option("--ops", o_.ops, "comma-separated operations");
     g->add_option("--dtype", o_.dtype, "f32, bf16, f16, i32, i64");
@@ -221,7 +215,7 @@ class CommSuite final : public BenchSuite {
     if (common.quick) {
       if (o.max_bytes == "256M") o.max_bytes = "8M";
       if (o.step_factor == 2) o.step_factor = 4;
-      o.iters = std::min(o.iters, 5);
+      o.iters = std::min(o.iters, 7);
       o.warmup = std::min(o.warmup, 2);
       o.rounds = std::min(o.rounds, 3);
     }
@@ -249,7 +243,7 @@ class CommSuite final : public BenchSuite {
     double mem_gbps = 0;
     if (cpu) mem_gbps = memcpy_gbps(common.quick ? (64u << 20) : (256u << 20));
     if (lead) {
-      std::printf("# dtrain-bench --suite comm: %d ranks, %s, %s, best of %d rounds of %d iterations, warm-up %d\n",
+      std::printf("# dtrain-bench --suite comm: %d ranks, %s, %s, median of %d x %d calls, warm-up %d\n",
                   world, device.str().c_str(), o.dtype.c_str(), o.rounds, o.iters, o.warmup);
       if (cpu) std::printf("# memcpy bandwidth of this machine (1 thread, same run): %.2f GB/s\n", mem_gbps);
       std::printf("#\n# %10s %12s %5s %-14s | %10s %8s %8s %6s | %10s %8s %8s %6s%s\n", "size", "count", "type",
@@ -269,23 +263,29 @@ class CommSuite final : public BenchSuite {
         if (cs.count() == 0) continue;
         Tensor wrong = Tensor::full({1}, static_cast<double>(cs.check()), DType::i64);
         comm->all_reduce(wrong).wait();
-        // Interleaved rounds (dtrain out of place, in place, raw Gloo); the
-        // best round of each is kept, which filters the noise of a shared
-        // machine and treats dtrain and its baseline alike.
+        // Calls are timed one by one, interleaved (dtrain out of place, in
+        // place, raw Gloo), and the median is kept: these machines are shared,
+        // and a median of interleaved samples treats dtrain and its baseline
+        // alike while ignoring the scheduler's multi-millisecond stalls.
         const bool has_raw = raw && op != "reduce_scatter";  // Gloo has no plain reduce-scatter to compare
-        double best[3] = {1e30, 1e30, 1e30};
-        for (int in_place = 0; in_place < 2; ++in_place) cs.time_dtrain(in_place == 1, o.warmup, 1);
-        if (has_raw) cs.time_raw(raw_ctx, o.warmup, 1);
-        for (int round = 0; round < o.rounds; ++round) {
-          for (int in_place = 0; in_place < 2; ++in_place)
-            best[in_place] = std::min(best[in_place], cs.time_dtrain(in_place == 1, 0, o.iters));
-          if (has_raw) {
-            comm->barrier().wait();
-            best[2] = std::min(best[2], cs.time_raw(raw_ctx, 0, o.iters));
-          }
+        const int variants = has_raw ? 3 : 2;
+        for (int i = 0; i < o.warmup; ++i) {
+          cs.once_dtrain(false);
+          cs.once_dtrain(true);
+          if (has_raw) cs.once_raw(raw_ctx);
         }
-        Tensor times = Tensor::from_vector({static_cast<float>(best[0]), static_cast<float>(best[1]),
-                                            static_cast<float>(best[2])}, {3});
+        comm->barrier().wait();
+        std::vector<double> samples[3];
+        for (int i = 0; i < o.rounds * o.iters; ++i) {
+          for (int v = 0; v < variants; ++v) samples[v].push_back(v < 2 ? cs.once_dtrain(v == 1) : cs.once_raw(raw_ctx));
+        }
+        std::vector<float> medians(3, 0.0f);
+        for (int v = 0; v < variants; ++v) {
+          auto& x = samples[v];
+          std::nth_element(x.begin(), x.begin() + x.size() / 2, x.end());
+          medians[v] = static_cast<float>(x[x.size() / 2]);
+        }
+        Tensor times = Tensor::from_vector(medians, {3});
         comm->all_reduce(times, ReduceOp::max).wait();  // the slowest rank sets the pace
         const double t[2] = {times.item(0), times.item(1)};
         const double raw_t = has_raw ? times.item(2) : 0.0;
