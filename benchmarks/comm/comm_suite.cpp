@@ -224,6 +224,7 @@ class CommSuite final : public BenchSuite {
     const DType dtype = dtype_from_name(o.dtype);
     const JobEnv env = job_env_from_environment();
     const Device device = o.device == "cuda" ? Device::cuda(env.local_rank) : Device::parse(o.device);
+    check_device_available(device);
     const bool cpu = device.is_cpu();
     const bool raw = cpu && !o.no_raw && dtype == DType::f32;
     const bool lead = rank == 0;
