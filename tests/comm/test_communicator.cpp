@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <thread>
 
 #include "dtrain/comm.h"
 
@@ -65,4 +66,30 @@ TEST_CASE("Work handles: async completion, sequence numbers, default Work", "[co
   REQUIRE(sub != nullptr);
   CHECK(sub->size() == 1);
   sub->all_reduce(t).wait();
+}
+
+TEST_CASE("Work::wait(timeout) throws while a peer has not joined, then completes", "[comm][communicator]") {
+  // Two ranks in one process, each with its own communicator over one FileStore.
+  const auto dir = std::filesystem::temp_directory_path() / ("dtrain_pair_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  auto store = std::make_shared<FileStore>(dir.string(), 10s);
+  CommOptions o;
+  o.timeout = 10s;
+  std::shared_ptr<Communicator> c1;
+  std::thread peer([&] { c1 = std::make_shared<Communicator>(store, 1, 2, o); });
+  auto c0 = std::make_shared<Communicator>(store, 0, 2, o);
+  peer.join();
+  Tensor a = Tensor::full({4}, 1.0, DType::i32);
+  Tensor b = Tensor::full({4}, 2.0, DType::i32);
+  Work w0 = c0->all_reduce(a);
+  CHECK_THROWS_WITH(w0.wait(100ms), Catch::Contains("all_reduce #1") && Catch::Contains("did not finish within 100 ms"));
+  CHECK_FALSE(w0.is_completed());
+  Work w1 = c1->all_reduce(b);
+  w0.wait();
+  w1.wait();
+  CHECK(a.item(3) == 3);
+  CHECK(b.item(0) == 3);
+  c0.reset();
+  c1.reset();
+  std::filesystem::remove_all(dir);
 }
