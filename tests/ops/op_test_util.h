@@ -19,6 +19,7 @@
 
 #include "dtrain/ops.h"
 #include "dtrain/tensor.h"
+#include "ops/cpu/isa.h"
 #include "test_support.h"
 
 namespace dtrain::testing {
@@ -98,11 +99,30 @@ void check_error(F&& f, std::initializer_list<std::string> parts) {
   CHECK(thrown);
 }
 
-// A tensor that claims to live on cuda:0 (never dereferenced: validation must
-// reject the call before any backend runs).
+// A tensor that claims to live on cuda:0, over host memory of its own (so two
+// of them never overlap). Never dereferenced: validation rejects the call, or
+// (in builds without CUDA) the dispatch throws, before any backend runs.
 inline Tensor fake_cuda(const Shape& shape, DType dtype = DType::f32) {
-  static std::vector<char> backing(1 << 16);
-  return Tensor::from_blob(backing.data(), shape, dtype, Device::cuda(0));
+  auto* backing = new char[static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype) + 1];
+  return Tensor::from_blob(backing, shape, dtype, Device::cuda(0), [](void* p) { delete[] static_cast<char*>(p); });
 }
+
+// The CPU kernel sets this machine can run (AVX2 always; AVX-512 where present).
+inline std::vector<cpu::Isa> cpu_isas() {
+  std::vector<cpu::Isa> isas{cpu::Isa::avx2};
+  if (cpu::avx512_available()) isas.push_back(cpu::Isa::avx512);
+  return isas;
+}
+
+// Runs the CPU backend with one kernel set for a scope, then the best again.
+class IsaScope {
+ public:
+  explicit IsaScope(cpu::Isa isa) { cpu::force_isa(isa); }
+  ~IsaScope() { cpu::force_isa(cpu::Isa::avx512); }
+  IsaScope(const IsaScope&) = delete;
+  IsaScope& operator=(const IsaScope&) = delete;
+};
+
+inline const char* isa_name(cpu::Isa isa) { return isa == cpu::Isa::avx2 ? "avx2" : "avx512"; }
 
 }  // namespace dtrain::testing
