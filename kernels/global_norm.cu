@@ -62,7 +62,7 @@ void global_norm_squared(Tensor& out, const std::vector<Tensor>& tensors) {
   const NormEntry* device_table = cache->upload(ctx, table);
   Tensor partial = ctx.scratch({blocks});
   norm_partial_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, ctx.stream()>>>(ptr<float>(partial), device_table,
-                                                                                     static_cast<int>(table.size()));
+                                                                                    static_cast<int>(table.size()));
   DTRAIN_LAUNCH_CHECK();
   norm_finish_kernel<<<1, 1024, 0, ctx.stream()>>>(ptr<float>(out), ptr<float>(partial), blocks);
   DTRAIN_LAUNCH_CHECK();

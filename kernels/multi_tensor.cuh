@@ -21,10 +21,14 @@ namespace dtrain::cuda {
 enum : int { kTypeF32 = 0, kTypeBF16 = 1, kTypeF16 = 2 };
 inline int type_code(DType dtype) {
   switch (dtype) {
-    case DType::f32: return kTypeF32;
-    case DType::bf16: return kTypeBF16;
-    case DType::f16: return kTypeF16;
-    default: break;
+    case DType::f32:
+      return kTypeF32;
+    case DType::bf16:
+      return kTypeBF16;
+    case DType::f16:
+      return kTypeF16;
+    default:
+      break;
   }
   DTRAIN_THROW("multi-tensor op: dtype ", dtype_name(dtype), " is not supported (f32, bf16, f16 are)");
 }
@@ -68,12 +72,13 @@ class DeviceTableCache {
     std::lock_guard<std::mutex> lock(mutex_);
     Slot& slot = slots_[{ctx.device().index(), ctx.stream()}];
     if (slot.host.size() != nbytes || std::memcmp(slot.host.data(), table.data(), nbytes) != 0) {
-      slot.host.assign(reinterpret_cast<const char*>(table.data()), reinterpret_cast<const char*>(table.data()) + nbytes);
+      slot.host.assign(reinterpret_cast<const char*>(table.data()),
+                       reinterpret_cast<const char*>(table.data()) + nbytes);
       // A fresh block: the previous table may still be read by queued kernels.
       slot.device = ctx.scratch({static_cast<int64_t>(nbytes)}, DType::u8);
       // From pageable memory: returns once the bytes are staged, so `table` may go.
-      DTRAIN_CUDA_CHECK(cudaMemcpyAsync(slot.device.data_ptr(), table.data(), nbytes, cudaMemcpyHostToDevice,
-                                        ctx.stream()));
+      DTRAIN_CUDA_CHECK(
+          cudaMemcpyAsync(slot.device.data_ptr(), table.data(), nbytes, cudaMemcpyHostToDevice, ctx.stream()));
     }
     return static_cast<const Entry*>(slot.device.data_ptr());
   }

@@ -1,7 +1,6 @@
 // The stream-ordered caching allocator: its logic with a fake backend (runs
 // everywhere), then the real CUDA allocator (skips without a GPU).
 #include <catch2/catch.hpp>
-
 #include <cstdlib>
 #include <set>
 #include <vector>
