@@ -1,5 +1,5 @@
 // Internal: helpers for ops that process many tensors in one launch (AdamW,
-// global norm): a device-side table of per-tensor entries, each owning a
+// global norm, non-finite check): a device-side table of per-tensor entries, each owning a
 // contiguous range of blocks, and a block -> entry lookup.
 //
 // The table is uploaded once and reused while the caller passes the same
@@ -60,6 +60,29 @@ __device__ __forceinline__ int find_entry(const Entry* table, int count, int64_t
     }
   }
   return lo;
+}
+
+// Entry for ops that only read their tensors (global norm, non-finite check).
+struct ReadEntry {
+  const void* data;
+  int64_t n;
+  int64_t first_block;
+  int type;
+  int unused;  // no implicit padding: the table cache compares bytes
+};
+static_assert(sizeof(ReadEntry) == 32, "ReadEntry must have no padding bytes");
+
+// One entry per non-empty tensor, each owning ceil(numel / chunk) blocks; the
+// total block count goes to `blocks`.
+inline std::vector<ReadEntry> read_table(const std::vector<Tensor>& tensors, int64_t chunk, int64_t& blocks) {
+  std::vector<ReadEntry> table;
+  blocks = 0;
+  for (const Tensor& t : tensors) {
+    if (t.numel() == 0) continue;
+    table.push_back(ReadEntry{t.data_ptr(), t.numel(), blocks, type_code(t.dtype()), 0});
+    blocks += (t.numel() + chunk - 1) / chunk;
+  }
+  return table;
 }
 
 // Keeps the last table uploaded per (device, stream); returns its device copy.
