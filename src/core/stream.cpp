@@ -65,6 +65,17 @@ std::vector<void*>& thread_current() {
   return current;
 }
 
+// Result of cudaStreamQuery / cudaEventQuery: not ready is an answer, not an
+// error, so it is cleared from the thread's last-error slot; others throw.
+bool query_done(cudaError_t status) {
+  if (status == cudaErrorNotReady) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  DTRAIN_CUDA_CHECK(status);
+  return true;
+}
+
 }  // namespace
 #endif  // DTRAIN_WITH_CUDA
 
@@ -99,14 +110,10 @@ void Stream::synchronize() const {
 bool Stream::query() const {
 #ifdef DTRAIN_WITH_CUDA
   if (handle_ == nullptr) return true;
-  const cudaError_t status = cudaStreamQuery(static_cast<cudaStream_t>(handle_));
-  if (status == cudaErrorNotReady) {
-    (void)cudaGetLastError();
-    return false;
-  }
-  DTRAIN_CUDA_CHECK(status);
-#endif
+  return query_done(cudaStreamQuery(static_cast<cudaStream_t>(handle_)));
+#else
   return true;
+#endif
 }
 
 void Stream::wait(const Event& event) const {
@@ -204,14 +211,10 @@ void Event::synchronize() const {
 bool Event::query() const {
 #ifdef DTRAIN_WITH_CUDA
   if (state_->handle == nullptr) return true;
-  const cudaError_t status = cudaEventQuery(static_cast<cudaEvent_t>(state_->handle));
-  if (status == cudaErrorNotReady) {
-    (void)cudaGetLastError();
-    return false;
-  }
-  DTRAIN_CUDA_CHECK(status);
-#endif
+  return query_done(cudaEventQuery(static_cast<cudaEvent_t>(state_->handle)));
+#else
   return true;
+#endif
 }
 
 float Event::elapsed_ms(const Event& end) const {
