@@ -226,7 +226,8 @@ void bench_memory(int64_t n, const std::vector<int>& thread_counts, double min_s
 
 }  // namespace
 
-int main(int argc, char** argv) {
+// Only option setup runs outside the try below; what it can throw (bad_alloc) may end the program.
+int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   CLI::App app{"CPU op benchmark: GEMM vs OpenBLAS and FMA peak, memory-bound ops vs memcpy"};
   bool quick = false;
   std::string metrics_out;

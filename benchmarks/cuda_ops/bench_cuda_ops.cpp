@@ -276,7 +276,8 @@ void bench_attention(Bench& b, json& summary) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+// Only option setup runs outside the try below; what it can throw (bad_alloc) may end the program.
+int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   CLI::App app{"bench_cuda_ops: CUDA op set vs cuBLAS and copy bandwidth, measured in the same run"};
   Options opt;
   app.add_flag("--quick", opt.quick, "smaller shapes and fewer iterations (about 20 s)");
