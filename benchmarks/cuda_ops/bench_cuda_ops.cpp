@@ -232,6 +232,7 @@ void bench_memory(Bench& b, double copy, json& summary) {
     ops::AdamWConfig config;
     memory_result(b, "adamw", elems * 28, b.time_ms([&] { ops::adamw_step(list, config); }), copy, ratios);
     std::vector<Tensor> grads;
+    grads.reserve(list.size());
     for (auto& t : list) grads.push_back(t.grad);
     Tensor norm = Tensor::empty({1}, DType::f32, b.gpu());
     memory_result(b, "global_norm", elems * 2, b.time_ms([&] { ops::global_norm_squared(norm, grads); }), copy, ratios);
