@@ -759,7 +759,8 @@ std::shared_ptr<Communicator> Communicator::split(int color, int key) {
 }
 
 #ifndef DTRAIN_WITH_CUDA
-std::unique_ptr<Backend> make_nccl_backend(std::shared_ptr<Store>, int, int, int, void*, std::chrono::milliseconds) {
+std::unique_ptr<Backend> make_nccl_backend(const std::shared_ptr<Store>&, int, int, int, void*,
+                                           std::chrono::milliseconds) {
   DTRAIN_THROW("CUDA tensors need the NCCL backend, but dtrain was built without CUDA");
 }
 #endif

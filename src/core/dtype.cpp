@@ -6,20 +6,17 @@ namespace dtrain {
 
 size_t dtype_size(DType dtype) {
   switch (dtype) {
-    case DType::f32:
-      return 4;
+    case DType::u8:
+      return 1;
     case DType::bf16:
-      return 2;
     case DType::f16:
+    case DType::u16:
       return 2;
+    case DType::f32:
     case DType::i32:
       return 4;
     case DType::i64:
       return 8;
-    case DType::u8:
-      return 1;
-    case DType::u16:
-      return 2;
   }
   DTRAIN_THROW("unknown dtype code ", static_cast<int>(dtype));
 }
