@@ -121,6 +121,7 @@ TEST_CASE("BlockCache: a repeated step reaches the backend only in its first ite
   const std::vector<size_t> step_sizes = {4096, 123457, 3 << 20, 77, 4096, 50 << 20, 1};
   for (int step = 0; step < 5; ++step) {
     std::vector<std::pair<void*, size_t>> live;
+    live.reserve(step_sizes.size());
     for (size_t n : step_sizes) live.emplace_back(cache.allocate(n), n);
     for (auto& [p, n] : live) cache.deallocate(p, n);
     CHECK(backend.allocs == static_cast<int>(step_sizes.size()));

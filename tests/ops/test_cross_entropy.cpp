@@ -43,7 +43,8 @@ TEST_CASE("softmax_cross_entropy losses and gradient match a reference", "[ops][
         // d(sum_r losses[r] * grad_scale) / d logits
         if (n * v <= 200) {
           const Vec w(static_cast<size_t>(n), grad_scale);
-          const Vec fd = fd_grad([&](const Vec& x) { return ref_losses(x, targets, v, -100); }, logits, w);
+          // v by copy: C++17 lambdas cannot capture a structured binding (clang rejects it).
+          const Vec fd = fd_grad([&, v = v](const Vec& x) { return ref_losses(x, targets, v, -100); }, logits, w);
           CHECK(scaled_error(to_vec(dlogits), fd) < 1e-5);
         } else {
           // Analytic reference: (softmax - onehot) * grad_scale, 0 on ignored rows.

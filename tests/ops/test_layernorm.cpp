@@ -68,7 +68,8 @@ TEST_CASE("layernorm_backward matches finite differences and accumulates", "[ops
     ops::layernorm(out, mean, rstd, xt, wt, from_vec(b, {ch}), 1e-5f);
     Tensor dx = from_vec(dx0, xs), dw = from_vec(dw0, {ch}), db = from_vec(db0, {ch});
     ops::layernorm_backward(dx, dw, db, from_vec(dout, xs), xt, wt, mean, rstd);
-    const auto f = [&](const Vec& xv, const Vec& wv, const Vec& bv) {
+    // ch by copy: C++17 lambdas cannot capture a structured binding (clang rejects it).
+    const auto f = [&, ch = ch](const Vec& xv, const Vec& wv, const Vec& bv) {
       return ref_layernorm(xv, wv, bv, rows, ch, 1e-5);
     };
     CHECK(scaled_error(sub(to_vec(dx), dx0), fd_grad([&](const Vec& v) { return f(v, w, b); }, x, dout)) < 1e-4);
