@@ -21,6 +21,21 @@
 namespace dtrain::cuda {
 namespace {
 
+// Index in a [parts][B, NH, T, hs] layout of element i of a [B, T, parts, NH, hs] tensor.
+__device__ __forceinline__ int64_t head_major_index(int64_t i, int64_t B, int64_t T_len, int64_t NH, int64_t hs,
+                                                    int parts) {
+  int64_t r = i;
+  const int64_t d = r % hs;
+  r /= hs;
+  const int64_t h = r % NH;
+  r /= NH;
+  const int64_t s = r % parts;
+  r /= parts;
+  const int64_t t = r % T_len;
+  const int64_t b = r / T_len;
+  return s * (B * NH * T_len * hs) + ((b * NH + h) * T_len + t) * hs + d;
+}
+
 // src [B, T, parts, NH, hs] -> dst [parts][B, NH, T, hs] (parts = 3 for qkv, 1 for dout)
 template <typename T>
 __global__ void permute_heads_kernel(T* dst, const T* src, int64_t B, int64_t T_len, int64_t NH, int64_t hs,
@@ -28,16 +43,7 @@ __global__ void permute_heads_kernel(T* dst, const T* src, int64_t B, int64_t T_
   const int64_t total = B * T_len * parts * NH * hs;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total; i += stride) {
-    int64_t r = i;
-    const int64_t d = r % hs;
-    r /= hs;
-    const int64_t h = r % NH;
-    r /= NH;
-    const int64_t s = r % parts;
-    r /= parts;
-    const int64_t t = r % T_len;
-    const int64_t b = r / T_len;
-    dst[s * (B * NH * T_len * hs) + ((b * NH + h) * T_len + t) * hs + d] = src[i];
+    dst[head_major_index(i, B, T_len, NH, hs, parts)] = src[i];
   }
 }
 
@@ -50,16 +56,7 @@ __global__ void unpermute_kernel(T* out, const float* src, int64_t B, int64_t T_
   const int64_t total = B * T_len * parts * NH * hs;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total; i += stride) {
-    int64_t r = i;
-    const int64_t d = r % hs;
-    r /= hs;
-    const int64_t h = r % NH;
-    r /= NH;
-    const int64_t s = r % parts;
-    r /= parts;
-    const int64_t t = r % T_len;
-    const int64_t b = r / T_len;
-    const float v = src[s * (B * NH * T_len * hs) + ((b * NH + h) * T_len + t) * hs + d];
+    const float v = src[head_major_index(i, B, T_len, NH, hs, parts)];
     out[i] = store<T>(accumulate ? load(out[i]) + v : v);
   }
 }
