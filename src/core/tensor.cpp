@@ -6,7 +6,9 @@
 #include "dtrain/allocator.h"
 
 #ifdef DTRAIN_WITH_CUDA
+#include "core/cuda_caching_allocator.h"
 #include "core/cuda_check.h"
+#include "dtrain/stream.h"
 #endif
 
 namespace dtrain {
@@ -152,10 +154,19 @@ Tensor& Tensor::copy_(const Tensor& src) {
     return *this;
   }
 #ifdef DTRAIN_WITH_CUDA
-  const cudaMemcpyKind kind = is_cpu()       ? cudaMemcpyDeviceToHost
-                              : src.is_cpu() ? cudaMemcpyHostToDevice
-                                             : cudaMemcpyDeviceToDevice;
-  DTRAIN_CUDA_CHECK(cudaMemcpy(data_ptr(), src.data_ptr(), nbytes(), kind));
+  // Copies run on the current stream of the CUDA side, in order with the ops
+  // queued there. A copy that involves the host, or two devices, waits for
+  // its stream before returning, so the caller may read or reuse host memory
+  // (and either device block) at once; device-to-device copies on one device
+  // stay asynchronous.
+  const Device cuda_device = is_cuda() ? device() : src.device();
+  CudaDeviceGuard guard(cuda_device.index());
+  const Stream stream = current_stream(cuda_device);
+  const auto native = static_cast<cudaStream_t>(stream.native_handle());
+  const bool cross_device = is_cuda() && src.is_cuda() && device() != src.device();
+  if (cross_device) stream.wait(current_stream(src.device()));  // src's producer work first
+  DTRAIN_CUDA_CHECK(cudaMemcpyAsync(data_ptr(), src.data_ptr(), nbytes(), cudaMemcpyDefault, native));
+  if (is_cpu() || src.is_cpu() || cross_device) stream.synchronize();
   return *this;
 #else
   DTRAIN_THROW("copy_ between ", src.device().str(), " and ", device().str(), " needs a CUDA build");
@@ -169,7 +180,8 @@ Tensor& Tensor::zero_() {
     return *this;
   }
 #ifdef DTRAIN_WITH_CUDA
-  DTRAIN_CUDA_CHECK(cudaMemset(data_ptr(), 0, nbytes()));
+  CudaDeviceGuard guard(device().index());
+  DTRAIN_CUDA_CHECK(cudaMemsetAsync(data_ptr(), 0, nbytes(), static_cast<cudaStream_t>(current_stream(device()).native_handle())));
   return *this;
 #else
   DTRAIN_THROW("zero_ on ", device().str(), " needs a CUDA build");

@@ -1,0 +1,202 @@
+// cuBLASLt GEMM with cached plans (see gemm.cuh).
+//
+// cuBLASLt is column-major. A row-major matrix X[r, c] is the column-major
+// X^T (c x r, leading dimension c), so the row-major product
+// out = op(a) @ op(b) is computed as the column-major out^T = op(b)^T @ op(a)^T:
+// cuBLAS "A" is our b, cuBLAS "B" is our a, and m/n swap.
+#include "gemm.cuh"
+
+#include <cublasLt.h>
+
+#include <array>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include "common.cuh"
+
+namespace dtrain::cuda {
+namespace {
+
+constexpr size_t kWorkspaceBytes = size_t{32} << 20;  // what NVIDIA suggests for Hopper
+
+cudaDataType_t cuda_type(DType dtype) {
+  switch (dtype) {
+    case DType::f32: return CUDA_R_32F;
+    case DType::bf16: return CUDA_R_16BF;
+    case DType::f16: return CUDA_R_16F;
+    default: break;
+  }
+  DTRAIN_THROW("cuda gemm: dtype ", dtype_name(dtype), " is not supported (f32, bf16, f16 are)");
+}
+
+bool allow_tf32() {
+  static const bool allow = [] {
+    const char* v = std::getenv("DTRAIN_ALLOW_TF32");
+    return v != nullptr && std::strcmp(v, "1") == 0;
+  }();
+  return allow;
+}
+
+// Largest power of two (<= 256) dividing every address the GEMM touches.
+int64_t alignment_of(const void* p, int64_t stride_elems, size_t elem_size, int64_t batch) {
+  uint64_t bits = reinterpret_cast<uintptr_t>(p) | 256u;
+  if (batch > 1 && stride_elems != 0) bits |= static_cast<uint64_t>(stride_elems) * elem_size;
+  return static_cast<int64_t>(bits & (~bits + 1));
+}
+
+// Everything that selects a plan.
+using PlanKey = std::array<int64_t, 17>;
+
+struct Plan {
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+  std::mutex mutex;  // the bias pointer is set on the shared descriptor per call
+  ~Plan() {
+    if (a) cublasLtMatrixLayoutDestroy(a);
+    if (b) cublasLtMatrixLayoutDestroy(b);
+    if (c) cublasLtMatrixLayoutDestroy(c);
+    if (desc) cublasLtMatmulDescDestroy(desc);
+  }
+};
+
+struct DeviceGemmState {
+  cublasLtHandle_t handle = nullptr;
+  std::map<PlanKey, std::unique_ptr<Plan>> plans;
+  std::map<cudaStream_t, void*> workspaces;
+};
+
+std::mutex& state_mutex() {
+  static std::mutex m;
+  return m;
+}
+
+// Per device; leaked on purpose (handles must outlive static tensors' last ops).
+DeviceGemmState& state_for(int device) {
+  static auto* states = new std::map<int, DeviceGemmState>();
+  DeviceGemmState& s = (*states)[device];
+  if (s.handle == nullptr) DTRAIN_CUBLAS_CHECK(cublasLtCreate(&s.handle));
+  return s;
+}
+
+cublasLtMatrixLayout_t make_layout(cudaDataType_t type, int64_t rows, int64_t cols, int64_t ld, int64_t batch,
+                                   int64_t stride) {
+  cublasLtMatrixLayout_t layout = nullptr;
+  DTRAIN_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&layout, type, static_cast<uint64_t>(rows),
+                                                 static_cast<uint64_t>(cols), ld));
+  if (batch > 1) {
+    const int32_t count = static_cast<int32_t>(batch);
+    DTRAIN_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count,
+                                                         sizeof(count)));
+    DTRAIN_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET,
+                                                         &stride, sizeof(stride)));
+  }
+  return layout;
+}
+
+std::unique_ptr<Plan> make_plan(cublasLtHandle_t handle, const GemmArgs& g, int64_t align_a, int64_t align_b,
+                                int64_t align_c) {
+  auto plan = std::make_unique<Plan>();
+  const cublasComputeType_t compute =
+      g.in_type == DType::f32 && allow_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  DTRAIN_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan->desc, compute, CUDA_R_32F));
+  // Column-major view: cuBLAS A = our b, cuBLAS B = our a (see the file comment).
+  const cublasOperation_t op_a = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_b = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  DTRAIN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof(op_a)));
+  DTRAIN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)));
+  if (g.bias != nullptr) {
+    const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
+    DTRAIN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue,
+                                                       sizeof(epilogue)));
+    const cudaDataType_t bias_type = cuda_type(g.out_type);
+    DTRAIN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type,
+                                                       sizeof(bias_type)));
+  }
+  const int64_t M = g.m, N = g.n, K = g.k;
+  const cudaDataType_t in = cuda_type(g.in_type), out = cuda_type(g.out_type);
+  // cuBLAS A (our b): stored N x K (ld N) when not transposed, K x N (ld K) when transposed.
+  plan->a = g.trans_b ? make_layout(in, K, N, K, g.batch, g.stride_b) : make_layout(in, N, K, N, g.batch, g.stride_b);
+  // cuBLAS B (our a): stored K x M (ld K), or M x K (ld M) when transposed.
+  plan->b = g.trans_a ? make_layout(in, M, K, M, g.batch, g.stride_a) : make_layout(in, K, M, K, g.batch, g.stride_a);
+  plan->c = make_layout(out, N, M, N, g.batch, g.stride_out);
+
+  cublasLtMatmulPreference_t pref = nullptr;
+  DTRAIN_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  struct PrefGuard {
+    cublasLtMatmulPreference_t p;
+    ~PrefGuard() { cublasLtMatmulPreferenceDestroy(p); }
+  } pref_guard{pref};
+  const uint64_t workspace = kWorkspaceBytes;
+  DTRAIN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                           &workspace, sizeof(workspace)));
+  const uint32_t al_a = static_cast<uint32_t>(align_b), al_b = static_cast<uint32_t>(align_a),
+                 al_c = static_cast<uint32_t>(align_c);
+  DTRAIN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a,
+                                                           sizeof(al_a)));
+  DTRAIN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b,
+                                                           sizeof(al_b)));
+  DTRAIN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c,
+                                                           sizeof(al_c)));
+  DTRAIN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c,
+                                                           sizeof(al_c)));
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  DTRAIN_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(handle, plan->desc, plan->a, plan->b, plan->c, plan->c, pref, 1,
+                                                     &result, &found));
+  DTRAIN_CHECK(found > 0, "cuBLASLt has no algorithm for a ", dtype_name(g.in_type), " GEMM M=", M, " N=", N,
+               " K=", K, " batch=", g.batch, " trans_a=", g.trans_a, " trans_b=", g.trans_b,
+               (g.bias ? " with bias" : ""), "; try f32 or sizes that are multiples of 8");
+  plan->algo = result.algo;
+  return plan;
+}
+
+}  // namespace
+
+void gemm(const GemmArgs& g, cudaStream_t stream, int device) {
+  if (g.m == 0 || g.n == 0 || g.batch == 0) return;
+  const size_t in_size = dtype_size(g.in_type), out_size = dtype_size(g.out_type);
+  if (g.k == 0) {
+    // Empty inner dimension (cuBLAS may reject it): the product is zero.
+    if (g.beta == 1.0f && g.bias == nullptr) return;
+    DTRAIN_CHECK(g.bias == nullptr && g.beta == 0.0f,
+                 "cuda gemm: K == 0 is only supported with beta 0 or 1 and no bias");
+    for (int64_t i = 0; i < g.batch; ++i) {
+      DTRAIN_CUDA_CHECK(cudaMemsetAsync(static_cast<char*>(g.out) + i * g.stride_out * out_size, 0,
+                                        static_cast<size_t>(g.m * g.n) * out_size, stream));
+    }
+    return;
+  }
+  const int64_t align_a = alignment_of(g.a, g.stride_a, in_size, g.batch);
+  const int64_t align_b = alignment_of(g.b, g.stride_b, in_size, g.batch);
+  const int64_t align_c = alignment_of(g.out, g.stride_out, out_size, g.batch);
+  const PlanKey key{static_cast<int64_t>(g.in_type), static_cast<int64_t>(g.out_type), g.trans_a, g.trans_b,
+                    g.m, g.n, g.k, g.batch, g.stride_a, g.stride_b, g.stride_out, g.bias != nullptr,
+                    align_a, align_b, align_c, allow_tf32(), 0};
+  Plan* plan = nullptr;
+  cublasLtHandle_t handle = nullptr;
+  void* workspace = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(state_mutex());
+    DeviceGemmState& s = state_for(device);
+    handle = s.handle;
+    auto& slot = s.plans[key];
+    if (!slot) slot = make_plan(s.handle, g, align_a, align_b, align_c);
+    plan = slot.get();
+    void*& ws = s.workspaces[stream];
+    if (ws == nullptr) DTRAIN_CUDA_CHECK(cudaMalloc(&ws, kWorkspaceBytes));  // once per stream, never freed
+    workspace = ws;
+  }
+  std::lock_guard<std::mutex> lock(plan->mutex);
+  if (g.bias != nullptr) {
+    DTRAIN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias,
+                                                       sizeof(g.bias)));
+  }
+  DTRAIN_CUBLAS_CHECK(cublasLtMatmul(handle, plan->desc, &g.alpha, g.b, plan->a, g.a, plan->b, &g.beta, g.out,
+                                     plan->c, g.out, plan->c, &plan->algo, workspace, kWorkspaceBytes, stream));
+}
+
+}  // namespace dtrain::cuda

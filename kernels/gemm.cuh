@@ -1,0 +1,42 @@
+// Internal: one GEMM entry point over cuBLASLt for every op that multiplies
+// matrices (matmul, linear, the straightforward attention).
+//
+// Row-major: out[M, N] = alpha * op(a) @ op(b) (+ bias[N] broadcast over rows)
+//                        + beta * out,
+// op(x) = x or x^T; a is [M, K] ([K, M] when trans_a), b is [K, N] ([N, K] when
+// trans_b); `batch` problems with element strides between them (stride 0
+// repeats one matrix). a and b share a dtype; out is that dtype or f32.
+// Accumulation and scaling are f32 (TF32 for f32 inputs only when the
+// environment sets DTRAIN_ALLOW_TF32=1).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "dtrain/dtype.h"
+
+namespace dtrain::cuda {
+
+struct GemmArgs {
+  const void* a = nullptr;
+  const void* b = nullptr;
+  void* out = nullptr;
+  const void* bias = nullptr;  // optional, out's dtype, length n
+  DType in_type = DType::f32;
+  DType out_type = DType::f32;
+  bool trans_a = false;
+  bool trans_b = false;
+  int64_t m = 0, n = 0, k = 0;
+  int64_t batch = 1;
+  int64_t stride_a = 0, stride_b = 0, stride_out = 0;  // elements between batch entries
+  float alpha = 1.0f;
+  float beta = 0.0f;
+};
+
+// Queues the GEMM on `stream` (device `device` must be current). The
+// descriptors and the heuristic's algorithm are cached per shape, dtype,
+// alignment and epilogue; the workspace (32 MiB) is allocated once per stream.
+void gemm(const GemmArgs& args, cudaStream_t stream, int device);
+
+}  // namespace dtrain::cuda
