@@ -38,6 +38,8 @@ void add_options(CLI::App& app, TrainOptions& o) {
   app.add_option("--val-data", o.val_data, "held-out text file or shards");
   app.add_option("--digits", o.addition_digits, "operand digits of the built-in additions")->capture_default_str();
   app.add_option("--eval-every", o.eval_every, "evaluate every N steps (0: at the end only)")->capture_default_str();
+  app.add_option("--eval-problems", o.eval_problems, "held-out sums scored per evaluation")->capture_default_str();
+  app.add_option("--eval-batches", o.eval_batches, "validation batches per evaluation")->capture_default_str();
   app.add_option("--metrics-out", o.metrics_out, "write JSON Lines metrics to this file");
   app.add_option("--sample-tokens", o.sample_tokens, "tokens to sample at the end (0: none)")->capture_default_str();
   app.add_option("--temperature", o.temperature, "sampling temperature (0: greedy)")->capture_default_str();
