@@ -1,0 +1,321 @@
+// dtrain-run: starts the local ranks of a job with torchrun's environment.
+//
+//   dtrain-run --nproc-per-node N [--nnodes M --node-rank R --master-addr A --master-port P] PROG ARGS...
+//
+// Each rank gets RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR,
+// MASTER_PORT, OMP_NUM_THREADS (cores / local ranks unless already set) and,
+// for single-node jobs without one, a fresh random DTRAIN_AUTH_TOKEN. Output
+// lines are prefixed with "[rank N] ". SIGINT/SIGTERM are forwarded. When a
+// rank fails, the others get SIGTERM, then SIGKILL after --grace-s, and
+// dtrain-run exits with the failed rank's code (128 + signal if killed).
+//
+// Each rank runs in its own process group (so a terminal's Ctrl-C reaches
+// the ranks once, through this launcher) and dies with the launcher
+// (PR_SET_PDEATHSIG), so no rank outlives a killed launcher.
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int g_signal_pipe[2] = {-1, -1};
+
+void on_signal(int sig) {
+  const unsigned char s = static_cast<unsigned char>(sig);
+  const int saved = errno;
+  [[maybe_unused]] ssize_t n = ::write(g_signal_pipe[1], &s, 1);
+  errno = saved;
+}
+
+struct Rank {
+  int global_rank = 0;
+  pid_t pid = -1;
+  int out_fd = -1;  // child's stdout
+  int err_fd = -1;  // child's stderr
+  std::string out_partial, err_partial;
+  bool exited = false;
+  int exit_code = 0;  // shell convention: 128 + signal when killed
+  std::string how;    // "exited with code 3" / "was killed by signal 9 (Killed)"
+};
+
+std::string random_token() {
+  unsigned char bytes[24];
+  std::ifstream in("/dev/urandom", std::ios::binary);
+  in.read(reinterpret_cast<char*>(bytes), sizeof(bytes));
+  if (!in) {
+    std::fprintf(stderr, "dtrain-run: cannot read /dev/urandom for the job token\n");
+    std::exit(1);
+  }
+  static const char* kHex = "0123456789abcdef";
+  std::string s;
+  for (unsigned char b : bytes) {
+    s.push_back(kHex[b >> 4]);
+    s.push_back(kHex[b & 15]);
+  }
+  return s;
+}
+
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  int port = 29500;
+  if (fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
+    port = ntohs(a.sin_port);
+  if (fd >= 0) ::close(fd);
+  return port;
+}
+
+int usable_cores() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return CPU_COUNT(&set);
+  return static_cast<int>(std::thread::hardware_concurrency());
+}
+
+// Writes complete lines from `buffer` with the rank prefix; keeps the rest.
+void emit_lines(std::string& buffer, FILE* to, int rank, bool flush_partial) {
+  size_t start = 0;
+  for (;;) {
+    const size_t nl = buffer.find('\n', start);
+    if (nl == std::string::npos) break;
+    std::fprintf(to, "[rank %d] %.*s\n", rank, static_cast<int>(nl - start), buffer.data() + start);
+    start = nl + 1;
+  }
+  buffer.erase(0, start);
+  if (flush_partial && !buffer.empty()) {
+    std::fprintf(to, "[rank %d] %s\n", rank, buffer.c_str());
+    buffer.clear();
+  }
+  std::fflush(to);
+}
+
+// Drains a pipe; returns false at EOF.
+bool read_pipe(int fd, std::string& buffer, FILE* to, int rank) {
+  char chunk[65536];
+  for (;;) {
+    const ssize_t n = ::read(fd, chunk, sizeof(chunk));
+    if (n > 0) {
+      buffer.append(chunk, static_cast<size_t>(n));
+      emit_lines(buffer, to, rank, false);
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return true;
+    emit_lines(buffer, to, rank, true);
+    return false;
+  }
+}
+
+pid_t spawn(const std::vector<std::string>& command, const std::vector<std::pair<std::string, std::string>>& env,
+            int* out_fd, int* err_fd) {
+  int out[2], err[2];
+  if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) {
+    std::perror("dtrain-run: pipe");
+    std::exit(1);
+  }
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    std::perror("dtrain-run: fork");
+    std::exit(1);
+  }
+  if (pid == 0) {
+    ::setpgid(0, 0);
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(1);  // the launcher died before prctl
+    ::signal(SIGINT, SIG_DFL);
+    ::signal(SIGTERM, SIG_DFL);
+    ::signal(SIGPIPE, SIG_DFL);
+    ::dup2(out[1], STDOUT_FILENO);
+    ::dup2(err[1], STDERR_FILENO);
+    for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
+    std::vector<char*> argv;
+    for (const auto& a : command) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execvp(argv[0], argv.data());
+    std::fprintf(stderr, "dtrain-run: cannot execute '%s': %s\n", argv[0], std::strerror(errno));
+    ::_exit(127);
+  }
+  ::setpgid(pid, pid);  // also from the parent, to avoid racing the child
+  ::close(out[1]);
+  ::close(err[1]);
+  ::fcntl(out[0], F_SETFL, O_NONBLOCK);
+  ::fcntl(err[0], F_SETFL, O_NONBLOCK);
+  *out_fd = out[0];
+  *err_fd = err[0];
+  return pid;
+}
+
+void signal_all(std::vector<Rank>& ranks, int sig) {
+  for (auto& r : ranks)
+    if (!r.exited) ::kill(-r.pid, sig);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"dtrain-run: start the local ranks of a dtrain job"};
+  int nproc = 1, nnodes = 1, node_rank = 0, master_port = 0;
+  double grace_s = 5.0;
+  std::string master_addr = "127.0.0.1";
+  app.add_option("--nproc-per-node", nproc, "ranks to start on this node")->required()->check(CLI::Range(1, 4096));
+  app.add_option("--nnodes", nnodes, "number of nodes in the job")->check(CLI::Range(1, 100000));
+  app.add_option("--node-rank", node_rank, "this node's index in [0, nnodes)")->check(CLI::NonNegativeNumber);
+  app.add_option("--master-addr", master_addr, "address of node 0 (hosts the store)");
+  app.add_option("--master-port", master_port, "store port (default: a free port for one node, 29500 otherwise)")
+      ->check(CLI::Range(0, 65535));
+  app.add_option("--grace-s", grace_s, "seconds between SIGTERM and SIGKILL when stopping ranks")
+      ->check(CLI::NonNegativeNumber);
+  app.prefix_command();
+  CLI11_PARSE(app, argc, argv);
+  std::vector<std::string> command = app.remaining();
+  if (command.empty()) {
+    std::fprintf(stderr, "dtrain-run: no program given\n%s", app.help().c_str());
+    return 2;
+  }
+  if (node_rank >= nnodes) {
+    std::fprintf(stderr, "dtrain-run: --node-rank %d must be below --nnodes %d\n", node_rank, nnodes);
+    return 2;
+  }
+  if (master_port == 0) master_port = nnodes == 1 ? free_port() : 29500;
+  std::string token = std::getenv("DTRAIN_AUTH_TOKEN") ? std::getenv("DTRAIN_AUTH_TOKEN") : "";
+  if (token.empty()) {
+    if (nnodes > 1) {
+      std::fprintf(stderr,
+                   "dtrain-run: multi-node jobs need DTRAIN_AUTH_TOKEN set to the same secret on every node "
+                   "(e.g. export DTRAIN_AUTH_TOKEN=$(openssl rand -hex 24))\n");
+      return 2;
+    }
+    token = random_token();
+  }
+  const int world = nnodes * nproc;
+  const std::string omp = std::getenv("OMP_NUM_THREADS") ? std::getenv("OMP_NUM_THREADS")
+                                                         : std::to_string(std::max(1, usable_cores() / nproc));
+
+  if (::pipe2(g_signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+    std::perror("dtrain-run: pipe");
+    return 1;
+  }
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+  ::sigaction(SIGCHLD, &sa, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  std::vector<Rank> ranks(static_cast<size_t>(nproc));
+  for (int i = 0; i < nproc; ++i) {
+    Rank& r = ranks[static_cast<size_t>(i)];
+    r.global_rank = node_rank * nproc + i;
+    const std::vector<std::pair<std::string, std::string>> env = {{"RANK", std::to_string(r.global_rank)},
+                                                                  {"WORLD_SIZE", std::to_string(world)},
+                                                                  {"LOCAL_RANK", std::to_string(i)},
+                                                                  {"LOCAL_WORLD_SIZE", std::to_string(nproc)},
+                                                                  {"GROUP_RANK", std::to_string(node_rank)},
+                                                                  {"MASTER_ADDR", master_addr},
+                                                                  {"MASTER_PORT", std::to_string(master_port)},
+                                                                  {"OMP_NUM_THREADS", omp},
+                                                                  {"DTRAIN_AUTH_TOKEN", token}};
+    r.pid = spawn(command, env, &r.out_fd, &r.err_fd);
+  }
+
+  int failed = -1;      // index of the first rank that failed
+  int user_signal = 0;  // SIGINT/SIGTERM received
+  Clock::time_point kill_at = Clock::time_point::max();
+  for (;;) {
+    std::vector<pollfd> fds;
+    fds.push_back({g_signal_pipe[0], POLLIN, 0});
+    for (auto& r : ranks) {
+      if (r.out_fd >= 0) fds.push_back({r.out_fd, POLLIN, 0});
+      if (r.err_fd >= 0) fds.push_back({r.err_fd, POLLIN, 0});
+    }
+    ::poll(fds.data(), fds.size(), 100);
+    unsigned char sig;
+    while (::read(g_signal_pipe[0], &sig, 1) == 1) {
+      if (sig == SIGINT || sig == SIGTERM) {
+        if (user_signal == 0) {
+          std::fprintf(stderr, "dtrain-run: received %s, forwarding it to the ranks\n", strsignal(sig));
+          user_signal = sig;
+          signal_all(ranks, sig);
+          kill_at = std::min(kill_at, Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(grace_s * 1000)));
+        } else {
+          signal_all(ranks, SIGKILL);  // second signal: no more grace
+        }
+      }
+    }
+    for (auto& r : ranks) {
+      if (r.out_fd >= 0 && !read_pipe(r.out_fd, r.out_partial, stdout, r.global_rank)) {
+        ::close(r.out_fd);
+        r.out_fd = -1;
+      }
+      if (r.err_fd >= 0 && !read_pipe(r.err_fd, r.err_partial, stderr, r.global_rank)) {
+        ::close(r.err_fd);
+        r.err_fd = -1;
+      }
+    }
+    for (size_t i = 0; i < ranks.size(); ++i) {
+      Rank& r = ranks[i];
+      if (r.exited) continue;
+      int status = 0;
+      if (::waitpid(r.pid, &status, WNOHANG) != r.pid) continue;
+      r.exited = true;
+      if (WIFSIGNALED(status)) {
+        r.exit_code = 128 + WTERMSIG(status);
+        r.how = "was killed by signal " + std::to_string(WTERMSIG(status)) + " (" + strsignal(WTERMSIG(status)) + ")";
+      } else {
+        r.exit_code = WEXITSTATUS(status);
+        r.how = "exited with code " + std::to_string(r.exit_code);
+      }
+      if (r.exit_code != 0 && failed < 0 && user_signal == 0) {
+        failed = static_cast<int>(i);
+        std::fprintf(stderr, "dtrain-run: rank %d (pid %d) %s; stopping the other ranks\n", r.global_rank,
+                     static_cast<int>(r.pid), r.how.c_str());
+        std::fflush(stderr);
+        signal_all(ranks, SIGTERM);
+        kill_at = Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(grace_s * 1000));
+      }
+    }
+    if (Clock::now() >= kill_at) {
+      signal_all(ranks, SIGKILL);
+      kill_at = Clock::time_point::max();
+    }
+    bool all_done = true;
+    for (auto& r : ranks) all_done = all_done && r.exited && r.out_fd < 0 && r.err_fd < 0;
+    if (all_done) break;
+    // A rank's grandchild may keep a pipe open after the rank exited: stop
+    // reading once every rank has exited and the grace period is over.
+    bool all_exited = true;
+    for (auto& r : ranks) all_exited = all_exited && r.exited;
+    if (all_exited && kill_at == Clock::time_point::max() && failed >= 0) break;
+  }
+  if (failed >= 0) {
+    const Rank& r = ranks[static_cast<size_t>(failed)];
+    std::fprintf(stderr, "dtrain-run: job failed: rank %d %s\n", r.global_rank, r.how.c_str());
+    return r.exit_code;
+  }
+  if (user_signal != 0) return 128 + user_signal;
+  return 0;
+}

@@ -1,0 +1,133 @@
+// Store tests in one process: TcpStore (server + clients), FileStore,
+// PrefixStore, authentication, malformed messages, the wire parser.
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <thread>
+
+#include "comm/socket_util.h"
+#include "comm/store_protocol.h"
+#include "dtrain/comm/store.h"
+#include "dtrain/error.h"
+
+using namespace dtrain;
+using namespace dtrain::comm;
+using namespace std::chrono_literals;
+
+namespace {
+
+TcpStoreOptions server_options(const std::string& token = "secret-1") {
+  TcpStoreOptions o;
+  o.is_server = true;
+  o.port = 0;
+  o.timeout = 5s;
+  o.auth_token = token;
+  o.rank = 0;
+  return o;
+}
+
+TcpStoreOptions client_options(int port, const std::string& token = "secret-1") {
+  TcpStoreOptions o;
+  o.port = port;
+  o.timeout = 5s;
+  o.auth_token = token;
+  return o;
+}
+
+void exercise(Store& a, Store& b) {
+  a.set("k", std::string("v\0w", 3));
+  CHECK(b.get("k") == std::string("v\0w", 3));
+  CHECK_FALSE(b.try_get("missing").has_value());
+  CHECK(a.add("n", 5) == 5);
+  CHECK(b.add("n", -2) == 3);
+  CHECK(b.check({"k", "n"}));
+  CHECK_FALSE(b.check({"k", "missing"}));
+  CHECK(a.delete_key("k"));
+  CHECK_FALSE(b.delete_key("k"));
+  std::thread later([&] {
+    std::this_thread::sleep_for(50ms);
+    a.set("late", "1");
+  });
+  b.wait({"late"}, 2s);
+  later.join();
+  CHECK_THROWS_WITH(b.get("never", 100ms), Catch::Contains("timed out") && Catch::Contains("'never'"));
+  CHECK_THROWS_WITH(b.wait({"late", "never2"}, 100ms), Catch::Contains("never2"));
+}
+
+}  // namespace
+
+TEST_CASE("TcpStore: set/get/add/check/delete/wait between two clients", "[comm][store]") {
+  TcpStore server(server_options());
+  TcpStore client(client_options(server.port()));
+  exercise(server, client);
+}
+
+TEST_CASE("FileStore and PrefixStore behave like the TCP store", "[comm][store]") {
+  const auto dir = std::filesystem::temp_directory_path() / ("dtrain_fs_" + std::to_string(::getpid()));
+  {
+    auto a = std::make_shared<FileStore>(dir.string(), 5s);
+    FileStore b(dir.string(), 5s);
+    exercise(*a, b);
+    PrefixStore p("sub", a);
+    p.set("x", "1");
+    CHECK(a->get("sub/x") == "1");
+    CHECK(p.check({"x"}));
+  }
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("TcpStore refuses a wrong or missing token, and a server needs one", "[comm][store][auth]") {
+  TcpStore server(server_options("right"));
+  const auto start = std::chrono::steady_clock::now();
+  CHECK_THROWS_WITH(TcpStore(client_options(server.port(), "wrong")),
+                    Catch::Contains("refused this process") && Catch::Contains("DTRAIN_AUTH_TOKEN"));
+  ::unsetenv("DTRAIN_AUTH_TOKEN");
+  CHECK_THROWS_WITH(TcpStore(client_options(server.port(), "")), Catch::Contains("DTRAIN_AUTH_TOKEN is not set"));
+  CHECK(std::chrono::steady_clock::now() - start < 2s);
+  // The server still serves the right token.
+  TcpStore ok(client_options(server.port(), "right"));
+  ok.set("a", "b");
+  CHECK(server.get("a") == "b");
+  CHECK_THROWS_WITH(TcpStore(server_options("")), Catch::Contains("DTRAIN_AUTH_TOKEN is not set"));
+}
+
+TEST_CASE("TcpStore: a malformed or oversized message closes only that connection", "[comm][store]") {
+  TcpStore server(server_options());
+  TcpStore good(client_options(server.port()));
+  for (const std::string& junk : {std::string("\xff\xff\xff\x7f", 4), std::string("\x05\x00\x00\x00\x63zzzz", 9),
+                                  std::string("\x00\x00\x00\x00", 4)}) {
+    auto fd = net::connect_once("127.0.0.1", server.port(), net::deadline_after(2s));
+    net::write_all(fd.get(), junk.data(), junk.size(), net::deadline_after(2s));
+    char c;
+    // The server closes it: recv sees EOF (0) or a reset, within the handshake limit.
+    timeval tv{6, 0};
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    CHECK(::recv(fd.get(), &c, 1, 0) <= 0);
+  }
+  good.set("still", "works");
+  CHECK(server.get("still") == "works");
+}
+
+TEST_CASE("store protocol round-trips and rejects malformed bodies", "[comm][store]") {
+  protocol::Message m;
+  m.type = protocol::MessageType::check;
+  m.keys = {"a", "bb", std::string(100, 'c')};
+  const std::string frame = protocol::encode(m);
+  const auto* p = reinterpret_cast<const uint8_t*>(frame.data());
+  REQUIRE(protocol::parse_length(p) == frame.size() - 4);
+  auto back = protocol::parse_body(p + 4, frame.size() - 4);
+  CHECK(back.keys == m.keys);
+  // Truncated, trailing bytes, unknown type, oversized value.
+  CHECK_THROWS_AS(protocol::parse_body(p + 4, frame.size() - 5), protocol::ProtocolError);
+  std::string extra = frame.substr(4) + "x";
+  CHECK_THROWS_AS(protocol::parse_body(reinterpret_cast<const uint8_t*>(extra.data()), extra.size()),
+                  protocol::ProtocolError);
+  const uint8_t unknown[] = {99};
+  CHECK_THROWS_AS(protocol::parse_body(unknown, 1), protocol::ProtocolError);
+  const uint8_t huge_len[] = {0xff, 0xff, 0xff, 0xff};
+  CHECK_THROWS_AS(protocol::parse_length(huge_len), protocol::ProtocolError);
+  const uint8_t big_value[] = {10, 1, 0, 0, 0, 'k', 0xff, 0xff, 0xff, 0x0f};
+  CHECK_THROWS_WITH(protocol::parse_body(big_value, sizeof(big_value)), Catch::Contains("exceeds the limit"));
+}
