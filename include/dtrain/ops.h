@@ -10,7 +10,7 @@
 //    like autograd's .grad accumulation: callers zero gradient buffers first.
 //    This is what lets residual streams and gradient accumulation share buffers.
 //  - All tensors of one call are on the same device. CPU ops take f32 (casts
-//    also bf16/f16); CUDA ops take f32 or bf16 activations and weights.
+//    also bf16/f16); CUDA ops take f32, bf16 or f16 activations and weights.
 //  - Bad inputs (shape, dtype, device, aliasing) throw dtrain::Error naming the
 //    op, the argument and expected vs actual.
 //  - Shapes: B batch, T sequence, C channels, NH heads, V vocabulary, N rows.

@@ -43,8 +43,8 @@ void OpChecker::dtype(const Arg& a, DType expected) const {
 void OpChecker::float_dtype(const Arg& a) const {
   const DType dt = a.tensor.dtype();
   if (a.tensor.is_cuda()) {
-    if (dt != DType::f32 && dt != DType::bf16) {
-      fail(detail::concat("argument '", a.name, "' has the wrong dtype: expected f32 or bf16 on cuda, got ",
+    if (dt != DType::f32 && dt != DType::bf16 && dt != DType::f16) {
+      fail(detail::concat("argument '", a.name, "' has the wrong dtype: expected f32, bf16 or f16 on cuda, got ",
                           dtype_name(dt)));
     }
   } else if (dt != DType::f32) {

@@ -26,7 +26,8 @@ using testing::random_tensor;
 namespace {
 
 const Device kGpu = Device::cuda(0);
-const DType kDtypes[] = {DType::f32, DType::bf16};
+// f16 has 3 more mantissa bits than bf16, so bf16's tolerances cover it.
+const DType kDtypes[] = {DType::f32, DType::bf16, DType::f16};
 
 // The CPU f32 tensor with every value rounded through `dt` (what the GPU sees).
 Tensor rounded(const Tensor& t, DType dt) {
