@@ -1,0 +1,102 @@
+// GPT-2 family language model: token + position embedding, n_layer
+// pre-LayerNorm blocks, final LayerNorm, output head tied to the token
+// embedding. GPT-2 initialisation: weights N(0, 0.02), the two residual
+// projections of each block N(0, 0.02 / sqrt(2 * n_layer)), biases 0,
+// LayerNorm gains 1. Each parameter draws from its own stream seeded by
+// (seed, dotted name), so initial weights do not depend on construction order.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "dtrain/nn/layers.h"
+#include "dtrain/nn/module.h"
+
+namespace dtrain::nn {
+
+struct GPTConfig {
+  int64_t n_layer = 2;
+  int64_t n_head = 4;
+  int64_t n_embd = 128;
+  int64_t vocab_size = 256;
+  int64_t max_seq_len = 128;  // rows of the position table
+  bool checkpoint_activations = false;
+
+  // "tiny" (2 layers, 4 heads, width 128, byte vocabulary 256, context 128:
+  // tests and CPU demos), "gpt2-124m", "gpt2-350m". Throws naming the presets.
+  static GPTConfig preset(const std::string& name);
+  static std::vector<std::string> preset_names();
+  // Throws a dtrain::Error naming the bad field (heads not dividing the
+  // width, non-positive sizes, ...).
+  void validate() const;
+  std::string str() const;
+};
+
+// The output head: logits = x @ wte^T, using the embedding's table (shared).
+class TiedLMHead : public Module {
+ public:
+  TiedLMHead(Parameter& wte, Device device);
+  const Tensor& forward(const Tensor& x);  // x [B, T, C] -> logits [B, T, V]
+  void backward(const Tensor& dlogits, Tensor& dx);
+  void release_activations() override;
+
+ private:
+  Parameter& wte_;
+  Tensor x_, logits_;
+};
+
+class GPT : public Module {
+ public:
+  explicit GPT(const GPTConfig& config, Device device = Device::cpu(), uint64_t seed = 1337);
+
+  const GPTConfig& config() const { return config_; }
+
+  // Inference: tokens [B, T] (i32, any device; copied to the model's device
+  // when elsewhere) -> logits [B, T, V], owned by the model.
+  const Tensor& forward(const Tensor& tokens);
+  // Training forward: returns the mean cross-entropy over targets that are
+  // not `ignore_index`, and prepares d loss / d logits (times grad_scale, e.g.
+  // 1 / accumulation steps) for backward().
+  float forward(const Tensor& tokens, const Tensor& targets, float grad_scale = 1.0f,
+                int32_t ignore_index = -100);
+  // Accumulates every parameter's gradient for the last training forward.
+  void backward();
+
+  // Sets activation checkpointing on every block.
+  void set_checkpointing(bool on);
+  // Re-draws every parameter from `seed` (GPT-2 initialisation).
+  void init_weights(uint64_t seed);
+
+  // FLOPs of one training step per token: 6 * (non-embedding params + wte as
+  // the head) + attention 6 * n_layer * T * C (forward+backward of QK^T and AV).
+  double flops_per_token(int64_t seq_len) const;
+
+  Embedding embed;
+  std::vector<std::unique_ptr<Block>> blocks;
+  ModuleList block_list;  // names the blocks "blocks.<i>" in the tree
+  LayerNorm ln_f;
+  TiedLMHead head;
+
+ private:
+  void check_tokens(const Tensor& tokens, const char* what) const;
+  const Tensor& run_forward(const Tensor& tokens);
+
+  GPTConfig config_;
+  Tensor tokens_dev_, targets_dev_, losses_, dlogits_, dx_, dx2_;
+  bool have_dlogits_ = false;
+};
+
+// Sampling: continues each prompt by `max_new_tokens` tokens, greedy when
+// temperature <= 0, else sampling from softmax(logits / temperature) with rng.
+// Stops a sequence early at `stop_token` (>= 0). Returns only the new tokens.
+std::vector<int32_t> generate(GPT& model, const std::vector<int32_t>& prompt, int64_t max_new_tokens,
+                              float temperature, std::mt19937_64& rng, int32_t stop_token = -1);
+// Greedy continuation of many prompts at once (one forward per new token for
+// the whole batch; prompts are right-padded, which causal attention ignores).
+std::vector<std::vector<int32_t>> generate_greedy_batch(GPT& model, const std::vector<std::vector<int32_t>>& prompts,
+                                                        int64_t max_new_tokens, int32_t stop_token = -1);
+
+}  // namespace dtrain::nn

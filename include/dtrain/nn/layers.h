@@ -1,0 +1,131 @@
+// Built-in layers. Each keeps its activations for backward and follows the
+// module conventions in module.h:
+//   const Tensor& forward(const Tensor& x)    -> output owned by the layer,
+//                                               valid until its next forward;
+//   void backward(const Tensor& dout, Tensor& dx)  dx += d loss / d x
+//                                               (dx may be undefined: skipped),
+//                                               param.grad += ...
+// The input x of forward must stay unchanged until backward (layers keep a
+// handle to it, not a copy).
+#pragma once
+
+#include <cstdint>
+
+#include "dtrain/nn/module.h"
+
+namespace dtrain::nn {
+
+// out[..., out_features] = x[..., in_features] @ weight^T + bias.
+class Linear : public Module {
+ public:
+  Linear(int64_t in_features, int64_t out_features, bool bias = true, Device device = Device::cpu());
+  const Tensor& forward(const Tensor& x);
+  void backward(const Tensor& dout, Tensor& dx);
+  void release_activations() override;
+
+  Parameter& weight;  // [out, in], weight decay
+  Parameter* bias;    // [out] or nullptr, no weight decay
+  int64_t in_features() const { return in_; }
+  int64_t out_features() const { return out_; }
+  // The last forward's output.
+  const Tensor& output() const { return out_buf_; }
+
+ private:
+  int64_t in_, out_;
+  Tensor x_, out_buf_;
+};
+
+// LayerNorm over the last dimension with gain and bias.
+class LayerNorm : public Module {
+ public:
+  explicit LayerNorm(int64_t channels, Device device = Device::cpu(), float eps = 1e-5f);
+  const Tensor& forward(const Tensor& x);
+  void backward(const Tensor& dout, Tensor& dx);
+  void release_activations() override;
+
+  Parameter& weight;  // [C], ones
+  Parameter& bias;    // [C], zeros
+
+ private:
+  int64_t channels_;
+  float eps_;
+  Tensor x_, out_buf_, mean_, rstd_;
+};
+
+// Token + position embedding: out[b, t] = wte[tokens[b, t]] + wpe[t].
+class Embedding : public Module {
+ public:
+  Embedding(int64_t vocab_size, int64_t max_seq_len, int64_t channels, Device device = Device::cpu());
+  // tokens [B, T] i32 on this module's device, T <= max_seq_len.
+  const Tensor& forward(const Tensor& tokens);
+  // No input gradient (tokens are integers).
+  void backward(const Tensor& dout);
+  void release_activations() override;
+
+  Parameter& wte;  // [V, C]
+  Parameter& wpe;  // [max_seq_len, C]
+  const Tensor& output() const { return out_buf_; }
+
+ private:
+  int64_t vocab_, max_seq_len_, channels_;
+  Tensor tokens_, out_buf_;
+};
+
+// Multi-head causal self-attention: qkv projection, attention, output projection.
+class CausalSelfAttention : public Module {
+ public:
+  CausalSelfAttention(int64_t channels, int64_t num_heads, Device device = Device::cpu());
+  const Tensor& forward(const Tensor& x);
+  void backward(const Tensor& dout, Tensor& dx);
+  void release_activations() override;
+
+  Linear qkv;   // C -> 3C
+  Linear proj;  // C -> C (a residual projection)
+  int64_t num_heads() const { return num_heads_; }
+
+ private:
+  int64_t channels_, num_heads_;
+  Tensor att_, lse_, datt_, dqkv_;
+};
+
+// fc (C -> hidden) -> GELU -> proj (hidden -> C).
+class MLP : public Module {
+ public:
+  MLP(int64_t channels, int64_t hidden, Device device = Device::cpu());
+  const Tensor& forward(const Tensor& x);
+  void backward(const Tensor& dout, Tensor& dx);
+  void release_activations() override;
+
+  Linear fc;
+  Linear proj;  // a residual projection
+
+ private:
+  Tensor gelu_, dgelu_, dfc_;
+};
+
+// Pre-LayerNorm transformer block: x + attn(ln1(x)), then + mlp(ln2(.)).
+// With checkpointing on, forward keeps only its input and output; backward
+// runs the forward again (hooks included) to rebuild the activations, then
+// releases them, so a model holds one block's activations at a time.
+class Block : public Module {
+ public:
+  Block(int64_t channels, int64_t num_heads, Device device = Device::cpu());
+  const Tensor& forward(const Tensor& x);
+  void backward(const Tensor& dout, Tensor& dx);
+  void release_activations() override;
+  void set_checkpointing(bool on) { checkpointing_ = on; }
+  bool checkpointing() const { return checkpointing_; }
+
+  LayerNorm ln1;
+  CausalSelfAttention attn;
+  LayerNorm ln2;
+  MLP mlp;
+
+ private:
+  void compute(const Tensor& x);  // the forward without hooks
+  bool checkpointing_ = false;
+  Tensor x_, res1_, out_buf_;
+  Tensor dres1_, dln_;
+};
+
+}  // namespace dtrain::nn

@@ -1,0 +1,81 @@
+#include "dtrain/nn/layers.h"
+#include "dtrain/ops.h"
+
+namespace dtrain::nn {
+
+Block::Block(int64_t channels, int64_t num_heads, Device device)
+    : Module("Block", device),
+      ln1(channels, device),
+      attn(channels, num_heads, device),
+      ln2(channels, device),
+      mlp(channels, 4 * channels, device) {
+  add_module("ln1", ln1);
+  add_module("attn", attn);
+  add_module("ln2", ln2);
+  add_module("mlp", mlp);
+}
+
+void Block::compute(const Tensor& x) {
+  x_ = x;
+  ensure(res1_, x.shape());
+  ops::add(res1_, x, attn.forward(ln1.forward(x)));
+  ensure(out_buf_, x.shape());
+  ops::add(out_buf_, res1_, mlp.forward(ln2.forward(res1_)));
+}
+
+const Tensor& Block::forward(const Tensor& x) {
+  run_hooks(HookPoint::pre_forward);
+  DTRAIN_CHECK(x.defined() && x.dim() == 3, "Block: input must be [B, T, C], got ", x.describe());
+  compute(x);
+  if (checkpointing_) {
+    // Keep only the input (owned upstream) and the output; backward recomputes the rest.
+    ln1.release_activations();
+    attn.release_activations();
+    ln2.release_activations();
+    mlp.release_activations();
+    res1_ = Tensor();
+  }
+  run_hooks(HookPoint::post_forward);
+  return out_buf_;
+}
+
+void Block::backward(const Tensor& dout, Tensor& dx) {
+  run_hooks(HookPoint::pre_backward);
+  DTRAIN_CHECK(x_.defined(), "Block::backward called before forward (or after release_activations)");
+  if (checkpointing_) {
+    // The recompute writes the same values into out_buf_ (ops are deterministic).
+    compute(x_);
+  }
+  // out = res1 + mlp(ln2(res1)):  dres1 = dout + ln2^T mlp^T dout
+  ensure(dres1_, dout.shape());
+  dres1_.copy_(dout);
+  ensure_zeroed(dln_, dout.shape());
+  mlp.backward(dout, dln_);
+  ln2.backward(dln_, dres1_);
+  // res1 = x + attn(ln1(x)):  dx += dres1 + ln1^T attn^T dres1
+  if (dx.defined()) ops::add_(dx, dres1_);
+  dln_.zero_();
+  attn.backward(dres1_, dln_);
+  ln1.backward(dln_, dx);
+  if (checkpointing_) {
+    ln1.release_activations();
+    attn.release_activations();
+    ln2.release_activations();
+    mlp.release_activations();
+    res1_ = Tensor();
+    dres1_ = Tensor();
+    dln_ = Tensor();
+  }
+  run_hooks(HookPoint::post_backward);
+}
+
+void Block::release_activations() {
+  Module::release_activations();
+  x_ = Tensor();
+  res1_ = Tensor();
+  out_buf_ = Tensor();
+  dres1_ = Tensor();
+  dln_ = Tensor();
+}
+
+}  // namespace dtrain::nn

@@ -1,0 +1,43 @@
+#include "dtrain/nn/layers.h"
+#include "dtrain/ops.h"
+
+namespace dtrain::nn {
+
+Linear::Linear(int64_t in_features, int64_t out_features, bool bias, Device device)
+    : Module("Linear", device),
+      weight(add_parameter("weight", Tensor::zeros({out_features, in_features}, DType::f32, device), true)),
+      bias(bias ? &add_parameter("bias", Tensor::zeros({out_features}, DType::f32, device), false) : nullptr),
+      in_(in_features),
+      out_(out_features) {
+  DTRAIN_CHECK(in_features > 0 && out_features > 0, "Linear(", in_features, ", ", out_features,
+               "): sizes must be positive");
+}
+
+const Tensor& Linear::forward(const Tensor& x) {
+  run_hooks(HookPoint::pre_forward);
+  DTRAIN_CHECK(x.defined() && x.dim() >= 1 && x.size(-1) == in_, "Linear: input ", x.describe(),
+               " must end in ", in_, " features");
+  x_ = x;
+  ensure(out_buf_, with_last_dim(x.shape(), out_));
+  ops::linear(out_buf_, x, weight.require_value(), bias ? bias->require_value() : Tensor());
+  run_hooks(HookPoint::post_forward);
+  return out_buf_;
+}
+
+void Linear::backward(const Tensor& dout, Tensor& dx) {
+  run_hooks(HookPoint::pre_backward);
+  DTRAIN_CHECK(x_.defined(), "Linear::backward called before forward (or after release_activations)");
+  Tensor no_bias;
+  ops::linear_backward(dx, weight.require_grad(), bias ? bias->require_grad() : no_bias, dout, x_,
+                       weight.require_value());
+  grad_ready(weight);
+  if (bias) grad_ready(*bias);
+  run_hooks(HookPoint::post_backward);
+}
+
+void Linear::release_activations() {
+  x_ = Tensor();
+  out_buf_ = Tensor();
+}
+
+}  // namespace dtrain::nn
