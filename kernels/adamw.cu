@@ -75,16 +75,20 @@ void adamw_step(std::vector<ops::AdamWTensor>& tensors, const ops::AdamWConfig& 
   }
   if (table.empty()) return;
   DTRAIN_CHECK(blocks <= INT32_MAX, "cuda::adamw_step: ", blocks, " blocks exceed one launch");
-  static DeviceTableCache cache;
-  const AdamWEntry* device_table = cache.upload(ctx, table);
+  // Leaked: its device tables must not be freed during static destruction.
+  static auto* cache = new DeviceTableCache();
+  const AdamWEntry* device_table = cache->upload(ctx, table);
   AdamWScalars s{};
   s.lr = config.lr;
   s.beta1 = config.beta1;
   s.beta2 = config.beta2;
   s.eps = config.eps;
   s.grad_scale = config.grad_scale;
-  s.bias_correction1 = static_cast<float>(1.0 - std::pow(static_cast<double>(config.beta1), config.step));
-  s.bias_correction2 = static_cast<float>(1.0 - std::pow(static_cast<double>(config.beta2), config.step));
+  // Computed as the CPU op does, so both round the same way.
+  s.bias_correction1 = 1.0f - static_cast<float>(std::pow(static_cast<double>(config.beta1),
+                                                          static_cast<double>(config.step)));
+  s.bias_correction2 = 1.0f - static_cast<float>(std::pow(static_cast<double>(config.beta2),
+                                                          static_cast<double>(config.step)));
   adamw_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, ctx.stream()>>>(device_table,
                                                                              static_cast<int>(table.size()), s);
   DTRAIN_LAUNCH_CHECK();

@@ -233,14 +233,13 @@ void attention_backward_matmul(const OpContext& ctx, Tensor& dqkv, const Tensor&
 
 }  // namespace
 
+// Read on every call (a getenv is cheap next to an attention launch), so a
+// test can compare both implementations in one process.
 AttentionImpl attention_impl() {
-  static const AttentionImpl impl = [] {
-    const char* v = std::getenv("DTRAIN_ATTENTION");
-    if (v == nullptr || *v == '\0' || std::strcmp(v, "matmul") == 0) return AttentionImpl::matmul;
-    if (std::strcmp(v, "flash") == 0) return AttentionImpl::flash;
-    DTRAIN_THROW("DTRAIN_ATTENTION='", v, "' is not an attention implementation; use 'matmul' (default) or 'flash'");
-  }();
-  return impl;
+  const char* v = std::getenv("DTRAIN_ATTENTION");
+  if (v == nullptr || *v == '\0' || std::strcmp(v, "matmul") == 0) return AttentionImpl::matmul;
+  if (std::strcmp(v, "flash") == 0) return AttentionImpl::flash;
+  DTRAIN_THROW("DTRAIN_ATTENTION='", v, "' is not an attention implementation; use 'matmul' (default) or 'flash'");
 }
 
 void attention_row_dot(const OpContext& ctx, float* D, const Tensor& dout, const Tensor& out, int64_t num_heads) {

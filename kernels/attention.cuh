@@ -13,7 +13,7 @@
 namespace dtrain::cuda {
 
 enum class AttentionImpl { matmul, flash };
-// From DTRAIN_ATTENTION ("matmul" or unset, "flash"); read once per process.
+// From DTRAIN_ATTENTION ("matmul" or unset, "flash"); anything else throws.
 AttentionImpl attention_impl();
 // True when the flash kernels support head size `hs` (others use "matmul").
 bool flash_attention_supports(int64_t hs);

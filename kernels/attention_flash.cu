@@ -273,6 +273,12 @@ void dispatch_npl(int64_t hs, F&& body) {
   }
 }
 
+dim3 flash_grid(const FlashDims& d, int64_t B) {
+  DTRAIN_CHECK(B * d.NH <= 65535, "flash attention launches one grid row per (batch, head): ", B * d.NH,
+               " exceed 65535; unset DTRAIN_ATTENTION or use a smaller batch");
+  return dim3(static_cast<unsigned>((d.T + kRows - 1) / kRows), static_cast<unsigned>(B * d.NH));
+}
+
 size_t checked_smem(size_t bytes) {
   DTRAIN_CHECK(bytes <= 48 * 1024, "flash attention needs ", bytes, " bytes of shared memory (limit 48 KiB)");
   return bytes;
@@ -286,7 +292,7 @@ void attention_flash(const OpContext& ctx, Tensor& out, Tensor& lse, const Tenso
   const FlashDims d = flash_dims(qkv, num_heads);
   const int64_t B = qkv.size(0);
   const float scale = 1.0f / std::sqrt(static_cast<float>(d.hs));
-  const dim3 grid(static_cast<unsigned>((d.T + kRows - 1) / kRows), static_cast<unsigned>(B * d.NH));
+  const dim3 grid = flash_grid(d, B);
   const size_t smem = checked_smem((2 * kTile + kRows) * static_cast<size_t>(d.hs + 1) * sizeof(float));
   dispatch_float(qkv.dtype(), "attention", [&](auto tag) {
     using T = decltype(tag);
@@ -305,7 +311,7 @@ void attention_backward_flash(const OpContext& ctx, Tensor& dqkv, const Tensor& 
   const float scale = 1.0f / std::sqrt(static_cast<float>(d.hs));
   Tensor D = ctx.scratch({B * d.NH * d.T});
   attention_row_dot(ctx, ptr<float>(D), dout, out, num_heads);
-  const dim3 grid(static_cast<unsigned>((d.T + kRows - 1) / kRows), static_cast<unsigned>(B * d.NH));
+  const dim3 grid = flash_grid(d, B);
   const size_t smem = checked_smem((2 * kTile + 2 * kRows) * static_cast<size_t>(d.hs + 1) * sizeof(float) +
                                    2 * kTile * sizeof(float));
   dispatch_float(qkv.dtype(), "attention_backward", [&](auto tag) {

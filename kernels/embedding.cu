@@ -90,9 +90,9 @@ void embedding_backward(Tensor& dwte, Tensor& dwpe, const Tensor& dout, const Te
     if (!dwte.defined()) return;
     DTRAIN_CHECK(N <= INT32_MAX, "cuda::embedding_backward: ", N, " tokens exceed the 32-bit sort index");
     const int64_t V = dwte.size(0);
-    Tensor keys = ctx.scratch({2, N}, DType::i32);
+    Tensor keys = ctx.scratch({N}, DType::i32);
     Tensor positions = ctx.scratch({2, N}, DType::i32);
-    int32_t* sorted_keys = ptr<int32_t>(keys) + N;
+    int32_t* sorted_keys = ptr<int32_t>(keys);
     int32_t* pos_in = ptr<int32_t>(positions);
     int32_t* pos_out = pos_in + N;
     iota_kernel<<<blocks_for(N, 256), 256, 0, ctx.stream()>>>(pos_in, N);

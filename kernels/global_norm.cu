@@ -55,8 +55,9 @@ void global_norm_squared(Tensor& out, const std::vector<Tensor>& tensors) {
     return;
   }
   DTRAIN_CHECK(blocks <= INT32_MAX, "cuda::global_norm_squared: ", blocks, " blocks exceed one launch");
-  static DeviceTableCache cache;
-  const NormEntry* device_table = cache.upload(ctx, table);
+  // Leaked: its device tables must not be freed during static destruction.
+  static auto* cache = new DeviceTableCache();
+  const NormEntry* device_table = cache->upload(ctx, table);
   Tensor partial = ctx.scratch({blocks});
   norm_partial_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, ctx.stream()>>>(ptr<float>(partial), device_table,
                                                                                      static_cast<int>(table.size()));

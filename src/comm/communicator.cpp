@@ -140,7 +140,9 @@ struct Communicator::Impl : std::enable_shared_from_this<Communicator::Impl> {
   int nccl_device = -1;
 
   mutable std::mutex mutex;
-  std::condition_variable cv;
+  std::condition_variable cv;           // worker: queue or stopping changed
+  std::condition_variable watchdog_cv;  // watchdog: worker exited
+  std::condition_variable exit_cv;      // shutdown: a thread exited
   std::deque<Task> queue;
   std::shared_ptr<WorkState> current;    // what the worker runs now
   std::vector<Task> launched;            // device work in flight
@@ -182,8 +184,9 @@ struct Communicator::Impl : std::enable_shared_from_this<Communicator::Impl> {
     if (!why_broken.empty()) {
       state->finish(std::make_exception_ptr(Error(state->describe + " not run: the communicator failed earlier: " +
                                                   why_broken)));
+    } else {
+      cv.notify_one();  // only the worker waits on cv
     }
-    cv.notify_all();
     return Work(state);
   }
 
@@ -217,7 +220,8 @@ struct Communicator::Impl : std::enable_shared_from_this<Communicator::Impl> {
     }
     std::lock_guard<std::mutex> lock(mutex);
     worker_exited = true;
-    cv.notify_all();
+    watchdog_cv.notify_all();
+    exit_cv.notify_all();
   }
 
   void run_task(Task& task) {
@@ -349,7 +353,7 @@ struct Communicator::Impl : std::enable_shared_from_this<Communicator::Impl> {
     for (;;) {
       {
         std::unique_lock<std::mutex> lock(mutex);
-        cv.wait_for(lock, kTick, [&] { return stopping && worker_exited; });
+        watchdog_cv.wait_for(lock, kTick, [&] { return stopping && worker_exited; });
         if (stopping && worker_exited) break;
       }
       poll_launched();
@@ -361,7 +365,7 @@ struct Communicator::Impl : std::enable_shared_from_this<Communicator::Impl> {
     }
     std::lock_guard<std::mutex> lock(mutex);
     watchdog_exited = true;
-    cv.notify_all();
+    exit_cv.notify_all();
   }
 
   void poll_launched() {
@@ -483,7 +487,7 @@ struct Communicator::Impl : std::enable_shared_from_this<Communicator::Impl> {
     // A healthy worker drains its queue (bounded by the timeout, enforced by
     // the watchdog); a broken one holds at most the stuck operation.
     const auto limit = Clock::now() + options.timeout + std::chrono::seconds(2);
-    cv.wait_until(lock, limit, [&] { return worker_exited && watchdog_exited; });
+    exit_cv.wait_until(lock, limit, [&] { return worker_exited && watchdog_exited; });
     const bool clean = worker_exited && watchdog_exited;
     lock.unlock();
     if (clean) {

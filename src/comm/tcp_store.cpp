@@ -6,6 +6,8 @@
 // bye. A connection that breaks the protocol is closed, nothing else; one
 // that drops without bye after naming its rank marks that rank lost and
 // poisons the store, which is how the other ranks learn of a dead peer.
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <atomic>
@@ -89,6 +91,8 @@ class Server {
       if (::poll(&p, 1, 100) <= 0) continue;
       const int fd = ::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC);
       if (fd < 0) continue;
+      const int one = 1;  // replies are small: never hold them back (Nagle)
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
       std::lock_guard<std::mutex> lock(conn_mutex_);
       open_fds_.insert(fd);
       threads_.emplace_back([this, fd] { serve(fd); });

@@ -25,35 +25,38 @@ namespace {
 // synchronise with the legacy default stream), so code elsewhere that still
 // uses the default stream stays correctly ordered with dtrain's work.
 struct DeviceStreams {
-  std::once_flag once;
   cudaStream_t compute = nullptr;
   std::array<cudaStream_t, Stream::kSideStreams> side{};
   std::array<cudaStream_t, Stream::kSideStreams> side_high{};
   std::atomic<unsigned> next_side{0}, next_high{0};
 };
 
-DeviceStreams& streams_of(int index) {
-  static std::mutex mutex;
-  static auto* all = new std::vector<std::unique_ptr<DeviceStreams>>();  // leaked: streams live for the process
-  std::lock_guard<std::mutex> lock(mutex);
-  if (all->size() <= static_cast<size_t>(index)) all->resize(index + 1);
-  auto& slot = (*all)[index];
-  if (!slot) slot = std::make_unique<DeviceStreams>();
-  return *slot;
+constexpr int kMaxDevices = 64;
+
+// Lock-free after the first call per device: every op and allocation asks.
+std::array<std::atomic<DeviceStreams*>, kMaxDevices>& device_slots() {
+  static std::array<std::atomic<DeviceStreams*>, kMaxDevices> slots{};
+  return slots;
 }
 
 DeviceStreams& initialised_streams(const Device& device) {
+  DTRAIN_CHECK(device.index() < kMaxDevices, "device ", device.str(), " is beyond the ", kMaxDevices,
+               " devices dtrain supports per process");
+  auto& slot = device_slots()[device.index()];
+  if (DeviceStreams* s = slot.load(std::memory_order_acquire)) return *s;
   check_device_available(device);
-  DeviceStreams& s = streams_of(device.index());
-  std::call_once(s.once, [&] {
-    CudaDeviceGuard guard(device.index());
-    int least = 0, greatest = 0;  // "greatest" priority is the numerically lowest value
-    DTRAIN_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
-    DTRAIN_CUDA_CHECK(cudaStreamCreateWithPriority(&s.compute, cudaStreamDefault, least));
-    for (auto& st : s.side) DTRAIN_CUDA_CHECK(cudaStreamCreateWithPriority(&st, cudaStreamDefault, least));
-    for (auto& st : s.side_high) DTRAIN_CUDA_CHECK(cudaStreamCreateWithPriority(&st, cudaStreamDefault, greatest));
-  });
-  return s;
+  static std::mutex mutex;
+  std::lock_guard<std::mutex> lock(mutex);
+  if (DeviceStreams* s = slot.load(std::memory_order_acquire)) return *s;
+  auto s = std::make_unique<DeviceStreams>();
+  CudaDeviceGuard guard(device.index());
+  int least = 0, greatest = 0;  // "greatest" priority is the numerically lowest value
+  DTRAIN_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+  DTRAIN_CUDA_CHECK(cudaStreamCreateWithPriority(&s->compute, cudaStreamDefault, least));
+  for (auto& st : s->side) DTRAIN_CUDA_CHECK(cudaStreamCreateWithPriority(&st, cudaStreamDefault, least));
+  for (auto& st : s->side_high) DTRAIN_CUDA_CHECK(cudaStreamCreateWithPriority(&st, cudaStreamDefault, greatest));
+  slot.store(s.get(), std::memory_order_release);
+  return *s.release();  // streams live for the process
 }
 
 // The thread's current stream per device index (nullptr = compute stream).

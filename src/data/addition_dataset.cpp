@@ -1,5 +1,7 @@
 #include "dtrain/data/addition_dataset.h"
 
+#include <algorithm>
+#include <array>
 #include <set>
 
 #include "dtrain/data/byte_tokenizer.h"
@@ -21,8 +23,21 @@ AdditionDataset::AdditionDataset(int digits) : digits_(digits), limit_(1) {
   for (int i = 0; i < digits; ++i) limit_ *= 10;
 }
 
-std::string AdditionDataset::problem_text(int64_t a, int64_t b) {
-  return std::to_string(a) + "+" + std::to_string(b) + "=" + std::to_string(a + b) + "\n";
+namespace {
+std::string padded(int64_t value, int width) {
+  std::string s = std::to_string(value);
+  return std::string(static_cast<size_t>(std::max(0, width - static_cast<int>(s.size()))), '0') + s;
+}
+}  // namespace
+
+std::string AdditionDataset::prompt_text(int64_t a, int64_t b) const {
+  return padded(a, digits_) + "+" + padded(b, digits_) + "=";
+}
+
+std::string AdditionDataset::answer_text(int64_t a, int64_t b) const { return padded(a + b, digits_ + 1); }
+
+std::string AdditionDataset::problem_text(int64_t a, int64_t b) const {
+  return prompt_text(a, b) + answer_text(a, b) + "\n";
 }
 
 bool AdditionDataset::is_held_out(int64_t a, int64_t b) const {
@@ -78,14 +93,14 @@ AdditionDataset::Score AdditionDataset::evaluate(const std::vector<std::pair<int
   Score score;
   if (pairs.empty()) return score;
   std::vector<std::vector<int32_t>> prompts;
-  for (auto& [a, b] : pairs) prompts.push_back(encode_bytes_i32(std::to_string(a) + "+" + std::to_string(b) + "="));
+  for (auto& [a, b] : pairs) prompts.push_back(encode_bytes_i32(prompt_text(a, b)));
   const int64_t max_answer = digits_ + 2;  // digits of the sum, plus '\n'
   const auto outputs = decode(prompts, max_answer);
   DTRAIN_CHECK(outputs.size() == pairs.size(), "AdditionDataset::evaluate: the decoder returned ", outputs.size(),
                " answers for ", pairs.size(), " prompts");
   int64_t exact = 0, chars_right = 0, chars_total = 0;
   for (size_t i = 0; i < pairs.size(); ++i) {
-    const std::string want = std::to_string(pairs[i].first + pairs[i].second);
+    const std::string want = answer_text(pairs[i].first, pairs[i].second);
     std::string got = decode_bytes(outputs[i]);
     const size_t nl = got.find('\n');
     const bool terminated = nl != std::string::npos;
@@ -98,6 +113,27 @@ AdditionDataset::Score AdditionDataset::evaluate(const std::vector<std::pair<int
   score.exact = static_cast<double>(exact) / static_cast<double>(pairs.size());
   score.digits = static_cast<double>(chars_right) / static_cast<double>(chars_total);
   return score;
+}
+
+}  // namespace dtrain::data
+
+namespace dtrain::data {
+
+AdditionDataset::Score AdditionDataset::baseline(const std::vector<std::pair<int64_t, int64_t>>& pairs) const {
+  // Most frequent character per answer position, over a deterministic sample of all pairs.
+  const size_t width = static_cast<size_t>(digits_ + 1);
+  std::vector<std::array<int64_t, 10>> counts(width, std::array<int64_t, 10>{});
+  uint64_t state = 99;
+  for (int i = 0; i < 20000; ++i) {
+    const std::string ans = answer_text(static_cast<int64_t>(next(state) % static_cast<uint64_t>(limit_)),
+                                        static_cast<int64_t>(next(state) % static_cast<uint64_t>(limit_)));
+    for (size_t k = 0; k < width; ++k) ++counts[k][static_cast<size_t>(ans[k] - '0')];
+  }
+  std::string constant;
+  for (auto& c : counts) constant.push_back(static_cast<char>('0' + (std::max_element(c.begin(), c.end()) - c.begin())));
+  return evaluate(pairs, [&](const std::vector<std::vector<int32_t>>& prompts, int64_t) {
+    return std::vector<std::vector<int32_t>>(prompts.size(), encode_bytes_i32(constant + "\n"));
+  });
 }
 
 }  // namespace dtrain::data

@@ -306,10 +306,14 @@ int store_client() {
   o.host = std::getenv("MASTER_ADDR") ? std::getenv("MASTER_ADDR") : "127.0.0.1";
   o.port = std::atoi(std::getenv("MASTER_PORT") ? std::getenv("MASTER_PORT") : "0");
   o.timeout = std::chrono::seconds(5);
+  const auto start = std::chrono::steady_clock::now();
   try {
     TcpStore s(o);
     s.set("intruder", "was here");
   } catch (const Error& e) {
+    const auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
+    std::printf("refused after %lld ms\n", static_cast<long long>(ms));
     std::printf("ERROR: %s\n", e.what());
     std::fflush(stdout);
     return 3;

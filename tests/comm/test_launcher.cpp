@@ -87,3 +87,12 @@ TEST_CASE("dtrain-run reports a rank SIGKILLed mid-collective", "[comm][launcher
   CHECK(r.output.find("dtrain-run: job failed: rank 1 was killed by signal 9") != std::string::npos);
   CHECK(r.seconds < 10);
 }
+
+TEST_CASE("dtrain-run reports a program that cannot be started", "[comm][launcher]") {
+  Process p({DTRAIN_RUN, "--nproc-per-node", "2", "/nonexistent/program"}, {});
+  auto r = p.wait(10s);
+  INFO(r.output);
+  CHECK(r.exit_code == 127);
+  CHECK(r.output.find("cannot execute '/nonexistent/program'") != std::string::npos);
+  CHECK(r.output.find("dtrain-run: job failed: rank") != std::string::npos);
+}

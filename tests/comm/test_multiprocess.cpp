@@ -47,14 +47,15 @@ TEST_CASE("a rank SIGKILLed mid-collective makes every other rank fail naming it
 }
 
 TEST_CASE("a rank that does not arrive is named by the timeout on every other rank", "[comm][multiprocess]") {
-  auto ranks = start_ranks(3, {"stuck", "2", "3500"}, {{"DTRAIN_TIMEOUT_S", "1.5"}});
+  // Timeout 3 s (rendezvous must fit in it too, on a loaded machine); rank 2 comes after 5.5 s.
+  auto ranks = start_ranks(3, {"stuck", "2", "5500"}, {{"DTRAIN_TIMEOUT_S", "3"}});
   auto rs = wait_all(ranks, 30s);
   INFO(dump(rs));
   for (int r : {0, 1}) {
     CHECK(rs[r].exit_code == 3);
     CHECK(rs[r].output.find("timed out") != std::string::npos);
     CHECK(rs[r].output.find("ranks [2] did not arrive") != std::string::npos);
-    CHECK(rs[r].seconds < 1.5 + 5);
+    CHECK(rs[r].seconds < 3 + 5);
   }
   // The late rank then finds the job failed instead of hanging.
   CHECK(rs[2].exit_code == 3);
@@ -99,7 +100,12 @@ TEST_CASE("wrong or missing token is refused within a second and the job carries
     auto r = intruder.wait(10s);
     INFO(token << ": " << r.output);
     CHECK(r.exit_code == 3);
-    CHECK(r.seconds < 1.0);
+    // The refusal itself (connect to error) must take under a second; the
+    // process as a whole gets slack for start-up on a loaded machine.
+    const auto at = r.output.find("refused after ");
+    REQUIRE(at != std::string::npos);
+    CHECK(std::stol(r.output.substr(at + 14)) < 1000);
+    CHECK(r.seconds < 5.0);
     CHECK(r.output.find("refused this process") != std::string::npos);
     if (token == "<unset>") CHECK(r.output.find("DTRAIN_AUTH_TOKEN is not set") != std::string::npos);
   }

@@ -98,11 +98,12 @@ void check_error(F&& f, std::initializer_list<std::string> parts) {
   CHECK(thrown);
 }
 
-// A tensor that claims to live on cuda:0 (never dereferenced: validation must
-// reject the call before any backend runs).
+// A tensor that claims to live on cuda:0, over host memory of its own (so two
+// of them never overlap). Never dereferenced: validation rejects the call, or
+// (in builds without CUDA) the dispatch throws, before any backend runs.
 inline Tensor fake_cuda(const Shape& shape, DType dtype = DType::f32) {
-  static std::vector<char> backing(1 << 16);
-  return Tensor::from_blob(backing.data(), shape, dtype, Device::cuda(0));
+  auto* backing = new char[static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype) + 1];
+  return Tensor::from_blob(backing, shape, dtype, Device::cuda(0), [](void* p) { delete[] static_cast<char*>(p); });
 }
 
 }  // namespace dtrain::testing

@@ -69,4 +69,19 @@ TEST_CASE("gelu validates its arguments", "[ops][gelu][validation]") {
   check_error([&] { Tensor d = Tensor::zeros({4, 5}, DType::i32); ops::gelu_backward(d, out, x); }, {"'dx'", "dtype"});
 }
 
+TEST_CASE("validation accepts bf16 on cuda and f32 only on cpu", "[ops][validation]") {
+  // Without CUDA compiled in, a call that passes validation reaches the CUDA
+  // dispatch, which throws "built without CUDA": that proves bf16 was accepted.
+  if (cuda_compiled()) skip_test("this check needs a build without CUDA (fake cuda tensors must not reach kernels)");
+  Tensor x = fake_cuda({4, 8}, DType::bf16), out = fake_cuda({4, 8}, DType::bf16);
+  check_error([&] { ops::gelu(out, x); }, {"without CUDA"});
+  Tensor w = fake_cuda({8}, DType::bf16), mean = fake_cuda({4}), rstd = fake_cuda({4});
+  Tensor ln_out = fake_cuda({4, 8}, DType::bf16);
+  check_error([&] { ops::layernorm(ln_out, mean, rstd, x, w, w); }, {"without CUDA"});
+  // ... but not mixed with f32 in one call.
+  Tensor f = fake_cuda({4, 8});
+  check_error([&] { ops::gelu(f, x); }, {"'out'", "dtype", "bf16"});
+  check_error([&] { ops::gelu(out, fake_cuda({4, 8}, DType::f16)); }, {"'x'", "f32 or bf16 on cuda", "f16"});
+}
+
 }  // namespace dtrain::testing

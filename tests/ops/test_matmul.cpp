@@ -70,6 +70,24 @@ TEST_CASE("matmul forward matches a naive loop for all transposes, batched, alph
   }
 }
 
+TEST_CASE("matmul splits large products across threads correctly", "[ops][matmul]") {
+  // Above the threading threshold (2^21 multiply-adds): split by rows (m >= n) and by columns (n > m).
+  const Case cases[] = {{1, 200, 97, 131, false}, {1, 40, 300, 200, false}, {2, 50, 130, 350, true}};
+  uint32_t seed = 500;
+  for (const Case& c : cases) {
+    for (int t = 0; t < 4; ++t) {
+      const bool ta = t & 1, tb = t & 2;
+      CAPTURE(c.m, c.n, c.k, ta, tb);
+      const Vec a = random_vec(static_cast<size_t>(c.batch * c.m * c.k), seed++);
+      const Vec b = random_vec(static_cast<size_t>(c.batch * c.k * c.n), seed++);
+      const Vec o0 = random_vec(static_cast<size_t>(c.batch * c.m * c.n), seed++);
+      Tensor out = from_vec(o0, o_shape(c));
+      ops::matmul(out, from_vec(a, a_shape(c, ta)), from_vec(b, b_shape(c, tb)), ta, tb, 0.75f, 0.5f);
+      CHECK(scaled_error(to_vec(out), ref_matmul(a, b, o0, c.batch, c.m, c.n, c.k, ta, tb, 0.75, 0.5)) < 1e-5);
+    }
+  }
+}
+
 TEST_CASE("matmul handles K = 0 and empty outputs", "[ops][matmul]") {
   Tensor out = Tensor::full({2, 3}, 5.0);
   ops::matmul(out, Tensor::empty({2, 0}), Tensor::empty({0, 3}), false, false, 1.0f, 0.0f);

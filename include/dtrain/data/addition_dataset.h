@@ -1,5 +1,11 @@
-// The built-in dataset: integer additions written as text, one per line
-// ("12+345=357\n"), generated deterministically in memory, byte tokens.
+// The built-in dataset: integer additions written as text, one per line,
+// operands zero-padded to `digits` and the sum to digits + 1 ("07+58=065\n"),
+// generated deterministically in memory, byte tokens. The fixed layout puts
+// every digit at the same offset in its line, which a small model picks up
+// quickly, so learning is visible within a minute on a CPU. Lines are
+// line_length() tokens long: with a sequence length that is a multiple of it,
+// every training row starts at the start of a line, so absolute positions
+// mean the same digit in every row (train_gpt's defaults do this).
 //
 // Operands are drawn from [0, 10^digits). A fixed tenth of all pairs (chosen
 // by a hash of the pair, independent of the seed) never appears in training;
@@ -20,8 +26,11 @@ class AdditionDataset {
   explicit AdditionDataset(int digits = 2);
 
   int digits() const { return digits_; }
-  static std::string problem_text(int64_t a, int64_t b);  // "a+b=c\n"
+  std::string problem_text(int64_t a, int64_t b) const;  // "07+58=065\n"
+  std::string prompt_text(int64_t a, int64_t b) const;   // "07+58="
+  std::string answer_text(int64_t a, int64_t b) const;   // "065"
   bool is_held_out(int64_t a, int64_t b) const;
+  int64_t line_length() const { return 3 * digits_ + 4; }
   // `num_problems` training problems (never held-out pairs) as byte tokens.
   std::vector<uint16_t> train_tokens(int64_t num_problems, uint64_t seed) const;
   // `count` held-out pairs (distinct draws from the held-out set).
@@ -35,10 +44,14 @@ class AdditionDataset {
     int64_t problems = 0;
   };
   // Scores a decoder: `decode(prompts, max_new_tokens)` continues each prompt
-  // ("a+b=" as byte tokens) greedily and returns the new tokens; the answer is
+  // (prompt_text as byte tokens) greedily and returns the new tokens; the answer is
   // read up to the first '\n'.
   using Decoder = std::function<std::vector<std::vector<int32_t>>(const std::vector<std::vector<int32_t>>&, int64_t)>;
   Score evaluate(const std::vector<std::pair<int64_t, int64_t>>& pairs, const Decoder& decode) const;
+  // The score of the best constant answer (the most frequent character at
+  // each answer position over all pairs): what knowing the format without
+  // adding earns. A model that adds must beat it.
+  Score baseline(const std::vector<std::pair<int64_t, int64_t>>& pairs) const;
 
  private:
   std::pair<int64_t, int64_t> draw(uint64_t& state, bool held_out) const;

@@ -1,0 +1,62 @@
+# Runs train_gpt briefly and checks its outputs. Arguments: EXE, WORK.
+file(REMOVE_RECURSE ${WORK})
+file(MAKE_DIRECTORY ${WORK})
+
+function(expect_failure message)
+  execute_process(COMMAND ${EXE} ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(rc EQUAL 0)
+    message(FATAL_ERROR "train_gpt ${ARGN} succeeded but should have failed")
+  endif()
+  string(FIND "${err}" "${message}" at)
+  if(at EQUAL -1)
+    message(FATAL_ERROR "train_gpt ${ARGN}: expected '${message}' in the error, got: ${err}")
+  endif()
+endfunction()
+
+# A few steps with a smaller model: one line per step, JSON Lines with a final summary.
+execute_process(COMMAND ${EXE} --steps 3 --batch 4 --seq-len 20 --n-embd 32 --eval-every 2 --eval-problems 20 --sample-tokens 5
+                        --metrics-out ${WORK}/metrics.jsonl
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "train_gpt failed (${rc}): ${out}${err}")
+endif()
+foreach(needle "step     1/3 | loss " "step     3/3 | loss " " tok/s" "eval @ step 2:" "sample (greedy): 12+34=")
+  string(FIND "${out}" "${needle}" at)
+  if(at EQUAL -1)
+    message(FATAL_ERROR "train_gpt output lacks '${needle}':\n${out}")
+  endif()
+endforeach()
+file(STRINGS ${WORK}/metrics.jsonl lines)
+list(LENGTH lines n)
+if(NOT n EQUAL 4)
+  message(FATAL_ERROR "expected 3 step objects and a summary in metrics.jsonl, got ${n} lines")
+endif()
+list(GET lines 0 first)
+list(GET lines 3 last)
+foreach(key step loss tokens_per_s step_ms)
+  string(JSON value ERROR_VARIABLE json_err GET "${first}" ${key})
+  if(json_err)
+    message(FATAL_ERROR "first metrics object lacks '${key}': ${first}")
+  endif()
+endforeach()
+string(JSON final GET "${last}" final)
+if(NOT final STREQUAL "ON")
+  message(FATAL_ERROR "last metrics object is not the final summary: ${last}")
+endif()
+
+# Data from a text file, byte-tokenized.
+string(REPEAT "the quick brown fox jumps over the lazy dog. " 40 text)
+file(WRITE ${WORK}/corpus.txt "${text}")
+execute_process(COMMAND ${EXE} --steps 2 --batch 2 --seq-len 16 --n-embd 32 --data ${WORK}/corpus.txt --prompt "the "
+                        --sample-tokens 4 RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "train_gpt on a text file failed (${rc}): ${out}${err}")
+endif()
+
+# Bad configurations fail with clear messages.
+expect_failure("heads do not divide the width" --n-head 3 --steps 1)
+expect_failure("longer than the model's position table" --seq-len 200 --steps 1)
+expect_failure("unknown GPT preset" --preset gpt5 --steps 1)
+file(WRITE ${WORK}/empty.txt "")
+expect_failure("is empty" --data ${WORK}/empty.txt --steps 1)
+expect_failure("no files match" --data ${WORK}/missing_*.bin --steps 1)
