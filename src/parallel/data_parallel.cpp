@@ -168,6 +168,7 @@ struct DataParallel::Impl {
   std::unordered_map<const nn::Module*, size_t> compute_event;
 
   int64_t transient_bytes = 0, transient_peak = 0;
+  int64_t activation_estimate = 0;  // set at each step() from the device's peak
   std::unique_ptr<CompletionWatcher> watcher;
 
   Impl(DataParallel& s, nn::Module& m, std::shared_ptr<comm::Communicator> c, DataParallelOptions o)
@@ -832,6 +833,13 @@ StepResult DataParallel::step(optim::Optimizer& optimizer, float lr, float max_g
   DTRAIN_CHECK(d.micro == options_.grad_accumulation, "DataParallel::step: ", d.micro,
                " backward pass(es) since the last step, expected grad_accumulation = ", options_.grad_accumulation);
   const size_t ev = trace_ ? trace_->begin("step", "optimizer") : 0;
+  {
+    // Activations: what the device peaked at (since the caller's last
+    // reset_peak_memory) beyond model state and communication buffers.
+    const MemoryLedger m = ledger(&optimizer);
+    d.activation_estimate =
+        std::max<int64_t>(0, memory_stats(d.device).peak_bytes - m.model_state() - m.comm_buffers);
+  }
   StepResult r;
   r.loss_scale = d.loss_scale;
   // Global norm: every rank's shard, summed over ranks (stage 0: the full gradients, already equal).
@@ -934,8 +942,7 @@ MemoryLedger DataParallel::ledger(const optim::Optimizer* optimizer) const {
     }
   }
   m.comm_buffers = d.transient_peak;
-  const int64_t peak = memory_stats(d.device).peak_bytes;
-  m.activations = std::max<int64_t>(0, peak - m.model_state() - m.comm_buffers);
+  m.activations = d.activation_estimate;
   return m;
 }
 

@@ -24,7 +24,9 @@ struct MemoryLedger {
   int64_t gradients = 0;        // gradient storage held between steps (full buckets or the f32 shard)
   int64_t optimizer_state = 0;  // moments (+ separate f32 master weights in mixed precision)
   int64_t comm_buffers = 0;     // peak of transient buffers: gathered units, bucket gradients, reduce outputs
-  int64_t activations = 0;      // device peak during the last step minus everything above (estimate)
+  // Estimate: the device's peak (since the caller's last reset_peak_memory)
+  // at the last step() minus everything above; 0 before the first step.
+  int64_t activations = 0;
 
   int64_t model_state() const { return parameters + gradients + optimizer_state; }
 };
