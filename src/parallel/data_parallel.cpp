@@ -60,7 +60,8 @@ struct Group {
   bool launched = false;
   bool grads_bound = false;
   comm::Work reduce_work;
-  Tensor reduce_out;        // reduce-scatter output when it is not grad_shard itself
+  Tensor reduce_out;        // the collective's output (grad_shard itself, or a temporary to add)
+  Tensor grad_in_flight;    // stages 2-3: the full gradient a reduce-scatter still reads
   bool add_after_reduce = false;
   bool copy_after_reduce = false;  // mixed precision stages 0-1: f32 result -> grad_shard
 
@@ -180,6 +181,28 @@ struct DataParallel::Impl {
   void note_transient(int64_t delta) {
     transient_bytes += delta;
     transient_peak = std::max(transient_peak, transient_bytes);
+  }
+
+  // [Buffer pool] Gathered parameters and bucket gradients (stages 2-3) are
+  // released after use by handing them back here; the next unit of the same
+  // size reuses them, so a steady step neither allocates nor page-faults. A
+  // buffer returns only once no collective uses it any more. Its footprint is
+  // what the ledger reports as communication buffers.
+  std::vector<Tensor> pool;
+  Tensor take(int64_t numel, DType dt) {
+    for (size_t i = 0; i < pool.size(); ++i) {
+      if (pool[i].numel() == numel && pool[i].dtype() == dt) {
+        Tensor t = pool[i];
+        pool.erase(pool.begin() + static_cast<std::ptrdiff_t>(i));
+        return t;
+      }
+    }
+    Tensor t = Tensor::empty({numel}, dt, device);
+    note_transient(static_cast<int64_t>(t.nbytes()));
+    return t;
+  }
+  void give(Tensor t) {
+    if (t.defined()) pool.push_back(std::move(t));
   }
 
   // ---- layout ---------------------------------------------------------------------
@@ -418,8 +441,7 @@ struct DataParallel::Impl {
   void start_gather(int g) {
     Group& G = groups[static_cast<size_t>(g)];
     if (G.gather_state != GatherState::released) return;
-    G.value_full = Tensor::empty({G.info.padded_numel}, dtype, device);
-    note_transient(static_cast<int64_t>(G.value_full.nbytes()));
+    G.value_full = take(G.info.padded_numel, dtype);
     const Tensor& input = mixed() ? G.compute_shard : G.master;
     size_t ev = trace() ? trace()->begin("gather", G.info.name) : 0;
     G.gather_work = world > 1 ? comm->all_gather(input, G.value_full) : comm::Work();
@@ -451,7 +473,7 @@ struct DataParallel::Impl {
       G.gather_work = comm::Work();
     }
     for (auto& s : G.slots) s.param->value = Tensor();
-    note_transient(-static_cast<int64_t>(G.value_full.nbytes()));
+    give(G.value_full);
     G.value_full = Tensor();
     G.gather_state = GatherState::released;
   }
@@ -474,13 +496,21 @@ struct DataParallel::Impl {
   void bind_grads(int g) {
     Group& G = groups[static_cast<size_t>(g)];
     if (G.grads_bound) return;
-    G.grad_full = Tensor::zeros({G.info.padded_numel}, dtype, device);
-    note_transient(static_cast<int64_t>(G.grad_full.nbytes()));
+    G.grad_full = take(G.info.padded_numel, dtype);
+    G.grad_full.zero_();
     for (auto& s : G.slots) s.param->rebind_grad(view(G.grad_full, s), false);
     G.grads_bound = true;
   }
 
+  // Finishes collectives that are already done (frees their buffers early).
+  void reap_completed() {
+    for (auto& G : groups) {
+      if (G.launched && G.reduce_out.defined() && G.reduce_work.is_completed()) finish_reduce(G);
+    }
+  }
+
   void acquire(nn::Module* m, const std::vector<int>& ids, bool backward) {
+    if (backward && opt.stage >= 2) reap_completed();
     if (opt.stage == 3) {
       const int ph = backward ? 1 : 0;
       if (backward && phase != 1) begin_phase(1);
@@ -635,9 +665,10 @@ struct DataParallel::Impl {
       }
       G.reduce_out = out;
       G.add_after_reduce = !direct;
-      // The full gradient is not kept: the collective holds it until done.
+      // The full gradient is not kept: unbound now, back to the pool once
+      // the collective is done with it (reap_completed / finish_reduce).
       for (auto& s : G.slots) s.param->grad = Tensor();
-      note_transient(-static_cast<int64_t>(G.grad_full.nbytes()));
+      G.grad_in_flight = G.grad_full;
       G.grad_full = Tensor();
       G.grads_bound = false;
     }
@@ -653,8 +684,11 @@ struct DataParallel::Impl {
   }
 
   void finish_reduce(Group& G) {
+    if (!G.reduce_out.defined() && !G.grad_in_flight.defined()) return;  // already finished
     G.reduce_work.wait();
     G.reduce_work = comm::Work();
+    give(G.grad_in_flight);
+    G.grad_in_flight = Tensor();
     if (G.copy_after_reduce) G.grad_shard.copy_(G.reduce_out);
     if (G.add_after_reduce) ops::add_(G.grad_shard, G.reduce_out);
     G.reduce_out = Tensor();

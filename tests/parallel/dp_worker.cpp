@@ -204,24 +204,87 @@ void run_stage(const std::shared_ptr<comm::Communicator>& comm, const Run& ref, 
 
 // ---- mismatch ------------------------------------------------------------------------
 
-// A module whose parameter only gets a gradient when `skip` is false (a branch not taken).
+// A module whose parameter only gets a gradient when `skip` is false (a branch
+// not taken). Its "gradient" is a constant, so any dtype works on the CPU.
 class Gate : public nn::Module {
  public:
-  Gate() : Module("Gate"), w(add_parameter("w", Tensor::zeros({8}), false)) {}
+  explicit Gate(DType dtype = DType::f32, int64_t n = 8)
+      : Module("Gate"), w(add_parameter("w", Tensor::zeros({n}, dtype), false)) {}
   void forward() {
     run_hooks(nn::HookPoint::pre_forward);
     run_hooks(nn::HookPoint::post_forward);
   }
-  void backward(bool skip) {
+  void backward(bool skip, double value = 1.0) {
     run_hooks(nn::HookPoint::pre_backward);
     if (!skip) {
-      w.require_grad().fill_(1.0);
+      w.require_grad().fill_(value);
       grad_ready(w);
     }
     run_hooks(nn::HookPoint::post_backward);
   }
   nn::Parameter& w;
 };
+
+// Two gates in bf16/f16: the mixed-precision plumbing (low-precision
+// parameters and gradients, f32 master, f32 reductions, loss scaling) without
+// compute ops, which are f32-only on the CPU.
+class Gates : public nn::Module {
+ public:
+  explicit Gates(DType dtype) : Module("Gates"), g1(dtype, 8), g2(dtype, 5) {
+    add_module("g1", g1);
+    add_module("g2", g2);
+    g1.w.value.fill_(1.0);
+    g2.w.value.fill_(1.0);
+  }
+  void train(double grad) {
+    run_hooks(nn::HookPoint::pre_forward);
+    g1.forward();
+    g2.forward();
+    run_hooks(nn::HookPoint::post_forward);
+    run_hooks(nn::HookPoint::pre_backward);
+    g2.backward(false, grad);
+    g1.backward(false, grad);
+    run_hooks(nn::HookPoint::post_backward);
+  }
+  Gate g1, g2;
+};
+
+// Rank r's gradient is (r + 1) / 4 x grad_scale, so the average over 2 ranks
+// is 0.375 x scale. AdamW's first step moves each weight by lr x sign(g):
+// 1 -> 0.875, exact in bf16 and f16. f16 starts at loss scale 2^17: rank 1's
+// 0.5 x 2^17 overflows f16 (max 65504), so the first step is skipped and the
+// scale halves; the second step applies.
+void run_mixed(const std::shared_ptr<comm::Communicator>& comm) {
+  for (int stage = 0; stage <= 3; ++stage) {
+    for (auto precision : {parallel::Precision::bf16, parallel::Precision::f16}) {
+      const DType dt = precision == parallel::Precision::bf16 ? DType::bf16 : DType::f16;
+      Gates model(dt);
+      parallel::DataParallelOptions o;
+      o.stage = stage;
+      o.precision = precision;
+      o.initial_loss_scale = 131072.0f;
+      parallel::DataParallel dp(model, comm, o);
+      optim::AdamW opt(dp.param_groups(0.0f));
+      const std::string tag = std::string("mixed_") + parallel::precision_name(precision) + "_stage" +
+                              std::to_string(stage);
+      int skipped = 0;
+      float norm = 0;
+      for (int s = 0; s < (precision == parallel::Precision::f16 ? 2 : 1); ++s) {
+        model.train((comm->rank() + 1) / 4.0 * static_cast<double>(dp.grad_scale()));
+        const auto r = dp.step(opt, 0.125f, 0.0f);
+        skipped += r.skipped ? 1 : 0;
+        norm = r.grad_norm;
+      }
+      double err = 0;
+      for (auto& [name, t] : dp.full_parameters()) {
+        for (float v : t.to_vector()) err = std::max(err, std::fabs(v - 0.875));
+      }
+      report(tag + "_param_err", err, 1e-3);
+      report(tag + "_grad_norm_err", std::fabs(norm - 0.375 * std::sqrt(13.0)), 1e-3);
+      report(tag + "_skipped_steps_err", std::abs(skipped - (precision == parallel::Precision::f16 ? 1 : 0)), 0);
+    }
+  }
+}
 
 class Toy : public nn::Module {
  public:
@@ -265,6 +328,7 @@ int run_mismatch(const std::shared_ptr<comm::Communicator>& comm) {
       }
     }
   }
+  if (comm->size() == 2) run_mixed(comm);
   std::fflush(stdout);
   return raised == cases ? 3 : 4;
 }

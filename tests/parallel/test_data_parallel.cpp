@@ -82,8 +82,8 @@ TEST_CASE("every ZeRO stage at world size 4 equals single-process training; ledg
   run_and_check(4, {"train"}, 12 + 16);
 }
 
-TEST_CASE("a rank that skips a gradient or runs a module twice gets an error naming it on every rank",
-          "[parallel]") {
+TEST_CASE("a rank that skips a gradient or runs a module twice gets an error naming it on every rank; "
+          "mixed-precision plumbing", "[parallel]") {
   const auto results = run_ranks(2, {"mismatch"}, 60);
   for (size_t r = 0; r < results.size(); ++r) {
     INFO("rank " << r << " output:\n" << results[r].output);
@@ -94,4 +94,11 @@ TEST_CASE("a rank that skips a gradient or runs a module twice gets an error nam
     CHECK(results[r].output.find("module 'a' ran") != std::string::npos);
   }
   std::printf("%s", results[0].output.c_str());
+  // The same launch checks the bf16/f16 plumbing (dp_worker.cpp: run_mixed).
+  const auto checks = parse_checks(results[0].output);
+  CHECK(checks.size() == 24);
+  for (const auto& c : checks) {
+    INFO(c.name << " = " << c.value << " (limit " << c.limit << ")");
+    CHECK(c.value <= c.limit);
+  }
 }
