@@ -528,6 +528,19 @@ Communicator::Communicator(std::shared_ptr<Store> job_store, std::string prefix,
   m.options = options;
   m.gloo = std::make_unique<GlooBackend>(std::make_shared<PrefixStore>("gloo", m.store), rank, size,
                                          options.gloo_address, options.timeout);
+  // Gloo's full-mesh connect is not a barrier: a rank can finish it and exit
+  // while a peer still reads the handshake on their pair ("connection closed
+  // by peer"). Nobody leaves the constructor before every rank is connected.
+  m.store->add("connected", 1);
+  const auto deadline = Clock::now() + options.timeout;
+  for (auto delay = std::chrono::microseconds(200);; delay = std::min(delay * 2, std::chrono::microseconds(20000))) {
+    const auto value = m.store->try_get("connected");
+    if (value && std::stoll(*value) >= size) break;
+    DTRAIN_CHECK(Clock::now() < deadline, "rank ", rank, ": only ", value ? *value : "0", " of ", size,
+                 " ranks finished connecting communicator '", prefix, "' within ", options.timeout.count() / 1000.0,
+                 " s; is every rank running? (DTRAIN_TIMEOUT_S)");
+    std::this_thread::sleep_for(delay);
+  }
   auto self = impl_;
   m.worker = std::thread([self] { self->worker_loop(); });
   m.watchdog = std::thread([self] { self->watchdog_loop(); });

@@ -1,6 +1,8 @@
 // GPT configuration errors, determinism, sampling.
 #include <catch2/catch.hpp>
 
+#include <cmath>
+
 #include "dtrain/data/addition_dataset.h"
 #include "dtrain/data/byte_tokenizer.h"
 #include "dtrain/data/data_loader.h"
@@ -107,4 +109,30 @@ TEST_CASE("generation: greedy is deterministic, batch equals one by one, context
   for (int32_t t : sampled) CHECK((t >= 0 && t < 256));
   CHECK_THROWS_WITH(nn::generate_greedy_batch(model, {p2}, 8), Catch::Contains("do not fit the context"));
   CHECK_THROWS_WITH(nn::generate(model, {}, 3, 0.0f, rng), Catch::Contains("prompt is empty"));
+}
+
+TEST_CASE("GPT on CUDA matches the CPU model", "[nn][gpu]") {
+  testing::require_gpu_or_skip();
+  nn::GPTConfig c = nn::GPTConfig::preset("tiny");
+  c.n_embd = 64;
+  nn::GPT cpu_model(c, Device::cpu(), 5), gpu_model(c, Device::cuda(), 5);
+  const Tensor tokens = testing::random_tokens(4, 32, c.vocab_size, 1);
+  const Tensor targets = testing::random_tokens(4, 32, c.vocab_size, 2);
+  const float cpu_loss = cpu_model.forward(tokens, targets);
+  const float gpu_loss = gpu_model.forward(tokens, targets);  // CPU batches are copied to the device
+  CHECK(gpu_loss == Approx(cpu_loss).epsilon(1e-3));
+  cpu_model.backward();
+  gpu_model.backward();
+  const auto pc = cpu_model.named_parameters(), pg = gpu_model.named_parameters();
+  for (size_t i = 0; i < pc.size(); ++i) {
+    INFO(pc[i].name);
+    // f32 on the GPU may use TF32 tensor cores: 1e-2 of the largest gradient.
+    CHECK(testing::normalized_error(pg[i].param->grad.to(Device::cpu()), pc[i].param->grad) < 1e-2);
+  }
+  optim::AdamW opt(optim::param_groups(gpu_model, 0.1f));
+  opt.step(1e-3f, optim::clip_scale(optim::grad_norm(opt.grads()), 1.0f));
+  const float after = gpu_model.forward(tokens, targets);
+  CHECK(std::isfinite(after));
+  std::mt19937_64 rng(1);
+  CHECK(nn::generate(gpu_model, {'1', '+'}, 3, 0.0f, rng).size() == 3);
 }
