@@ -67,7 +67,7 @@ TEST_CASE("every ZeRO stage at world size 1 equals single-process training", "[p
   run_and_check(1, {"train"}, 12);
 }
 
-TEST_CASE("every ZeRO stage at world size 2 equals single-process training; ledger, overlap, accumulation",
+TEST_CASE("every ZeRO stage at world size 2 equals single-process training with ledger and overlap and accumulation",
           "[parallel]") {
   // Accumulation 2 at world size 2: two micro-steps of 3 rows per rank equal
   // one step of the 12-row global batch (the reference).
@@ -78,12 +78,12 @@ TEST_CASE("every ZeRO stage at world size 3 equals single-process training", "[p
   run_and_check(3, {"train"}, 12);
 }
 
-TEST_CASE("every ZeRO stage at world size 4 equals single-process training; ledger", "[parallel]") {
+TEST_CASE("every ZeRO stage at world size 4 equals single-process training with ledger", "[parallel]") {
   run_and_check(4, {"train"}, 12 + 16);
 }
 
-TEST_CASE("a rank that skips a gradient or runs a module twice gets an error naming it on every rank; "
-          "mixed-precision plumbing", "[parallel]") {
+TEST_CASE("a rank that skips a gradient or runs a module twice gets an error naming it on every rank and "
+          "the mixed-precision plumbing works", "[parallel]") {
   const auto results = run_ranks(2, {"mismatch"}, 60);
   for (size_t r = 0; r < results.size(); ++r) {
     INFO("rank " << r << " output:\n" << results[r].output);
