@@ -9,8 +9,9 @@
 // stage 0 measured in the same run, peak memory per rank (allocator peak over
 // the timed steps), model state per rank (measured, and the ZeRO formula), and
 // the fraction of communication time hidden behind compute, from the engine's
-// trace: stage 0-2, gradient collectives inside backward; stage 3, all
-// collectives (gathers + reduce-scatters) inside forward/backward. A stage-0
+// trace: stage 0, gradient all-reduces inside backward; stages 1-3, all
+// collectives (gradient reductions and parameter gathers) inside forward or
+// backward. A stage-0
 // run with overlap off is the no-overlap baseline. Memory is measured with
 // one configuration alive at a time; step times with all of them alive, one
 // step of each in turn, so a shared machine's load changes hit all alike.
@@ -185,11 +186,12 @@ void measure_time(comm::Communicator& c, const std::shared_ptr<comm::Communicato
       if (e.kind == "backward_wait") r.wait_ms += ms;
       if (e.kind == "step") r.opt_ms += ms;
     }
-    // Stage 3 communicates during forward too; stages 0-2 only in backward.
+    // Stages 1-3 communicate during forward too (1-2: the parameter all-gather
+    // issued by the previous update); stage 0 only in backward.
     std::vector<parallel::TraceEvent> ev;
     for (const auto& e : events) {
       if (e.kind == "reduce" || e.kind == "gather") ev.push_back({"comm", e.name, e.start_us, e.end_us});
-      if (e.kind == "backward" || (stage == 3 && e.kind == "forward")) ev.push_back({"cover", e.name, e.start_us, e.end_us});
+      if (e.kind == "backward" || (stage >= 1 && e.kind == "forward")) ev.push_back({"cover", e.name, e.start_us, e.end_us});
     }
     const auto ov = parallel::overlap(ev, "comm", "cover");
     const auto hidden = gather(c, ov.fraction());

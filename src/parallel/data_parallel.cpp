@@ -65,6 +65,11 @@ struct Group {
   bool add_after_reduce = false;
   bool copy_after_reduce = false;  // mixed precision stages 0-1: f32 result -> grad_shard
 
+  // Stages 1-2: the post-update all-gather of the parameters, waited for by
+  // the first module that reads them (it overlaps the next forward).
+  comm::Work param_gather;
+  bool param_gather_pending = false;
+
   // Stage 3.
   GatherState gather_state = GatherState::released;
   comm::Work gather_work;
@@ -301,7 +306,7 @@ struct DataParallel::Impl {
     if (opt.stage == 3) std::reverse(launch_order.begin(), launch_order.end());  // units finish backward last-first
 
     // Modules that read or write a group's storage: owners and tied users.
-    if (opt.stage >= 2) {
+    if (opt.stage >= 1) {
       std::map<int, std::vector<int>> by_group_owner;
       for (auto& [name, m] : model.named_modules()) {
         std::set<int> gs;
@@ -432,7 +437,7 @@ struct DataParallel::Impl {
   void end_phase() {
     if (opt.stage == 3) {
       order_recorded[phase] = true;
-      release_idle_groups();
+      release_idle_groups(phase == 0 ? kept_for_backward() : nullptr);
     }
     if (trace() && phase == 0) trace()->end(forward_event);
   }
@@ -478,10 +483,20 @@ struct DataParallel::Impl {
     G.gather_state = GatherState::released;
   }
 
-  void release_idle_groups() {
+  void release_idle_groups(const std::vector<int>* keep = nullptr) {
     for (size_t g = 0; g < groups.size(); ++g) {
+      if (keep && std::find(keep->begin(), keep->end(), static_cast<int>(g)) != keep->end()) continue;
       if (groups[g].users == 0) release_group(static_cast<int>(g));
     }
+  }
+
+  // Stage 3: the units of the last module of forward stay gathered for the
+  // first module of backward (the same module), saving one gather per step
+  // (for GPT the tied embedding, its largest unit). Released at the latest by
+  // step(), which changes the shards.
+  const std::vector<int>* kept_for_backward() const {
+    if (!order_recorded[0] || order[0].empty()) return nullptr;
+    return groups_of(order[0].back());
   }
 
   const std::vector<int>* groups_of(const nn::Module* m) const {
@@ -509,8 +524,23 @@ struct DataParallel::Impl {
     }
   }
 
+  // Stages 1-2: waits for the parameter all-gathers step() issued.
+  void wait_param_gather(int g) {
+    Group& G = groups[static_cast<size_t>(g)];
+    if (!G.param_gather_pending) return;
+    G.param_gather.wait();
+    G.param_gather = comm::Work();
+    G.param_gather_pending = false;
+  }
+  void wait_param_gathers() {
+    for (size_t g = 0; g < groups.size(); ++g) wait_param_gather(static_cast<int>(g));
+  }
+
   void acquire(nn::Module* m, const std::vector<int>& ids, bool backward) {
     if (backward && opt.stage >= 2) reap_completed();
+    if (opt.stage == 1 || opt.stage == 2) {
+      for (int g : ids) wait_param_gather(g);
+    }
     if (opt.stage == 3) {
       const int ph = backward ? 1 : 0;
       if (backward && phase != 1) begin_phase(1);
@@ -558,7 +588,9 @@ struct DataParallel::Impl {
         G.complete = true;
         launch(g);
       }
-      if (--G.users == 0) release_group(g);
+      const auto* keep = backward ? nullptr : kept_for_backward();
+      const bool kept = keep && std::find(keep->begin(), keep->end(), g) != keep->end() && m == order[0].back();
+      if (--G.users == 0 && !kept) release_group(g);
     }
   }
 
@@ -820,6 +852,7 @@ DataParallel::~DataParallel() {
     try {
       G.reduce_work.wait();
       G.gather_work.wait();
+      G.param_gather.wait();
     } catch (...) {
     }
   }
@@ -866,6 +899,8 @@ StepResult DataParallel::step(optim::Optimizer& optimizer, float lr, float max_g
   DTRAIN_CHECK(!d.in_backward, "DataParallel::step called inside backward");
   DTRAIN_CHECK(d.micro == options_.grad_accumulation, "DataParallel::step: ", d.micro,
                " backward pass(es) since the last step, expected grad_accumulation = ", options_.grad_accumulation);
+  d.wait_param_gathers();  // the master shares storage with the last all-gather's input
+  if (options_.stage == 3) d.release_idle_groups();  // gathered copies go stale with the update
   const size_t ev = trace_ ? trace_->begin("step", "optimizer") : 0;
   {
     // Activations: what the device peaked at (since the caller's last
@@ -899,8 +934,10 @@ StepResult DataParallel::step(optim::Optimizer& optimizer, float lr, float max_g
   }
   const float clip = optim::clip_scale(r.grad_norm, max_grad_norm);
   optimizer.step(lr, clip / r.loss_scale);
-  // Updated shards back to the compute copies, then everyone's parameters.
-  std::vector<comm::Work> works;
+  // Updated shards back to the compute copies, then everyone's parameters:
+  // issued here, waited for by the first module that reads a group in the
+  // next forward (or by anything else that needs the values, see
+  // wait_for_parameters), so the all-gather overlaps the next forward.
   for (auto& G : d.groups) {
     if (d.mixed()) {
       if (options_.stage == 3) {
@@ -911,10 +948,12 @@ StepResult DataParallel::step(optim::Optimizer& optimizer, float lr, float max_g
       }
     }  // stage 3 f32: the master is the shard the next gather reads
     if ((options_.stage == 1 || options_.stage == 2) && d.world > 1) {
-      works.push_back(d.comm->all_gather(G.value_full.narrow(G.lo, G.len), G.value_full));
+      const size_t gev = trace_ ? trace_->begin("gather", G.info.name) : 0;
+      G.param_gather = d.comm->all_gather(G.value_full.narrow(G.lo, G.len), G.value_full);
+      G.param_gather_pending = true;
+      if (trace_) d.watcher->watch(G.param_gather, gev);
     }
   }
-  for (auto& w : works) w.wait();
   d.zero_grads();
   d.micro = 0;
   if (trace_) trace_->end(ev);
@@ -928,8 +967,11 @@ float DataParallel::average(float value) {
   return static_cast<float>(t.item(0));
 }
 
+void DataParallel::wait_for_parameters() { impl_->wait_param_gathers(); }
+
 std::vector<std::pair<std::string, Tensor>> DataParallel::full_parameters() {
   Impl& d = *impl_;
+  d.wait_param_gathers();
   std::vector<std::pair<std::string, Tensor>> out(d.params.size());
   for (size_t g = 0; g < d.groups.size(); ++g) {
     Group& G = d.groups[g];

@@ -21,7 +21,8 @@
 //   stage 0: full params, full grads; each bucket all-reduced (avg) the moment
 //            its last gradient is ready, overlapping the rest of backward.
 //   stage 1: as 0 but reduce-scatter; the optimizer updates only the shard,
-//            then the parameters are all-gathered.
+//            then the parameters are all-gathered (overlapping the next
+//            forward: each module waits for its group's gather).
 //   stage 2: bucket gradients exist only while their bucket fills and is
 //            reduce-scattered into the f32 gradient shard; freed after.
 //   stage 3: only the shard of the parameters is kept; a unit's parameters
@@ -117,6 +118,11 @@ class DataParallel {
   // across shards), clipping, f16 overflow check, the optimizer update,
   // the parameter all-gather (stages 1-2), and zeroing of the gradients.
   StepResult step(optim::Optimizer& optimizer, float lr, float max_grad_norm = 0.0f);
+
+  // Stages 1-2: step() issues the parameter all-gather and returns; the
+  // modules wait for it when they next run. Call this before reading
+  // Parameter::value outside the model (e.g. saving a checkpoint).
+  void wait_for_parameters();
 
   // Mean of a host value over the ranks (e.g. the loss, for printing).
   float average(float value);
