@@ -24,27 +24,61 @@ struct AdamWEntry {
   float weight_decay;
   int grad_type;
   int copy_type;
+  int vec4;  // param and moments 16-byte aligned: 16-byte accesses (also: no implicit padding)
 };
+static_assert(sizeof(AdamWEntry) == 72, "AdamWEntry must have no padding bytes");
 
 struct AdamWScalars {
   float lr, beta1, beta2, eps, grad_scale, bias_correction1, bias_correction2;
 };
 
+// One element's update (the CPU op's formula and order of operations).
+__device__ __forceinline__ void adamw_update(float& p, float& m, float& v, float grad, float weight_decay,
+                                             const AdamWScalars& s) {
+  const float g = grad * s.grad_scale;
+  m = s.beta1 * m + (1.0f - s.beta1) * g;
+  v = s.beta2 * v + (1.0f - s.beta2) * g * g;
+  const float m_hat = m / s.bias_correction1;
+  const float v_hat = v / s.bias_correction2;
+  p -= s.lr * (m_hat / (sqrtf(v_hat) + s.eps) + weight_decay * p);
+}
+
 __global__ void adamw_kernel(const AdamWEntry* table, int count, AdamWScalars s) {
   const AdamWEntry e = table[find_entry(table, count, blockIdx.x)];
-  const int64_t begin = (blockIdx.x - e.first_block) * kChunk;
+  const int64_t begin = (blockIdx.x - e.first_block) * kChunk;  // a multiple of kChunk: keeps alignment
   const int64_t end = min(e.n, begin + kChunk);
-  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
-    const float g = load_typed(e.grad, e.grad_type, i) * s.grad_scale;
-    const float m = s.beta1 * e.exp_avg[i] + (1.0f - s.beta1) * g;
-    const float v = s.beta2 * e.exp_avg_sq[i] + (1.0f - s.beta2) * g * g;
+  int64_t scalar_begin = begin;
+  if (e.vec4) {
+    // Groups of 4: param and moments as float4 (16-byte accesses); the
+    // gradient and the copy element by element (still coalesced).
+    const int64_t groups = (end - begin) / 4;
+    for (int64_t q = threadIdx.x; q < groups; q += blockDim.x) {
+      const int64_t i = begin + 4 * q;
+      float4 p4 = *reinterpret_cast<const float4*>(e.param + i);
+      float4 m4 = *reinterpret_cast<const float4*>(e.exp_avg + i);
+      float4 v4 = *reinterpret_cast<const float4*>(e.exp_avg_sq + i);
+      adamw_update(p4.x, m4.x, v4.x, load_typed(e.grad, e.grad_type, i + 0), e.weight_decay, s);
+      adamw_update(p4.y, m4.y, v4.y, load_typed(e.grad, e.grad_type, i + 1), e.weight_decay, s);
+      adamw_update(p4.z, m4.z, v4.z, load_typed(e.grad, e.grad_type, i + 2), e.weight_decay, s);
+      adamw_update(p4.w, m4.w, v4.w, load_typed(e.grad, e.grad_type, i + 3), e.weight_decay, s);
+      *reinterpret_cast<float4*>(e.param + i) = p4;
+      *reinterpret_cast<float4*>(e.exp_avg + i) = m4;
+      *reinterpret_cast<float4*>(e.exp_avg_sq + i) = v4;
+      if (e.param_copy != nullptr) {
+        store_typed(e.param_copy, e.copy_type, i + 0, p4.x);
+        store_typed(e.param_copy, e.copy_type, i + 1, p4.y);
+        store_typed(e.param_copy, e.copy_type, i + 2, p4.z);
+        store_typed(e.param_copy, e.copy_type, i + 3, p4.w);
+      }
+    }
+    scalar_begin = begin + 4 * groups;
+  }
+  for (int64_t i = scalar_begin + threadIdx.x; i < end; i += blockDim.x) {
+    float p = e.param[i], m = e.exp_avg[i], v = e.exp_avg_sq[i];
+    adamw_update(p, m, v, load_typed(e.grad, e.grad_type, i), e.weight_decay, s);
+    e.param[i] = p;
     e.exp_avg[i] = m;
     e.exp_avg_sq[i] = v;
-    const float m_hat = m / s.bias_correction1;
-    const float v_hat = v / s.bias_correction2;
-    float p = e.param[i];
-    p -= s.lr * (m_hat / (sqrtf(v_hat) + s.eps) + e.weight_decay * p);
-    e.param[i] = p;
     if (e.param_copy != nullptr) store_typed(e.param_copy, e.copy_type, i, p);
   }
 }
@@ -70,6 +104,7 @@ void adamw_step(std::vector<ops::AdamWTensor>& tensors, const ops::AdamWConfig& 
     e.weight_decay = t.weight_decay;
     e.grad_type = type_code(t.grad.dtype());
     e.copy_type = t.param_copy.defined() ? type_code(t.param_copy.dtype()) : kTypeF32;
+    e.vec4 = aligned16(e.param) && aligned16(e.exp_avg) && aligned16(e.exp_avg_sq) ? 1 : 0;
     table.push_back(e);
     blocks += (n + kChunk - 1) / kChunk;
   }

@@ -2,7 +2,10 @@
 // memory is linear in T (no [T, T] buffer); selected by DTRAIN_ATTENTION=flash.
 //
 // Design (first version, written for correctness; see docs/cuda.md):
-//  - A block owns kRows consecutive rows of one (batch, head), a warp per row.
+//  - A block owns consecutive rows of one (batch, head), a warp per row
+//    (kFwdRows in the forward pass, kBwdRows in backward: as many as keep the
+//    staged tiles under 48 KiB of shared memory at head size 128; more rows per
+//    block means each staged tile is reused more).
 //  - Forward: key/value tiles of kTile rows are staged in shared memory as
 //    f32 (rows padded by one word, so lanes reading different rows of one
 //    column hit different banks). Lane l scores key j0 + l against its
@@ -22,7 +25,8 @@
 namespace dtrain::cuda {
 namespace {
 
-constexpr int kRows = 4;   // warps (query or key rows) per block
+constexpr int kFwdRows = 16;  // warps (query rows) per forward block
+constexpr int kBwdRows = 8;   // warps (query or key rows) per backward block
 constexpr int kTile = 32;  // rows per staged tile: one per lane
 constexpr unsigned kFull = 0xffffffffu;
 
@@ -31,27 +35,27 @@ struct FlashDims {
 };
 
 template <typename T, int NPL>
-__global__ void __launch_bounds__(kRows * 32) flash_forward_kernel(T* out, float* lse, const T* qkv, FlashDims d,
+__global__ void __launch_bounds__(kFwdRows * 32) flash_forward_kernel(T* out, float* lse, const T* qkv, FlashDims d,
                                                                    float scale) {
   extern __shared__ float smem[];
   const int64_t ld = d.hs + 1;
   float* Ks = smem;             // [kTile][ld]
   float* Vs = Ks + kTile * ld;  // [kTile][ld]
-  float* Qs = Vs + kTile * ld;  // [kRows][ld]
+  float* Qs = Vs + kTile * ld;  // [kFwdRows][ld]
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t bh = blockIdx.y, b = bh / d.NH, h = bh % d.NH;
   const int64_t row_stride = 3 * d.C;
   const T* base = qkv + b * d.T * row_stride + h * d.hs;  // q at +0, k at +C, v at +2C
-  const int64_t i0 = static_cast<int64_t>(blockIdx.x) * kRows;
+  const int64_t i0 = static_cast<int64_t>(blockIdx.x) * kFwdRows;
   const int64_t i = i0 + warp;
-  for (int64_t idx = threadIdx.x; idx < kRows * d.hs; idx += blockDim.x) {
+  for (int64_t idx = threadIdx.x; idx < kFwdRows * d.hs; idx += blockDim.x) {
     const int64_t r = idx / d.hs, c = idx % d.hs;
     Qs[r * ld + c] = i0 + r < d.T ? load(base[(i0 + r) * row_stride + c]) : 0.0f;
   }
   float m = -INFINITY, l = 0.0f, o[NPL];
 #pragma unroll
   for (int c = 0; c < NPL; ++c) o[c] = 0.0f;
-  const int64_t last_key = min(i0 + kRows, d.T) - 1;
+  const int64_t last_key = min(i0 + kFwdRows, d.T) - 1;
   for (int64_t j0 = 0; j0 <= last_key; j0 += kTile) {
     __syncthreads();  // the previous tile is consumed (and Qs is written, first time)
     for (int64_t idx = threadIdx.x; idx < kTile * d.hs; idx += blockDim.x) {
@@ -100,23 +104,23 @@ __global__ void __launch_bounds__(kRows * 32) flash_forward_kernel(T* out, float
 
 // dQ_i += scale * sum_j dS_ij K_j, one warp per query row.
 template <typename T, int NPL>
-__global__ void __launch_bounds__(kRows * 32)
+__global__ void __launch_bounds__(kBwdRows * 32)
     flash_backward_dq_kernel(T* dqkv, const T* dout, const T* qkv, const float* lse, const float* D, FlashDims d,
                              float scale) {
   extern __shared__ float smem[];
   const int64_t ld = d.hs + 1;
   float* Ks = smem;              // [kTile][ld]
   float* Vs = Ks + kTile * ld;   // [kTile][ld]
-  float* Qs = Vs + kTile * ld;   // [kRows][ld]
-  float* dOs = Qs + kRows * ld;  // [kRows][ld]
+  float* Qs = Vs + kTile * ld;   // [kBwdRows][ld]
+  float* dOs = Qs + kBwdRows * ld;  // [kBwdRows][ld]
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t bh = blockIdx.y, b = bh / d.NH, h = bh % d.NH;
   const int64_t row_stride = 3 * d.C;
   const T* base = qkv + b * d.T * row_stride + h * d.hs;
   const T* dout_base = dout + b * d.T * d.C + h * d.hs;
-  const int64_t i0 = static_cast<int64_t>(blockIdx.x) * kRows;
+  const int64_t i0 = static_cast<int64_t>(blockIdx.x) * kBwdRows;
   const int64_t i = i0 + warp;
-  for (int64_t idx = threadIdx.x; idx < kRows * d.hs; idx += blockDim.x) {
+  for (int64_t idx = threadIdx.x; idx < kBwdRows * d.hs; idx += blockDim.x) {
     const int64_t r = idx / d.hs, c = idx % d.hs;
     const bool in = i0 + r < d.T;
     Qs[r * ld + c] = in ? load(base[(i0 + r) * row_stride + c]) : 0.0f;
@@ -127,7 +131,7 @@ __global__ void __launch_bounds__(kRows * 32)
   float dq[NPL];
 #pragma unroll
   for (int c = 0; c < NPL; ++c) dq[c] = 0.0f;
-  const int64_t last_key = min(i0 + kRows, d.T) - 1;
+  const int64_t last_key = min(i0 + kBwdRows, d.T) - 1;
   for (int64_t j0 = 0; j0 <= last_key; j0 += kTile) {
     __syncthreads();
     for (int64_t idx = threadIdx.x; idx < kTile * d.hs; idx += blockDim.x) {
@@ -170,25 +174,25 @@ __global__ void __launch_bounds__(kRows * 32)
 
 // dK_j += scale * sum_i dS_ij Q_i and dV_j += sum_i P_ij dO_i, one warp per key row.
 template <typename T, int NPL>
-__global__ void __launch_bounds__(kRows * 32)
+__global__ void __launch_bounds__(kBwdRows * 32)
     flash_backward_dkv_kernel(T* dqkv, const T* dout, const T* qkv, const float* lse, const float* D, FlashDims d,
                               float scale) {
   extern __shared__ float smem[];
   const int64_t ld = d.hs + 1;
   float* Qs = smem;               // [kTile][ld]
   float* dOs = Qs + kTile * ld;   // [kTile][ld]
-  float* Ks = dOs + kTile * ld;   // [kRows][ld]
-  float* Vs = Ks + kRows * ld;    // [kRows][ld]
-  float* lse_s = Vs + kRows * ld;  // [kTile]
+  float* Ks = dOs + kTile * ld;   // [kBwdRows][ld]
+  float* Vs = Ks + kBwdRows * ld;    // [kBwdRows][ld]
+  float* lse_s = Vs + kBwdRows * ld;  // [kTile]
   float* D_s = lse_s + kTile;      // [kTile]
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t bh = blockIdx.y, b = bh / d.NH, h = bh % d.NH;
   const int64_t row_stride = 3 * d.C;
   const T* base = qkv + b * d.T * row_stride + h * d.hs;
   const T* dout_base = dout + b * d.T * d.C + h * d.hs;
-  const int64_t j0 = static_cast<int64_t>(blockIdx.x) * kRows;
+  const int64_t j0 = static_cast<int64_t>(blockIdx.x) * kBwdRows;
   const int64_t j = j0 + warp;
-  for (int64_t idx = threadIdx.x; idx < kRows * d.hs; idx += blockDim.x) {
+  for (int64_t idx = threadIdx.x; idx < kBwdRows * d.hs; idx += blockDim.x) {
     const int64_t r = idx / d.hs, c = idx % d.hs;
     const bool in = j0 + r < d.T;
     Ks[r * ld + c] = in ? load(base[(j0 + r) * row_stride + d.C + c]) : 0.0f;
@@ -273,10 +277,10 @@ void dispatch_npl(int64_t hs, F&& body) {
   }
 }
 
-dim3 flash_grid(const FlashDims& d, int64_t B) {
+dim3 flash_grid(const FlashDims& d, int64_t B, int rows_per_block) {
   DTRAIN_CHECK(B * d.NH <= 65535, "flash attention launches one grid row per (batch, head): ", B * d.NH,
                " exceed 65535; unset DTRAIN_ATTENTION or use a smaller batch");
-  return dim3(static_cast<unsigned>((d.T + kRows - 1) / kRows), static_cast<unsigned>(B * d.NH));
+  return dim3(static_cast<unsigned>((d.T + rows_per_block - 1) / rows_per_block), static_cast<unsigned>(B * d.NH));
 }
 
 size_t checked_smem(size_t bytes) {
@@ -292,12 +296,12 @@ void attention_flash(const OpContext& ctx, Tensor& out, Tensor& lse, const Tenso
   const FlashDims d = flash_dims(qkv, num_heads);
   const int64_t B = qkv.size(0);
   const float scale = 1.0f / std::sqrt(static_cast<float>(d.hs));
-  const dim3 grid = flash_grid(d, B);
-  const size_t smem = checked_smem((2 * kTile + kRows) * static_cast<size_t>(d.hs + 1) * sizeof(float));
+  const dim3 grid = flash_grid(d, B, kFwdRows);
+  const size_t smem = checked_smem((2 * kTile + kFwdRows) * static_cast<size_t>(d.hs + 1) * sizeof(float));
   dispatch_float(qkv.dtype(), "attention", [&](auto tag) {
     using T = decltype(tag);
     dispatch_npl(d.hs, [&](auto npl) {
-      flash_forward_kernel<T, decltype(npl)::value><<<grid, kRows * 32, smem, ctx.stream()>>>(
+      flash_forward_kernel<T, decltype(npl)::value><<<grid, kFwdRows * 32, smem, ctx.stream()>>>(
           ptr<T>(out), ptr<float>(lse), ptr<T>(qkv), d, scale);
       DTRAIN_LAUNCH_CHECK();
     });
@@ -311,17 +315,17 @@ void attention_backward_flash(const OpContext& ctx, Tensor& dqkv, const Tensor& 
   const float scale = 1.0f / std::sqrt(static_cast<float>(d.hs));
   Tensor D = ctx.scratch({B * d.NH * d.T});
   attention_row_dot(ctx, ptr<float>(D), dout, out, num_heads);
-  const dim3 grid = flash_grid(d, B);
-  const size_t smem = checked_smem((2 * kTile + 2 * kRows) * static_cast<size_t>(d.hs + 1) * sizeof(float) +
+  const dim3 grid = flash_grid(d, B, kBwdRows);
+  const size_t smem = checked_smem((2 * kTile + 2 * kBwdRows) * static_cast<size_t>(d.hs + 1) * sizeof(float) +
                                    2 * kTile * sizeof(float));
   dispatch_float(qkv.dtype(), "attention_backward", [&](auto tag) {
     using T = decltype(tag);
     dispatch_npl(d.hs, [&](auto npl) {
       constexpr int kNpl = decltype(npl)::value;
-      flash_backward_dq_kernel<T, kNpl><<<grid, kRows * 32, smem, ctx.stream()>>>(
+      flash_backward_dq_kernel<T, kNpl><<<grid, kBwdRows * 32, smem, ctx.stream()>>>(
           ptr<T>(dqkv), ptr<T>(dout), ptr<T>(qkv), ptr<float>(lse), ptr<float>(D), d, scale);
       DTRAIN_LAUNCH_CHECK();
-      flash_backward_dkv_kernel<T, kNpl><<<grid, kRows * 32, smem, ctx.stream()>>>(
+      flash_backward_dkv_kernel<T, kNpl><<<grid, kBwdRows * 32, smem, ctx.stream()>>>(
           ptr<T>(dqkv), ptr<T>(dout), ptr<T>(qkv), ptr<float>(lse), ptr<float>(D), d, scale);
       DTRAIN_LAUNCH_CHECK();
     });

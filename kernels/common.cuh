@@ -46,6 +46,43 @@ __device__ __forceinline__ __half store<__half>(float v) {
   return __float2half_rn(v);
 }
 
+// ---- vector access ---------------------------------------------------------
+// VEC consecutive elements as f32, through 16-byte accesses when VEC elements
+// fill whole 16-byte words (the pointer must then be 16-byte aligned).
+template <typename T, int VEC>
+__device__ __forceinline__ void load_vec(const T* p, float (&v)[VEC]) {
+  if constexpr ((sizeof(T) * VEC) % 16 == 0) {
+    alignas(16) T tmp[VEC];
+#pragma unroll
+    for (int i = 0; i < static_cast<int>(sizeof(T) * VEC / 16); ++i) {
+      reinterpret_cast<uint4*>(tmp)[i] = reinterpret_cast<const uint4*>(p)[i];
+    }
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) v[i] = load(tmp[i]);
+  } else {
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) v[i] = load(p[i]);
+  }
+}
+
+template <typename T, int VEC>
+__device__ __forceinline__ void store_vec(T* p, const float (&v)[VEC]) {
+  if constexpr ((sizeof(T) * VEC) % 16 == 0) {
+    alignas(16) T tmp[VEC];
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) tmp[i] = store<T>(v[i]);
+#pragma unroll
+    for (int i = 0; i < static_cast<int>(sizeof(T) * VEC / 16); ++i) {
+      reinterpret_cast<uint4*>(p)[i] = reinterpret_cast<const uint4*>(tmp)[i];
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) p[i] = store<T>(v[i]);
+  }
+}
+
+inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
 // ---- dtype dispatch -------------------------------------------------------
 // DTRAIN_DISPATCH_FLOAT(dtype, "op", [&](auto tag) { using T = decltype(tag); ... });
 template <typename F>

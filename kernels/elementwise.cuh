@@ -11,38 +11,6 @@
 
 namespace dtrain::cuda {
 
-template <typename T, int VEC>
-__device__ __forceinline__ void load_vec(const T* p, float (&v)[VEC]) {
-  if constexpr ((sizeof(T) * VEC) % 16 == 0) {
-    alignas(16) T tmp[VEC];
-#pragma unroll
-    for (int i = 0; i < static_cast<int>(sizeof(T) * VEC / 16); ++i) {
-      reinterpret_cast<uint4*>(tmp)[i] = reinterpret_cast<const uint4*>(p)[i];
-    }
-#pragma unroll
-    for (int i = 0; i < VEC; ++i) v[i] = load(tmp[i]);
-  } else {
-#pragma unroll
-    for (int i = 0; i < VEC; ++i) v[i] = load(p[i]);
-  }
-}
-
-template <typename T, int VEC>
-__device__ __forceinline__ void store_vec(T* p, const float (&v)[VEC]) {
-  if constexpr ((sizeof(T) * VEC) % 16 == 0) {
-    alignas(16) T tmp[VEC];
-#pragma unroll
-    for (int i = 0; i < VEC; ++i) tmp[i] = store<T>(v[i]);
-#pragma unroll
-    for (int i = 0; i < static_cast<int>(sizeof(T) * VEC / 16); ++i) {
-      reinterpret_cast<uint4*>(p)[i] = reinterpret_cast<const uint4*>(tmp)[i];
-    }
-  } else {
-#pragma unroll
-    for (int i = 0; i < VEC; ++i) p[i] = store<T>(v[i]);
-  }
-}
-
 template <int VEC, bool kReadsOut, bool kHasB, typename TOut, typename TA, typename TB, typename F>
 __global__ void elementwise_kernel(TOut* out, const TA* a, const TB* b, int64_t n, F f) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
@@ -63,8 +31,6 @@ __global__ void elementwise_kernel(TOut* out, const TA* a, const TB* b, int64_t 
     out[i] = store<TOut>(f(o, load(a[i]), bv));
   }
 }
-
-inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 // out[i] = f(out[i] or 0, a[i], b[i] or 0) for i < n, on ctx's stream.
 // b may be nullptr (then TB is ignored and kHasB must be false).

@@ -32,6 +32,64 @@ cudaDataType_t cuda_type(DType dtype) {
   DTRAIN_THROW("cuda gemm: dtype ", dtype_name(dtype), " is not supported (f32, bf16, f16 are)");
 }
 
+// Read on every call, so a test can compare both paths in one process.
+bool force_fallback() {
+  const char* v = std::getenv("DTRAIN_GEMM_FALLBACK");
+  return v != nullptr && std::strcmp(v, "1") == 0;
+}
+
+// The safety net: a plain GEMM (one thread per output element, f32
+// accumulation) for shapes cuBLASLt declines, and for DTRAIN_GEMM_FALLBACK=1,
+// which gives an independent check of the cuBLASLt path on a GPU. Slow.
+template <typename TIn, typename TOut>
+__global__ void fallback_gemm_kernel(TOut* out, const TIn* a, const TIn* b, const TOut* bias, int64_t M, int64_t N,
+                                     int64_t K, bool trans_a, bool trans_b, int64_t stride_a, int64_t stride_b,
+                                     int64_t stride_out, float alpha, float beta) {
+  const int64_t n = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  const int64_t m = blockIdx.y * static_cast<int64_t>(blockDim.y) + threadIdx.y;
+  if (m >= M || n >= N) return;
+  const TIn* ab = a + blockIdx.z * stride_a;
+  const TIn* bb = b + blockIdx.z * stride_b;
+  float acc = 0.0f;
+  for (int64_t k = 0; k < K; ++k) {
+    const float av = load(trans_a ? ab[k * M + m] : ab[m * K + k]);
+    const float bv = load(trans_b ? bb[n * K + k] : bb[k * N + n]);
+    acc += av * bv;
+  }
+  TOut* o = out + blockIdx.z * stride_out + m * N + n;
+  float v = alpha * acc;
+  if (beta != 0.0f) v += beta * load(*o);
+  if (bias != nullptr) v += load(bias[n]);
+  *o = store<TOut>(v);
+}
+
+template <typename TIn, typename TOut>
+void launch_fallback(const GemmArgs& g, cudaStream_t stream) {
+  DTRAIN_CHECK(g.batch <= 65535 && (g.m + 7) / 8 <= 65535, "fallback GEMM: batch ", g.batch, " or M ", g.m,
+               " too large for its grid");
+  const dim3 threads(32, 8);
+  const dim3 blocks(static_cast<unsigned>((g.n + 31) / 32), static_cast<unsigned>((g.m + 7) / 8),
+                    static_cast<unsigned>(g.batch));
+  fallback_gemm_kernel<TIn, TOut><<<blocks, threads, 0, stream>>>(
+      static_cast<TOut*>(g.out), static_cast<const TIn*>(g.a), static_cast<const TIn*>(g.b),
+      static_cast<const TOut*>(g.bias), g.m, g.n, g.k, g.trans_a, g.trans_b, g.stride_a, g.stride_b, g.stride_out,
+      g.alpha, g.beta);
+  DTRAIN_LAUNCH_CHECK();
+}
+
+void run_fallback(const GemmArgs& g, cudaStream_t stream) {
+  dispatch_float(g.in_type, "gemm", [&](auto in_tag) {
+    using TIn = decltype(in_tag);
+    if (g.out_type == DType::f32) {
+      launch_fallback<TIn, float>(g, stream);
+    } else {
+      DTRAIN_CHECK(g.out_type == g.in_type, "cuda gemm: output ", dtype_name(g.out_type), " for ",
+                   dtype_name(g.in_type), " inputs is not supported (same dtype or f32 are)");
+      launch_fallback<TIn, TIn>(g, stream);
+    }
+  });
+}
+
 bool allow_tf32() {
   static const bool allow = [] {
     const char* v = std::getenv("DTRAIN_ALLOW_TF32");
@@ -54,6 +112,7 @@ struct Plan {
   cublasLtMatmulDesc_t desc = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
   cublasLtMatmulAlgo_t algo{};
+  bool fallback = false;  // run fallback_gemm_kernel instead of cuBLASLt
   std::mutex mutex;  // the bias pointer is set on the shared descriptor per call
   ~Plan() {
     if (a) cublasLtMatrixLayoutDestroy(a);
@@ -145,11 +204,14 @@ std::unique_ptr<Plan> make_plan(cublasLtHandle_t handle, const GemmArgs& g, int6
                                                            sizeof(al_c)));
   cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
-  DTRAIN_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(handle, plan->desc, plan->a, plan->b, plan->c, plan->c, pref, 1,
-                                                     &result, &found));
-  DTRAIN_CHECK(found > 0, "cuBLASLt has no algorithm for a ", dtype_name(g.in_type), " GEMM M=", M, " N=", N,
-               " K=", K, " batch=", g.batch, " trans_a=", g.trans_a, " trans_b=", g.trans_b,
-               (g.bias ? " with bias" : ""), "; try f32 or sizes that are multiples of 8");
+  const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(handle, plan->desc, plan->a, plan->b, plan->c,
+                                                                plan->c, pref, 1, &result, &found);
+  if (status == CUBLAS_STATUS_NOT_SUPPORTED ||
+      (status == CUBLAS_STATUS_SUCCESS && (found == 0 || result.state != CUBLAS_STATUS_SUCCESS))) {
+    plan->fallback = true;  // no cuBLASLt kernel for this shape/alignment: use the simple one
+    return plan;
+  }
+  DTRAIN_CUBLAS_CHECK(status);
   plan->algo = result.algo;
   return plan;
 }
@@ -168,6 +230,10 @@ void gemm(const GemmArgs& g, cudaStream_t stream, int device) {
       DTRAIN_CUDA_CHECK(cudaMemsetAsync(static_cast<char*>(g.out) + i * g.stride_out * out_size, 0,
                                         static_cast<size_t>(g.m * g.n) * out_size, stream));
     }
+    return;
+  }
+  if (force_fallback()) {
+    run_fallback(g, stream);
     return;
   }
   const int64_t align_a = alignment_of(g.a, g.stride_a, in_size, g.batch);
@@ -191,12 +257,24 @@ void gemm(const GemmArgs& g, cudaStream_t stream, int device) {
     workspace = ws;
   }
   std::lock_guard<std::mutex> lock(plan->mutex);
+  if (plan->fallback) {
+    run_fallback(g, stream);
+    return;
+  }
   if (g.bias != nullptr) {
     DTRAIN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias,
                                                        sizeof(g.bias)));
   }
-  DTRAIN_CUBLAS_CHECK(cublasLtMatmul(handle, plan->desc, &g.alpha, g.b, plan->a, g.a, plan->b, &g.beta, g.out,
-                                     plan->c, g.out, plan->c, &plan->algo, workspace, kWorkspaceBytes, stream));
+  const cublasStatus_t status = cublasLtMatmul(handle, plan->desc, &g.alpha, g.b, plan->a, g.a, plan->b, &g.beta,
+                                               g.out, plan->c, g.out, plan->c, &plan->algo, workspace,
+                                               kWorkspaceBytes, stream);
+  if (status == CUBLAS_STATUS_NOT_SUPPORTED) {
+    // Rejected at launch (nothing was queued): remember, and use the simple kernel.
+    plan->fallback = true;
+    run_fallback(g, stream);
+    return;
+  }
+  DTRAIN_CUBLAS_CHECK(status);
 }
 
 }  // namespace dtrain::cuda

@@ -7,7 +7,9 @@
 // trans_b); `batch` problems with element strides between them (stride 0
 // repeats one matrix). a and b share a dtype; out is that dtype or f32.
 // Accumulation and scaling are f32 (TF32 for f32 inputs only when the
-// environment sets DTRAIN_ALLOW_TF32=1).
+// environment sets DTRAIN_ALLOW_TF32=1). Shapes cuBLASLt declines run on a
+// simple CUDA-core kernel instead; DTRAIN_GEMM_FALLBACK=1 forces that kernel
+// everywhere (an independent check of the cuBLASLt path).
 #pragma once
 
 #include <cuda_runtime.h>

@@ -15,7 +15,9 @@ struct NormEntry {
   int64_t n;
   int64_t first_block;
   int type;
+  int unused;  // no implicit padding: the table cache compares bytes
 };
+static_assert(sizeof(NormEntry) == 32, "NormEntry must have no padding bytes");
 
 __global__ void norm_partial_kernel(float* partial, const NormEntry* table, int count) {
   __shared__ float shared[32];
@@ -47,7 +49,7 @@ void global_norm_squared(Tensor& out, const std::vector<Tensor>& tensors) {
   int64_t blocks = 0;
   for (const Tensor& t : tensors) {
     if (t.numel() == 0) continue;
-    table.push_back(NormEntry{t.data_ptr(), t.numel(), blocks, type_code(t.dtype())});
+    table.push_back(NormEntry{t.data_ptr(), t.numel(), blocks, type_code(t.dtype()), 0});
     blocks += (t.numel() + kChunk - 1) / kChunk;
   }
   if (table.empty()) {

@@ -59,6 +59,7 @@ __device__ __forceinline__ int find_entry(const Entry* table, int count, int64_t
 }
 
 // Keeps the last table uploaded per (device, stream); returns its device copy.
+// Entries are compared byte for byte, so entry structs must have no padding.
 class DeviceTableCache {
  public:
   template <typename Entry>

@@ -15,7 +15,9 @@ struct FiniteEntry {
   int64_t n;
   int64_t first_block;
   int type;
+  int unused;  // no implicit padding: the table cache compares bytes
 };
+static_assert(sizeof(FiniteEntry) == 32, "FiniteEntry must have no padding bytes");
 
 __global__ void nonfinite_kernel(int* flag, const FiniteEntry* table, int count) {
   const FiniteEntry e = table[find_entry(table, count, blockIdx.x)];
@@ -35,7 +37,7 @@ bool all_finite(const std::vector<Tensor>& tensors) {
   int64_t blocks = 0;
   for (const Tensor& t : tensors) {
     if (t.numel() == 0) continue;
-    table.push_back(FiniteEntry{t.data_ptr(), t.numel(), blocks, type_code(t.dtype())});
+    table.push_back(FiniteEntry{t.data_ptr(), t.numel(), blocks, type_code(t.dtype()), 0});
     blocks += (t.numel() + kChunk - 1) / kChunk;
   }
   if (table.empty()) return true;

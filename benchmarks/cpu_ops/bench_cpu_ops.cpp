@@ -4,7 +4,8 @@
 //    shape and vs an FMA-bound peak loop, on one thread and on all threads;
 //  - memory-bound ops in GB/s (bytes read + bytes written, napkin math next to
 //    each op), vs memcpy of a same-sized buffer on the same thread count.
-// Every figure is the best of repeated runs (min time), after a warm-up.
+// Every figure is the best of repeated runs (min time), after a warm-up, with
+// the op and its baseline called alternately.
 #include <array>
 #include <chrono>
 #include <cmath>
@@ -13,6 +14,8 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -48,6 +51,27 @@ double best_time(const std::function<void()>& fn, double min_seconds) {
   return best;
 }
 
+// Best seconds per call of a and of b, calls alternating (a, b, a, b, ...) so
+// that a shared machine's changing load hits both alike.
+std::pair<double, double> best_times(const std::function<void()>& a, const std::function<void()>& b,
+                                     double min_seconds) {
+  a();
+  b();
+  double best_a = INFINITY, best_b = INFINITY;
+  const double start = now_s();
+  int reps = 0;
+  do {
+    double t0 = now_s();
+    a();
+    best_a = std::min(best_a, now_s() - t0);
+    t0 = now_s();
+    b();
+    best_b = std::min(best_b, now_s() - t0);
+    ++reps;
+  } while (now_s() - start < min_seconds || reps < 5);
+  return {best_a, best_b};
+}
+
 Tensor random(const dtrain::Shape& shape, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
   Tensor t = Tensor::empty(shape);
   std::mt19937 rng(seed);
@@ -57,10 +81,7 @@ Tensor random(const dtrain::Shape& shape, uint32_t seed, float lo = -1.0f, float
   return t;
 }
 
-void set_threads(int n) {
-  omp_set_num_threads(n);
-  openblas_set_num_threads(n);
-}
+void set_threads(int n) { omp_set_num_threads(n); }
 
 struct Output {
   std::ofstream metrics;
@@ -81,15 +102,22 @@ void bench_gemm(const std::vector<std::array<int64_t, 3>>& shapes, const std::ve
       const int64_t m = s[0], n = s[1], k = s[2];
       Tensor a = random({m, k}, 1), b = random({k, n}, 2), c = Tensor::zeros({m, n}), c2 = Tensor::zeros({m, n});
       const double flops = 2.0 * m * n * k;
-      // Interleave the two so that machine noise hits both alike.
+      // ops::matmul runs OpenBLAS single-threaded inside its own OpenMP blocks;
+      // the baseline runs OpenBLAS with its own thread pool. OpenBLAS's workers
+      // keep spinning for a while after a call and would steal the cores of
+      // whatever runs next, so the two are not alternated call by call:
+      // two rounds of (ours, then OpenBLAS, then a pause), best of each.
       double t_ours = INFINITY, t_blas = INFINITY;
       for (int round = 0; round < 2; ++round) {
         t_ours = std::min(t_ours, best_time([&] { ops::matmul(c, a, b); }, min_s / 2));
+        openblas_set_num_threads(threads);
         t_blas = std::min(t_blas, best_time([&] {
           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(m), static_cast<int>(n),
                       static_cast<int>(k), 1.0f, a.data<float>(), static_cast<int>(k), b.data<float>(),
                       static_cast<int>(n), 0.0f, c2.data<float>(), static_cast<int>(n));
         }, min_s / 2));
+        openblas_set_num_threads(1);
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
       }
       const double ours = flops / t_ours / 1e9, blas = flops / t_blas / 1e9;
       char label[64];
@@ -160,9 +188,9 @@ void bench_memory(int64_t n, const std::vector<int>& thread_counts, double min_s
   for (int threads : thread_counts) {
     set_threads(threads);
     for (const MemOp& op : list) {
-      const double t = best_time(op.run, min_s);
-      const double copy = dtrain::bench::memcpy_gbps(static_cast<size_t>(op.bytes / 2), threads, min_s);
-      const double gbps = op.bytes / t / 1e9;
+      dtrain::bench::Memcpy copier(static_cast<size_t>(op.bytes / 2));
+      const auto [t, t_copy] = best_times(op.run, [&] { copier.run(threads); }, min_s);
+      const double gbps = op.bytes / t / 1e9, copy = op.bytes / t_copy / 1e9;
       std::printf("%-24s %7d %10.2f %10.2f %8.1f%%\n", op.name.c_str(), threads, gbps, copy, 100 * gbps / copy);
       out.write({{"kind", "memory"}, {"op", op.name}, {"threads", threads}, {"bytes", op.bytes}, {"gbps", gbps},
                  {"memcpy_gbps", copy}, {"ratio_memcpy", gbps / copy}});

@@ -77,24 +77,16 @@ Peak fma_peak(int threads, double min_seconds) {
   return {best / 1e9, avx512 ? "avx512" : "avx2"};
 }
 
-double memcpy_gbps(size_t bytes, int threads, double min_seconds) {
-  std::vector<char> src(bytes, 1), dst(bytes, 0);
-  double best = 0.0;
-  const auto start = std::chrono::steady_clock::now();
-  int reps = 0;
-  do {
-    const auto t0 = std::chrono::steady_clock::now();
+Memcpy::Memcpy(size_t bytes) : src_(bytes, 1), dst_(bytes, 0) {}
+
+void Memcpy::run(int threads) {
+  const size_t bytes = src_.size();
 #pragma omp parallel num_threads(threads)
-    {
-      const size_t nt = static_cast<size_t>(omp_get_num_threads()), me = static_cast<size_t>(omp_get_thread_num());
-      const size_t chunk = (bytes + nt - 1) / nt, b0 = std::min(bytes, me * chunk), b1 = std::min(bytes, b0 + chunk);
-      std::memcpy(dst.data() + b0, src.data() + b0, b1 - b0);
-    }
-    const double s = seconds_since(t0);
-    if (2.0 * bytes / s > best) best = 2.0 * bytes / s;
-    ++reps;
-  } while (seconds_since(start) < min_seconds || reps < 3);
-  return best / 1e9;
+  {
+    const size_t nt = static_cast<size_t>(omp_get_num_threads()), me = static_cast<size_t>(omp_get_thread_num());
+    const size_t chunk = (bytes + nt - 1) / nt, b0 = std::min(bytes, me * chunk), b1 = std::min(bytes, b0 + chunk);
+    std::memcpy(dst_.data() + b0, src_.data() + b0, b1 - b0);
+  }
 }
 
 }  // namespace dtrain::bench

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <string>
+#include <vector>
 
 namespace dtrain::bench {
 
@@ -15,7 +16,15 @@ struct Peak {
 // GFLOP/s of an FMA-only loop on `threads` threads, widest ISA the CPU has.
 Peak fma_peak(int threads, double min_seconds);
 
-// Bytes read + written per second by memcpy of `bytes` bytes split over `threads`.
-double memcpy_gbps(size_t bytes, int threads, double min_seconds);
+// memcpy of a fixed-size buffer, split into one contiguous chunk per thread
+// (bytes read + written = 2 * size per run).
+class Memcpy {
+ public:
+  explicit Memcpy(size_t bytes);
+  void run(int threads);
+
+ private:
+  std::vector<char> src_, dst_;
+};
 
 }  // namespace dtrain::bench

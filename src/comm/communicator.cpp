@@ -526,8 +526,10 @@ Communicator::Communicator(std::shared_ptr<Store> job_store, std::string prefix,
   m.rank = rank;
   m.size = size;
   m.options = options;
+  // Gloo's own timeout is a second longer than the watchdog's, so the
+  // watchdog's message (which names the ranks that did not arrive) wins.
   m.gloo = std::make_unique<GlooBackend>(std::make_shared<PrefixStore>("gloo", m.store), rank, size,
-                                         options.gloo_address, options.timeout);
+                                         options.gloo_address, options.timeout + std::chrono::seconds(1));
   // Gloo's full-mesh connect is not a barrier: a rank can finish it and exit
   // while a peer still reads the handshake on their pair ("connection closed
   // by peer"). Nobody leaves the constructor before every rank is connected.

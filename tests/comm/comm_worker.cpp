@@ -410,6 +410,8 @@ int main(int argc, char** argv) {
     if (mode == "print-env") return print_env();
     if (mode == "exit") return argc > 2 ? std::atoi(argv[2]) : 0;
     if (mode == "sleep") {
+      std::printf("sleeping\n");
+      std::fflush(stdout);
       std::this_thread::sleep_for(std::chrono::seconds(argc > 2 ? std::atoi(argv[2]) : 30));
       return 0;
     }

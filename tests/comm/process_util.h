@@ -64,6 +64,23 @@ class Process {
   }
   pid_t pid() const { return pid_; }
 
+  // Output written so far (the process may still be running).
+  std::string output_so_far() const {
+    std::ifstream in(out_path_);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+  // Waits until the output contains `text`; false after `limit`.
+  bool wait_for_output(const std::string& text, std::chrono::milliseconds limit) const {
+    const auto until = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < until) {
+      if (output_so_far().find(text) != std::string::npos) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  }
+
   // Waits up to `limit`; kills the process if it is still running then.
   ProcessResult wait(std::chrono::milliseconds limit) {
     ProcessResult r;

@@ -70,7 +70,9 @@ TEST_CASE("dtrain-run escalates to SIGKILL after the grace period", "[comm][laun
 
 TEST_CASE("dtrain-run forwards SIGTERM to the ranks", "[comm][launcher]") {
   Process p({DTRAIN_RUN, "--nproc-per-node", "2", DTRAIN_COMM_WORKER, "sleep", "30"}, {});
-  std::this_thread::sleep_for(300ms);
+  // Both ranks report in only after the launcher installed its handlers.
+  REQUIRE(p.wait_for_output("[rank 0] sleeping", 20s));
+  REQUIRE(p.wait_for_output("[rank 1] sleeping", 20s));
   ::kill(p.pid(), SIGTERM);
   auto r = p.wait(10s);
   INFO(r.output);

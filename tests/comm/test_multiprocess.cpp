@@ -94,7 +94,17 @@ TEST_CASE("wrong or missing token is refused within a second and the job carries
   ::close(fd);
   ::unlink(stop_path);
   auto job = start_ranks(2, {"long-job", stop_path}, {{"DTRAIN_TIMEOUT_S", "30"}}, port);
-  std::this_thread::sleep_for(500ms);  // the store is up
+  // Wait until rank 0's store listens (a bare TCP connect; it is closed before any handshake).
+  const auto until = std::chrono::steady_clock::now() + 30s;
+  for (;;) {
+    try {
+      dtrain::comm::net::connect_once("127.0.0.1", port, dtrain::comm::net::deadline_after(1s));
+      break;
+    } catch (const std::exception&) {
+      REQUIRE(std::chrono::steady_clock::now() < until);
+      std::this_thread::sleep_for(20ms);
+    }
+  }
   for (const std::string& token : std::vector<std::string>{"wrong-token", "<unset>"}) {
     Env env = job_env(5, 6, port);
     env["DTRAIN_AUTH_TOKEN"] = token;

@@ -4,8 +4,9 @@
 #
 #   tests/gpu/check.sh OUT_DIR
 #
-# Writes OUT_DIR/{nvidia-smi.txt, configure.log, build.log, test.log,
-# ctest-junit.xml, bench.log, bench_cuda_ops.jsonl, summary.json}. Builds only
+# Writes OUT_DIR/{check.log, nvidia-smi.txt, configure.log, build.log,
+# test.log, ctest-junit.xml, memcheck.log (when compute-sanitizer exists),
+# bench.log, bench_cuda_ops.jsonl, summary.json}. Builds only
 # the targets it runs, for the GPU's own architecture, so that it finishes in
 # a few minutes on one H200 with 16 cores (budget: 8 minutes). Every stage
 # runs even when an earlier one failed (the figures are worth having); the
@@ -56,6 +57,18 @@ stage test 180 "$OUT/test.log" \
   --timeout 120 --output-junit "$OUT/ctest-junit.xml"
 # Tests that ctest reports as skipped on a GPU machine would mean the GPU was not seen.
 SKIPPED=$(grep -c '\*\*\*Skipped' "$OUT/test.log" 2>/dev/null || true)
+# Out-of-bounds and misaligned accesses in the kernels, when the toolkit has
+# compute-sanitizer (informational: recorded, does not change the status).
+SANITIZER=$(command -v compute-sanitizer || true)
+for candidate in /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda/compute-sanitizer/compute-sanitizer; do
+  [[ -z $SANITIZER && -x $candidate ]] && SANITIZER=$candidate
+done
+if [[ -n $SANITIZER && ${RC[build]} -eq 0 ]]; then
+  stage memcheck 90 "$OUT/memcheck.log" "$SANITIZER" --tool memcheck --error-exitcode 3 \
+    "$BUILD/tests/gpu/test_gpu_ops" "~*fallback*"
+else
+  echo "== memcheck skipped: no compute-sanitizer in this toolkit" | tee -a "$OUT/check.log"
+fi
 stage bench 150 "$OUT/bench.log" "$BUILD/benchmarks/cuda_ops/bench_cuda_ops" --metrics-out "$OUT/bench_cuda_ops.jsonl"
 if [[ ${RC[bench]} -ne 0 ]]; then
   # A crash or timeout in the full run: keep what it wrote, then try the quick one.

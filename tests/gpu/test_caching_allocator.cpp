@@ -24,6 +24,13 @@ namespace {
 // complete when the test says so.
 class FakeBackend final : public BlockCacheBackend {
  public:
+  FakeBackend() = default;
+  FakeBackend(const FakeBackend&) = delete;
+  FakeBackend& operator=(const FakeBackend&) = delete;
+  ~FakeBackend() override {  // what the cache still holds when a test ends
+    for (auto& [p, n] : sizes) std::free(p);
+    for (auto& [e, done] : events) delete static_cast<int*>(e);
+  }
   void* raw_alloc(size_t nbytes) override {
     if (in_use + nbytes > budget) return nullptr;
     in_use += nbytes;

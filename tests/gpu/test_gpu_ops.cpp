@@ -61,15 +61,17 @@ double tol(DType dt, double f32_tol, double bf16_tol) { return dt == DType::f32 
 
 }  // namespace
 
-TEST_CASE("gpu ops: matmul and matmul_backward, every transpose, 2-D and batched", "[gpu_ops][gpu]") {
-  testing::require_gpu_or_skip();
+namespace {
+
+// Every transpose combination, 2-D and batched, forward and backward.
+void check_matmul_cases(const char* label) {
   const int64_t M = 37, N = 19, K = 53;
   uint32_t seed = 1;
   for (DType dt : kDtypes) {
     for (int64_t batch : {int64_t{0}, int64_t{3}}) {
       for (int ta = 0; ta < 2; ++ta) {
         for (int tb = 0; tb < 2; ++tb) {
-          INFO("dtype " << dtype_name(dt) << " batch " << batch << " trans_a " << ta << " trans_b " << tb);
+          INFO(label << " dtype " << dtype_name(dt) << " batch " << batch << " trans_a " << ta << " trans_b " << tb);
           auto shape = [&](int64_t r, int64_t c) { return batch ? Shape{batch, r, c} : Shape{r, c}; };
           const Tensor a = rounded(random_tensor(ta ? shape(K, M) : shape(M, K), seed++), dt);
           const Tensor b = rounded(random_tensor(tb ? shape(N, K) : shape(K, N), seed++), dt);
@@ -93,6 +95,20 @@ TEST_CASE("gpu ops: matmul and matmul_backward, every transpose, 2-D and batched
       }
     }
   }
+}
+
+}  // namespace
+
+TEST_CASE("gpu ops: matmul and matmul_backward, every transpose, 2-D and batched", "[gpu_ops][gpu]") {
+  testing::require_gpu_or_skip();
+  check_matmul_cases("cuBLASLt");
+}
+
+TEST_CASE("gpu ops: matmul through the fallback GEMM kernel", "[gpu_ops][gpu]") {
+  testing::require_gpu_or_skip();
+  ::setenv("DTRAIN_GEMM_FALLBACK", "1", 1);
+  check_matmul_cases("fallback");
+  ::unsetenv("DTRAIN_GEMM_FALLBACK");
 }
 
 TEST_CASE("gpu ops: linear and linear_backward, with and without bias", "[gpu_ops][gpu]") {
@@ -128,7 +144,11 @@ TEST_CASE("gpu ops: linear and linear_backward, with and without bias", "[gpu_op
 TEST_CASE("gpu ops: layernorm and layernorm_backward", "[gpu_ops][gpu]") {
   testing::require_gpu_or_skip();
   for (DType dt : kDtypes) {
-    for (const Shape& shape : {Shape{3, 5, 67}, Shape{4, 768}, Shape{1, 1}}) {
+    // Scalar path (C = 67, 1), the fused vector path for each chunk count
+    // (C = 256, 768, 2048), the unfused vector path (C = 2056), and more rows
+    // than one wave of the fused kernel holds (4099).
+    for (const Shape& shape : {Shape{3, 5, 67}, Shape{4, 768}, Shape{1, 1}, Shape{17, 256}, Shape{6, 2048},
+                               Shape{3, 2056}, Shape{4099, 768}}) {
       INFO("dtype " << dtype_name(dt) << " shape " << shape_str(shape));
       const int64_t C = shape.back(), rows = shape_numel(shape) / C;
       const Tensor x = rounded(random_tensor(shape, 20, -2.0f, 3.0f), dt);
@@ -226,26 +246,28 @@ TEST_CASE("gpu ops: causal attention forward and backward, both implementations"
 
 TEST_CASE("gpu ops: softmax_cross_entropy with ignored rows", "[gpu_ops][gpu]") {
   testing::require_gpu_or_skip();
-  const int64_t N = 13, V = 1001;
-  std::vector<float> targets(N);
-  std::mt19937 rng(5);
-  for (auto& t : targets) t = static_cast<float>(rng() % V);
-  targets[3] = -100.0f;
-  targets[12] = -100.0f;
-  targets[0] = V - 1;
-  const Tensor tgt = Tensor::from_vector(targets, {N}, DType::i32);
-  for (DType dt : kDtypes) {
-    for (bool with_grad : {true, false}) {
-      INFO("dtype " << dtype_name(dt) << " dlogits " << with_grad);
-      const Tensor logits = rounded(random_tensor({N, V}, 50, -8.0f, 8.0f), dt);
-      Tensor loss_cpu = Tensor::empty({N}), dl_cpu = with_grad ? Tensor::empty({N, V}) : Tensor();
-      ops::softmax_cross_entropy(loss_cpu, dl_cpu, logits, tgt, 1.0f / 11.0f, -100);
-      Tensor loss_gpu = gpu_empty({N}, DType::f32);
-      Tensor dl_gpu = with_grad ? on_gpu(random_tensor({N, V}, 51), dt) : Tensor();  // written, not accumulated
-      ops::softmax_cross_entropy(loss_gpu, dl_gpu, on_gpu(logits, dt), tgt.to(kGpu), 1.0f / 11.0f, -100);
-      CHECK_CLOSE(loss_gpu, loss_cpu, 1e-5);
-      CHECK(loss_gpu.to_vector()[3] == 0.0f);
-      if (with_grad) CHECK_CLOSE(dl_gpu, dl_cpu, tol(dt, 1e-6, 1e-3));
+  const int64_t N = 13;
+  for (int64_t V : {int64_t{1001}, int64_t{1024}}) {  // scalar and vectorised paths
+    std::vector<float> targets(N);
+    std::mt19937 rng(5);
+    for (auto& t : targets) t = static_cast<float>(rng() % V);
+    targets[3] = -100.0f;
+    targets[12] = -100.0f;
+    targets[0] = static_cast<float>(V - 1);
+    const Tensor tgt = Tensor::from_vector(targets, {N}, DType::i32);
+    for (DType dt : kDtypes) {
+      for (bool with_grad : {true, false}) {
+        INFO("dtype " << dtype_name(dt) << " V " << V << " dlogits " << with_grad);
+        const Tensor logits = rounded(random_tensor({N, V}, 50, -8.0f, 8.0f), dt);
+        Tensor loss_cpu = Tensor::empty({N}), dl_cpu = with_grad ? Tensor::empty({N, V}) : Tensor();
+        ops::softmax_cross_entropy(loss_cpu, dl_cpu, logits, tgt, 1.0f / 11.0f, -100);
+        Tensor loss_gpu = gpu_empty({N}, DType::f32);
+        Tensor dl_gpu = with_grad ? on_gpu(random_tensor({N, V}, 51), dt) : Tensor();  // written, not accumulated
+        ops::softmax_cross_entropy(loss_gpu, dl_gpu, on_gpu(logits, dt), tgt.to(kGpu), 1.0f / 11.0f, -100);
+        CHECK_CLOSE(loss_gpu, loss_cpu, 1e-5);
+        CHECK(loss_gpu.to_vector()[3] == 0.0f);
+        if (with_grad) CHECK_CLOSE(dl_gpu, dl_cpu, tol(dt, 1e-6, 1e-3));
+      }
     }
   }
 }
@@ -328,8 +350,16 @@ TEST_CASE("gpu ops: add, add_, scale and casts", "[gpu_ops][gpu]") {
 
 TEST_CASE("gpu ops: adamw_step over several tensors, f32 and bf16 gradients, bf16 copies", "[gpu_ops][gpu]") {
   testing::require_gpu_or_skip();
-  const std::vector<int64_t> sizes = {1, 4097, 10000};
-  const std::vector<float> decay = {0.0f, 0.1f, 0.01f};
+  // The last tensor's state lives in views that start one element into their
+  // blocks: not 16-byte aligned, so it takes the element-by-element path.
+  const std::vector<int64_t> sizes = {1, 4097, 10000, 5003};
+  const std::vector<float> decay = {0.0f, 0.1f, 0.01f, 0.05f};
+  auto misaligned_copy = [](const Tensor& host) {
+    Tensor block = Tensor::empty({host.numel() + 1}, host.dtype(), kGpu);
+    Tensor view = block.narrow(1, host.numel());
+    view.copy_(host);
+    return view;
+  };
   for (DType grad_dt : kDtypes) {
     INFO("grad dtype " << dtype_name(grad_dt));
     std::vector<ops::AdamWTensor> cpu, gpu;
@@ -345,10 +375,11 @@ TEST_CASE("gpu ops: adamw_step over several tensors, f32 and bf16 gradients, bf1
       if (i == 1) c.param_copy = Tensor::empty(s, DType::bf16);
       c.weight_decay = decay[i];
       ops::AdamWTensor d;
-      d.param = c.param.to(kGpu);
+      const bool misaligned = i == 3;
+      d.param = misaligned ? misaligned_copy(c.param) : c.param.to(kGpu);
       d.grad = c.grad.to(kGpu);
-      d.exp_avg = c.exp_avg.to(kGpu);
-      d.exp_avg_sq = c.exp_avg_sq.to(kGpu);
+      d.exp_avg = misaligned ? misaligned_copy(c.exp_avg) : c.exp_avg.to(kGpu);
+      d.exp_avg_sq = misaligned ? misaligned_copy(c.exp_avg_sq) : c.exp_avg_sq.to(kGpu);
       if (i == 1) d.param_copy = Tensor::empty(s, DType::bf16, kGpu);
       d.weight_decay = decay[i];
       cpu.push_back(c);
@@ -387,7 +418,7 @@ TEST_CASE("gpu ops: global_norm_squared over mixed tensors", "[gpu_ops][gpu]") {
   CHECK(std::abs(ops::global_norm({a.to(kGpu), c.to(kGpu)}) - norm_ac) <= 1e-5 * norm_ac);
 }
 
-TEST_CASE("gpu ops: ops run on the current stream; a warm step allocates nothing new", "[gpu_ops][gpu]") {
+TEST_CASE("gpu ops: ops run on the current stream, and a warm step allocates nothing new", "[gpu_ops][gpu]") {
   testing::require_gpu_or_skip();
   // One small training-like step: linear, gelu, layernorm, attention, cross-entropy and back.
   const int64_t B = 2, T = 16, C = 64, NH = 4, V = 50;
@@ -435,5 +466,5 @@ TEST_CASE("gpu ops: ops run on the current stream; a warm step allocates nothing
     on_side = step();
     side.synchronize();
   }
-  CHECK(normalized_error(on_side, reference) == 0.0);
+  CHECK(normalized_error(on_side, reference) <= 1e-6);
 }

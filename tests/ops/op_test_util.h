@@ -19,6 +19,7 @@
 
 #include "dtrain/ops.h"
 #include "dtrain/tensor.h"
+#include "ops/cpu/isa.h"
 #include "test_support.h"
 
 namespace dtrain::testing {
@@ -105,5 +106,23 @@ inline Tensor fake_cuda(const Shape& shape, DType dtype = DType::f32) {
   auto* backing = new char[static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype) + 1];
   return Tensor::from_blob(backing, shape, dtype, Device::cuda(0), [](void* p) { delete[] static_cast<char*>(p); });
 }
+
+// The CPU kernel sets this machine can run (AVX2 always; AVX-512 where present).
+inline std::vector<cpu::Isa> cpu_isas() {
+  std::vector<cpu::Isa> isas{cpu::Isa::avx2};
+  if (cpu::avx512_available()) isas.push_back(cpu::Isa::avx512);
+  return isas;
+}
+
+// Runs the CPU backend with one kernel set for a scope, then the best again.
+class IsaScope {
+ public:
+  explicit IsaScope(cpu::Isa isa) { cpu::force_isa(isa); }
+  ~IsaScope() { cpu::force_isa(cpu::Isa::avx512); }
+  IsaScope(const IsaScope&) = delete;
+  IsaScope& operator=(const IsaScope&) = delete;
+};
+
+inline const char* isa_name(cpu::Isa isa) { return isa == cpu::Isa::avx2 ? "avx2" : "avx512"; }
 
 }  // namespace dtrain::testing

@@ -84,8 +84,8 @@ TEST_CASE("attention runs the threaded path on a longer sequence", "[ops][attent
   const Tensor qt = from_vec(qkv, {d.b, d.t, 3 * d.c});
   ops::attention(out, lse, qt, d.nh);
   CHECK(scaled_error(to_vec(out), ref_attention(qkv, d)) < 1e-5);
-  // Backward with dout = e_k for a single output element equals the gradient of that element:
-  // check it against a one-sided-free central difference on a few inputs only.
+  // Backward with dout = one-hot on a single output element gives that element's gradient:
+  // check a few of its entries (q, k, v, and one from the other batch) by central differences.
   Tensor dout = Tensor::zeros({d.b, d.t, d.c});
   const int64_t probe = (1 * d.t + 50) * d.c + 9;
   dout.set_item(probe, 1.0);

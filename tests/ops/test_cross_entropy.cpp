@@ -27,9 +27,11 @@ Tensor targets_tensor(const std::vector<int32_t>& t) {
 TEST_CASE("softmax_cross_entropy losses and gradient match a reference", "[ops][cross_entropy]") {
   const std::pair<int64_t, int64_t> cases[] = {{1, 1}, {1, 2}, {3, 5}, {7, 17}, {4, 1000}, {2, 50257}};
   uint32_t seed = 1;
+  for (const cpu::Isa isa : cpu_isas())
   for (const auto& [n, v] : cases) {
     for (float grad_scale : {1.0f, 0.25f}) {
-      CAPTURE(n, v, grad_scale);
+      const IsaScope scope(isa);
+      CAPTURE(isa_name(isa), n, v, grad_scale);
       const Vec logits = random_vec(static_cast<size_t>(n * v), seed++, -4.0, 4.0);
       std::vector<int32_t> targets;
       std::mt19937 rng(seed++);
@@ -71,6 +73,9 @@ TEST_CASE("softmax_cross_entropy losses and gradient match a reference", "[ops][
 }
 
 TEST_CASE("softmax_cross_entropy is stable for large logits and honours a custom ignore index", "[ops][cross_entropy]") {
+  for (const cpu::Isa isa : cpu_isas()) {
+  const IsaScope scope(isa);
+  CAPTURE(isa_name(isa));
   Tensor logits = Tensor::from_vector({1000.0f, 0.0f, -1000.0f, 5.0f, 5.0f, 5.0f}, {2, 3});
   Tensor losses = Tensor::empty({2}), dlogits = Tensor::empty({2, 3});
   ops::softmax_cross_entropy(losses, dlogits, logits, targets_tensor({0, 2}), 1.0f, 7);
@@ -80,6 +85,14 @@ TEST_CASE("softmax_cross_entropy is stable for large logits and honours a custom
   ops::softmax_cross_entropy(losses, dlogits, logits, targets_tensor({7, 1}), 1.0f, 7);
   CHECK(losses.item(0) == 0.0);
   for (int i = 0; i < 3; ++i) CHECK(dlogits.item(i) == 0.0);
+  // -inf logits (masked classes) get probability 0 and a finite loss.
+  Tensor masked = Tensor::from_vector({-INFINITY, 1.0f, 2.0f, -INFINITY}, {1, 4});
+  Tensor l1 = Tensor::empty({1}), d1 = Tensor::empty({1, 4});
+  ops::softmax_cross_entropy(l1, d1, masked, targets_tensor({2}), 1.0f);
+  CHECK(l1.item(0) == Approx(std::log(1.0 + std::exp(-1.0))).epsilon(1e-5));
+  CHECK(d1.item(0) == 0.0);
+  CHECK(d1.item(3) == 0.0);
+  }
 }
 
 TEST_CASE("softmax_cross_entropy validates its arguments and target range", "[ops][cross_entropy][validation]") {

@@ -14,8 +14,10 @@ Vec ref_gelu(const Vec& x) {
 }  // namespace
 
 TEST_CASE("gelu forward matches the tanh formula", "[ops][gelu]") {
-  for (int64_t n : {1, 7, 16, 1023, 100003}) {
-    CAPTURE(n);
+  for (const cpu::Isa isa : cpu_isas())
+  for (int64_t n : {1, 7, 16, 17, 1023, 100003}) {
+    const IsaScope scope(isa);
+    CAPTURE(isa_name(isa), n);
     const Vec x = random_vec(static_cast<size_t>(n), static_cast<uint32_t>(n), -6.0, 6.0);
     Tensor out = Tensor::full({n}, NAN);
     ops::gelu(out, from_vec(x, {n}));
@@ -28,8 +30,10 @@ TEST_CASE("gelu forward matches the tanh formula", "[ops][gelu]") {
 }
 
 TEST_CASE("gelu_backward matches finite differences and accumulates", "[ops][gelu]") {
+  for (const cpu::Isa isa : cpu_isas())
   for (int64_t n : {1, 5, 33, 100003}) {
-    CAPTURE(n);
+    const IsaScope scope(isa);
+    CAPTURE(isa_name(isa), n);
     const Vec x = random_vec(static_cast<size_t>(n), 11, -5.0, 5.0);
     const Vec dout = random_vec(x.size(), 12);
     const Vec dx0 = random_vec(x.size(), 13);
@@ -72,7 +76,11 @@ TEST_CASE("gelu validates its arguments", "[ops][gelu][validation]") {
 TEST_CASE("validation accepts bf16 on cuda and f32 only on cpu", "[ops][validation]") {
   // Without CUDA compiled in, a call that passes validation reaches the CUDA
   // dispatch, which throws "built without CUDA": that proves bf16 was accepted.
-  if (cuda_compiled()) skip_test("this check needs a build without CUDA (fake cuda tensors must not reach kernels)");
+  if (cuda_compiled()) {
+    // Not skip_test (which ends the whole binary): the rest of the suite still runs.
+    WARN("not checked in a CUDA build: fake cuda tensors must not reach real kernels");
+    return;
+  }
   Tensor x = fake_cuda({4, 8}, DType::bf16), out = fake_cuda({4, 8}, DType::bf16);
   check_error([&] { ops::gelu(out, x); }, {"without CUDA"});
   Tensor w = fake_cuda({8}, DType::bf16), mean = fake_cuda({4}), rstd = fake_cuda({4});

@@ -85,22 +85,22 @@ void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& qkv, con
     float* dbase = pdq + b * seq * c3;
     for (int64_t t = 0; t < seq; ++t) {
       const float* q = base + t * c3 + h * hs;
-      const float* dot_row = pdo + (b * seq + t) * ch + h * hs;
+      const float* dout_t = pdo + (b * seq + t) * ch + h * hs;
       const float lse_t = pl[(b * num_heads + h) * seq + t];
-      const float big_d = dot(dot_row, po + (b * seq + t) * ch + h * hs, hs);
+      const float big_d = dot(dout_t, po + (b * seq + t) * ch + h * hs, hs);
       float* dq = dbase + t * c3 + h * hs;
       for (int64_t j = 0; j <= t; ++j) {
         const float* k = base + j * c3 + ch + h * hs;
         const float* v = base + j * c3 + 2 * ch + h * hs;
         const float p = std::exp(dot(q, k, hs) * scale - lse_t);
-        const float ds = p * (dot(dot_row, v, hs) - big_d) * scale;
+        const float ds = p * (dot(dout_t, v, hs) - big_d) * scale;
         float* dk = dbase + j * c3 + ch + h * hs;
         float* dv = dbase + j * c3 + 2 * ch + h * hs;
 #pragma omp simd
         for (int64_t d = 0; d < hs; ++d) {
           dq[d] += ds * k[d];
           dk[d] += ds * q[d];
-          dv[d] += p * dot_row[d];
+          dv[d] += p * dout_t[d];
         }
       }
     }

@@ -2,10 +2,12 @@
 // max, one computing e_i = exp(x_i - max) into dlogits while summing them, one
 // scaling the row (still in L2) by grad_scale / sum. Rows are independent and
 // each element is read before it is written, so dlogits may be logits itself.
-// With AVX2 the exp is exp8 (about 2 ulp), which keeps the op memory-bound.
+// The exp is exp8 (AVX2) or its AVX-512 twin (about 2 ulp), which keeps the op
+// memory-bound.
 #include <cmath>
 
 #include "ops/backends.h"
+#include "ops/cpu/isa.h"
 #include "ops/cpu/parallel.h"
 #include "ops/cpu/vec_math.h"
 
@@ -13,7 +15,8 @@ namespace dtrain::cpu {
 namespace {
 
 // Writes exp(x_i - mx) to out (when not null) and returns the sum.
-float exp_shifted(const float* x, float* out, int64_t v, float mx) {
+float exp_shifted(const float* x, float* out, int64_t v, float mx, bool use_avx512) {
+  if (use_avx512) return avx512::exp_shifted_sum(x, out, v, mx);
 #ifdef DTRAIN_CPU_AVX2
   const __m256 vmx = _mm256_set1_ps(mx);
   __m256 acc = _mm256_setzero_ps();
@@ -44,6 +47,7 @@ void softmax_cross_entropy(Tensor& losses, Tensor& dlogits, const Tensor& logits
   const int32_t* pt = targets.data<int32_t>();
   float* pl = losses.data<float>();
   float* pd = dlogits.defined() ? dlogits.data<float>() : nullptr;
+  const bool use_avx512 = active_isa() == Isa::avx512;
 #pragma omp parallel for schedule(static) if (n * v > kParallelGrain)
   for (int64_t r = 0; r < n; ++r) {
     const float* xr = px + r * v;
@@ -60,7 +64,7 @@ void softmax_cross_entropy(Tensor& losses, Tensor& dlogits, const Tensor& logits
     float mx = -INFINITY;
 #pragma omp simd reduction(max : mx)
     for (int64_t i = 0; i < v; ++i) mx = xr[i] > mx ? xr[i] : mx;
-    const float sum = exp_shifted(xr, dr, v, mx);
+    const float sum = exp_shifted(xr, dr, v, mx, use_avx512);
     if (dr != nullptr) {
       const float scale = grad_scale / sum;
 #pragma omp simd

@@ -32,8 +32,11 @@ using Stride = Eigen::OuterStride<>;
 using ConstMap = Eigen::Map<const RowMat, 0, Stride>;
 using Map = Eigen::Map<RowMat, 0, Stride>;
 
-// Below this many multiply-adds a product runs on the calling thread.
-constexpr double kParallelWork = 1 << 21;
+// Below this many multiply-adds (about 320^3, some 0.3 ms on one core) a
+// product runs on the calling thread. Splitting saves at most half of that on
+// an idle machine, but on an oversubscribed one (a shared 2-core box) every
+// parallel region waits for a descheduled partner thread, measured at 15-20 ms.
+constexpr double kParallelWork = 1 << 25;
 // Blocks are multiples of this many rows/columns (keeps BLAS kernels on full tiles).
 constexpr int64_t kBlockAlign = 16;
 

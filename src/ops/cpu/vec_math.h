@@ -20,10 +20,13 @@ namespace dtrain::cpu {
 #ifdef DTRAIN_CPU_AVX2
 constexpr int64_t kLanes = 8;
 
-// exp(x), relative error about 2 ulp, for x clamped to [-87, 88] (NaN stays
-// NaN): x = n ln2 + r with |r| <= ln2/2 (ln2 split in two for exactness),
-// exp(r) by a degree-6 minimax polynomial, and 2^n added to the exponent bits.
+// exp(x), relative error about 2 ulp. 0 below -87, where exp leaves the normal
+// range (softmax over masked -inf logits must give exactly 0); x clamped to 88
+// above; NaN stays NaN. x = n ln2 + r with |r| <= ln2/2 (ln2 split in two so
+// n ln2 is exact), exp(r) by a degree-6 minimax polynomial, 2^n added to the
+// exponent bits.
 inline __m256 exp8(__m256 x) {
+  const __m256 underflow = _mm256_cmp_ps(x, _mm256_set1_ps(-87.0f), _CMP_LT_OQ);
   x = _mm256_min_ps(_mm256_set1_ps(88.0f), x);  // operand order keeps NaN
   x = _mm256_max_ps(_mm256_set1_ps(-87.0f), x);
   const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
@@ -38,7 +41,7 @@ inline __m256 exp8(__m256 x) {
   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
   p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
   const __m256i e = _mm256_slli_epi32(_mm256_cvtps_epi32(n), 23);
-  return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), e));
+  return _mm256_andnot_ps(underflow, _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), e)));
 }
 
 // 1 / d from the approximate reciprocal and one Newton step (about 1 ulp
