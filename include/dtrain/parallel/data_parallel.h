@@ -42,7 +42,9 @@
 // a different number of times changes the gather sequence itself; that is
 // caught by the communicator's timeout or DTRAIN_DEBUG_COLLECTIVES=1.
 //
-// Not thread-safe: one thread drives the model and the engine.
+// Not thread-safe: one thread drives the model and the engine. The model
+// must outlive the engine; after the engine is gone a stage-3 model's
+// parameters stay released (take full_parameters() first if needed).
 #pragma once
 
 #include <cstdint>
