@@ -15,6 +15,9 @@
 // run with overlap off is the no-overlap baseline. Memory is measured with
 // one configuration alive at a time; step times with all of them alive, one
 // step of each in turn, so a shared machine's load changes hit all alike.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -22,14 +25,10 @@
 #include <filesystem>
 #include <iterator>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
-
-#include <unistd.h>
-
-#include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
 
 #include "dtrain/allocator.h"
 #include "dtrain/comm/init.h"
@@ -46,11 +45,11 @@ struct Options {
   std::vector<std::string> presets = {"tiny", "mid"};
   std::string device = "cpu";
   std::string precision = "f32";
-  int64_t batch = 16;     // global
+  int64_t batch = 16;  // global
   int64_t seq_len = 64;
   int steps = 12;
   int warmup = 2;
-  int buckets = 8;        // stages 0-2: aim for about this many buckets
+  int buckets = 8;  // stages 0-2: aim for about this many buckets
   bool quick = false;
   std::string metrics_out;
 };
@@ -68,7 +67,9 @@ nn::GPTConfig preset(const std::string& name) {
   return nn::GPTConfig::preset(name);
 }
 
-double mib(double b) { return b / (1024.0 * 1024.0); }
+double mib(double b) {
+  return b / (1024.0 * 1024.0);
+}
 
 std::vector<double> gather(comm::Communicator& c, double v) {
   Tensor in = Tensor::from_vector({static_cast<float>(v)}, {1});
@@ -101,8 +102,8 @@ struct Bench {
   Tensor x, y;
   std::vector<double> times;
 
-  Bench(const std::shared_ptr<comm::Communicator>& comm, const Options& opt, const std::string& preset_name,
-        int stage, bool overlap) {
+  Bench(const std::shared_ptr<comm::Communicator>& comm, const Options& opt, const std::string& preset_name, int stage,
+        bool overlap) {
     const Device device = Device::parse(opt.device);
     const nn::GPTConfig cfg = preset(preset_name);
     model = std::make_unique<nn::GPT>(cfg, device, 1234);
@@ -163,7 +164,8 @@ void measure_memory(comm::Communicator& c, const std::shared_ptr<comm::Communica
 void measure_time(comm::Communicator& c, const std::shared_ptr<comm::Communicator>& comm, const Options& opt,
                   const std::string& preset_name, std::vector<Row>& rows) {
   std::vector<std::unique_ptr<Bench>> benches;
-  for (const Cfg& cfg : kConfigs) benches.push_back(std::make_unique<Bench>(comm, opt, preset_name, cfg.stage, cfg.overlap));
+  for (const Cfg& cfg : kConfigs)
+    benches.push_back(std::make_unique<Bench>(comm, opt, preset_name, cfg.stage, cfg.overlap));
   for (int w = 0; w < opt.warmup; ++w) {
     for (auto& b : benches) b->step();
   }
@@ -191,7 +193,8 @@ void measure_time(comm::Communicator& c, const std::shared_ptr<comm::Communicato
     std::vector<parallel::TraceEvent> ev;
     for (const auto& e : events) {
       if (e.kind == "reduce" || e.kind == "gather") ev.push_back({"comm", e.name, e.start_us, e.end_us});
-      if (e.kind == "backward" || (stage >= 1 && e.kind == "forward")) ev.push_back({"cover", e.name, e.start_us, e.end_us});
+      if (e.kind == "backward" || (stage >= 1 && e.kind == "forward"))
+        ev.push_back({"cover", e.name, e.start_us, e.end_us});
     }
     const auto ov = parallel::overlap(ev, "comm", "cover");
     const auto hidden = gather(c, ov.fraction());
@@ -238,8 +241,9 @@ int main(int argc, char** argv) {
       DTRAIN_CHECK(::mkdtemp(tmpl) != nullptr, "cannot create a temporary directory");
       local_dir = tmpl;
       comm = std::make_shared<comm::Communicator>(std::make_shared<comm::FileStore>(local_dir), 0, 1);
-      std::printf("note: no launcher environment, running on 1 rank; use dtrain-run --nproc-per-node 2 for the "
-                  "world-size-2 figures\n");
+      std::printf(
+          "note: no launcher environment, running on 1 rank; use dtrain-run --nproc-per-node 2 for the "
+          "world-size-2 figures\n");
     }
     const bool lead = comm->rank() == 0;
     DTRAIN_CHECK(opt.batch % comm->size() == 0, "--batch ", opt.batch, " must be divisible by the world size ",

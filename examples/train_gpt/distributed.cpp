@@ -20,8 +20,9 @@ using namespace dtrain;
 void add_distributed_options(CLI::App& app, DistributedOptions& d) {
   app.add_option("--zero", d.zero, "ZeRO stage of the data-parallel engine: 0 (DDP), 1, 2 or 3")
       ->check(CLI::Range(0, 3));
-  app.add_option("--grad-accum", d.grad_accum, "micro-steps per optimizer step (per-rank micro-batch = "
-                                               "batch / world / grad-accum)")
+  app.add_option("--grad-accum", d.grad_accum,
+                 "micro-steps per optimizer step (per-rank micro-batch = "
+                 "batch / world / grad-accum)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   app.add_option("--precision", d.precision, "f32; bf16 or f16 (mixed precision, GPU only)")->capture_default_str();
@@ -64,7 +65,9 @@ std::shared_ptr<comm::Communicator> make_communicator(LocalGroup& local) {
   return std::make_shared<comm::Communicator>(std::make_shared<comm::FileStore>(local.dir), 0, 1);
 }
 
-double mib(int64_t b) { return static_cast<double>(b) / (1024.0 * 1024.0); }
+double mib(int64_t b) {
+  return static_cast<double>(b) / (1024.0 * 1024.0);
+}
 
 // Every rank's (a, b) pair, gathered (for per-rank metrics).
 std::vector<float> gather_pairs(comm::Communicator& c, float a, float b) {
@@ -124,7 +127,8 @@ int run_distributed(const TrainOptions& base, const DistributedOptions& d) {
                 opt.data.empty() ? "built-in additions" : opt.data.c_str(), static_cast<long long>(opt.batch),
                 static_cast<long long>(opt.seq_len), world, d.grad_accum, static_cast<long long>(micro_rows));
     std::printf("%s", dp.describe_plan().c_str());
-    std::printf("at start: %s", parallel::format_ledger(dp.ledger(t.optimizer.get()), dp.predicted(), o.stage, world).c_str());
+    std::printf("at start: %s",
+                parallel::format_ledger(dp.ledger(t.optimizer.get()), dp.predicted(), o.stage, world).c_str());
     std::fflush(stdout);
   }
   if (d.dry_run) {
@@ -154,8 +158,7 @@ int run_distributed(const TrainOptions& base, const DistributedOptions& d) {
     }
     const float lr = t.schedule.lr(step);
     const parallel::StepResult r = dp.step(*t.optimizer, lr, opt.grad_clip);
-    const double step_ms =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    const double step_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     const float loss = dp.average(loss_sum / static_cast<float>(d.grad_accum));
     const int64_t peak = memory_stats(t.device).peak_bytes;
     const auto per_rank = gather_pairs(*comm, static_cast<float>(step_ms), static_cast<float>(peak));
@@ -178,14 +181,19 @@ int run_distributed(const TrainOptions& base, const DistributedOptions& d) {
       std::printf("after step 1: %s",
                   parallel::format_ledger(dp.ledger(t.optimizer.get()), dp.predicted(), o.stage, world).c_str());
     }
-    nlohmann::json record = {{"step", step + 1},     {"loss", loss},         {"tokens_per_s", tok_s},
-                             {"step_ms", max_ms},    {"lr", lr},             {"grad_norm", r.grad_norm},
-                             {"rank_step_ms", rank_ms}, {"rank_peak_bytes", rank_peak}};
+    nlohmann::json record = {{"step", step + 1},
+                             {"loss", loss},
+                             {"tokens_per_s", tok_s},
+                             {"step_ms", max_ms},
+                             {"lr", lr},
+                             {"grad_norm", r.grad_norm},
+                             {"rank_step_ms", rank_ms},
+                             {"rank_peak_bytes", rank_peak}};
     if (r.skipped) record["skipped"] = true;
     if (lead) {
       std::printf("step %5lld/%lld | loss %.4f | lr %.2e | norm %.3f | %7.1f ms | %9.0f tok/s | peak %.1f MiB%s\n",
-                  static_cast<long long>(step + 1), static_cast<long long>(steps), loss, lr, r.grad_norm, max_ms,
-                  tok_s, mib(static_cast<int64_t>(max_peak)), r.skipped ? " | skipped (f16 overflow)" : "");
+                  static_cast<long long>(step + 1), static_cast<long long>(steps), loss, lr, r.grad_norm, max_ms, tok_s,
+                  mib(static_cast<int64_t>(max_peak)), r.skipped ? " | skipped (f16 overflow)" : "");
     }
     const bool last = step + 1 == steps;
     if ((opt.eval_every > 0 && (step + 1) % opt.eval_every == 0) || last) {

@@ -11,22 +11,21 @@
 // and predicted model-state bytes per rank.
 #pragma once
 
-#include <string>
-
 #include <CLI/CLI.hpp>
+#include <string>
 
 #include "trainer.h"
 
 struct DistributedOptions {
-  int zero = -1;                 // ZeRO stage; -1: not given
-  int grad_accum = 1;            // micro-steps per optimizer step
+  int zero = -1;       // ZeRO stage; -1: not given
+  int grad_accum = 1;  // micro-steps per optimizer step
   std::string precision = "f32";
-  bool dry_run = false;          // print the plan and the memory ledger, do not train
+  bool dry_run = false;  // print the plan and the memory ledger, do not train
   double first_bucket_mb = 1.0;
   double bucket_mb = 25.0;
   int prefetch = 1;
   bool no_overlap = false;
-  std::string trace_out;         // write the engine's trace (JSON Lines) of rank 0 here
+  std::string trace_out;  // write the engine's trace (JSON Lines) of rank 0 here
 };
 
 void add_distributed_options(CLI::App& app, DistributedOptions& d);

@@ -25,17 +25,20 @@ namespace {
 
 DType compute_dtype(Precision p) {
   switch (p) {
-    case Precision::f32: return DType::f32;
-    case Precision::bf16: return DType::bf16;
-    case Precision::f16: return DType::f16;
+    case Precision::f32:
+      return DType::f32;
+    case Precision::bf16:
+      return DType::bf16;
+    case Precision::f16:
+      return DType::f16;
   }
   return DType::f32;
 }
 
 struct Slot {
   nn::Parameter* param;
-  int param_id;     // index in the registration-order parameter list
-  int64_t offset;   // in the group's flat buffer
+  int param_id;    // index in the registration-order parameter list
+  int64_t offset;  // in the group's flat buffer
 };
 
 enum class GatherState { released, gathering, gathered };
@@ -47,10 +50,9 @@ struct Group {
   // Range this rank updates: the whole group in stage 0, chunk `rank` otherwise.
   int64_t lo = 0, len = 0;
 
-  Tensor value_full;     // stages 0-2: always; stage 3: while gathered (compute dtype)
-  Tensor grad_full;      // stages 0-1: always; stages 2-3: while the group fills in backward
-  Tensor master;         // f32 [len]: a view of value_full (f32, stages 1-2) or its own tensor
-  bool master_is_view = false;
+  Tensor value_full;  // stages 0-2: always; stage 3: while gathered (compute dtype)
+  Tensor grad_full;   // stages 0-1: always; stages 2-3: while the group fills in backward
+  Tensor master;      // f32 [len]: a view of value_full (f32, stages 0-2) or its own tensor
   Tensor compute_shard;  // stage 3 mixed precision: compute-dtype copy of master (the gather input)
   Tensor grad_shard;     // f32 [len]: a view of grad_full (f32, stages 0-1) or its own tensor
 
@@ -60,8 +62,8 @@ struct Group {
   bool launched = false;
   bool grads_bound = false;
   comm::Work reduce_work;
-  Tensor reduce_out;        // the collective's output (grad_shard itself, or a temporary to add)
-  Tensor grad_in_flight;    // stages 2-3: the full gradient a reduce-scatter still reads
+  Tensor reduce_out;      // the collective's output (grad_shard itself, or a temporary to add)
+  Tensor grad_in_flight;  // stages 2-3: the full gradient a reduce-scatter still reads
   bool add_after_reduce = false;
   bool copy_after_reduce = false;  // mixed precision stages 0-1: f32 result -> grad_shard
 
@@ -126,7 +128,9 @@ class CompletionWatcher {
   std::thread thread_;
 };
 
-int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+int64_t round_up(int64_t n, int64_t m) {
+  return (n + m - 1) / m * m;
+}
 
 }  // namespace
 
@@ -139,18 +143,18 @@ struct DataParallel::Impl {
   DType dtype = DType::f32;
   Device device;
 
-  std::vector<nn::NamedParameter> params;           // registration order
+  std::vector<nn::NamedParameter> params;  // registration order
   std::unordered_map<const nn::Parameter*, int> param_id;
-  std::vector<int> param_group;                     // param id -> group index
+  std::vector<int> param_group;  // param id -> group index
   std::vector<Group> groups;
   std::vector<GroupInfo> infos;
-  std::vector<int> launch_order;                    // fixed order of gradient collectives
+  std::vector<int> launch_order;  // fixed order of gradient collectives
   size_t next_launch = 0;
 
   // Modules and the groups whose storage they need (stages 2-3).
   std::vector<std::pair<nn::Module*, std::vector<int>>> module_groups;
   std::unordered_map<const nn::Module*, std::string> module_name;
-  std::vector<std::pair<nn::Module*, int>> hooks;   // (module, hook id), removed at destruction
+  std::vector<std::pair<nn::Module*, int>> hooks;  // (module, hook id), removed at destruction
 
   // Consistency bookkeeping, reset after each check.
   std::vector<std::pair<std::string, nn::Module*>> modules;
@@ -158,7 +162,7 @@ struct DataParallel::Impl {
   std::vector<int32_t> forward_runs;
   std::vector<int32_t> grad_seen;
 
-  int micro = 0;             // backward passes since the last step
+  int micro = 0;  // backward passes since the last step
   bool in_backward = false;
   bool sync_this_backward = true;
   size_t backward_event = 0, forward_event = 0;
@@ -310,9 +314,8 @@ struct DataParallel::Impl {
       std::map<int, std::vector<int>> by_group_owner;
       for (auto& [name, m] : model.named_modules()) {
         std::set<int> gs;
-        const bool is_unit =
-            opt.stage == 3 &&
-            std::find(opt.unit_types.begin(), opt.unit_types.end(), m->type_name()) != opt.unit_types.end();
+        const bool is_unit = opt.stage == 3 && std::find(opt.unit_types.begin(), opt.unit_types.end(),
+                                                         m->type_name()) != opt.unit_types.end();
         bool inside_unit = false;
         if (opt.stage == 3) {
           for (nn::Module* a = m->parent(); a != nullptr; a = a->parent()) {
@@ -372,7 +375,6 @@ struct DataParallel::Impl {
       Tensor range = full.narrow(G.lo, G.len);
       if (!mixed() && opt.stage <= 2) {
         G.master = range;
-        G.master_is_view = true;
       } else {
         G.master = Tensor::empty({G.len}, DType::f32, device);
         if (mixed()) {
@@ -627,9 +629,10 @@ struct DataParallel::Impl {
   }
 
   void begin_backward() {
-    DTRAIN_CHECK(micro < opt.grad_accumulation, "DataParallel: ", micro + 1, " backward passes before step(), but "
-                 "grad_accumulation is ", opt.grad_accumulation, "; call step() after every ", opt.grad_accumulation,
-                 " backward pass(es)");
+    DTRAIN_CHECK(micro < opt.grad_accumulation, "DataParallel: ", micro + 1,
+                 " backward passes before step(), but "
+                 "grad_accumulation is ",
+                 opt.grad_accumulation, "; call step() after every ", opt.grad_accumulation, " backward pass(es)");
     in_backward = true;
     sync_this_backward = opt.stage >= 2 || micro + 1 == opt.grad_accumulation;
     if (opt.stage == 3) {
@@ -649,7 +652,8 @@ struct DataParallel::Impl {
     grad_seen[static_cast<size_t>(id)] = 1;
     Group& G = groups[static_cast<size_t>(param_group[static_cast<size_t>(id)])];
     DTRAIN_CHECK(!G.launched, "DataParallel: the gradient of '", params[static_cast<size_t>(id)].name,
-                 "' became ready after its unit '", G.info.name, "' was reduced (the last module using a unit in "
+                 "' became ready after its unit '", G.info.name,
+                 "' was reduced (the last module using a unit in "
                  "backward must be the first one using it in forward)");
     if (--G.pending == 0) {
       G.complete = true;
@@ -859,9 +863,15 @@ DataParallel::~DataParallel() {
   impl_->watcher.reset();
 }
 
-int DataParallel::rank() const { return impl_->rank; }
-int DataParallel::world_size() const { return impl_->world; }
-const std::vector<GroupInfo>& DataParallel::groups() const { return impl_->infos; }
+int DataParallel::rank() const {
+  return impl_->rank;
+}
+int DataParallel::world_size() const {
+  return impl_->world;
+}
+const std::vector<GroupInfo>& DataParallel::groups() const {
+  return impl_->infos;
+}
 
 std::vector<optim::ParamGroup> DataParallel::param_groups(float weight_decay) const {
   optim::ParamGroup decay{"decay", {}, weight_decay, 1.0f};
@@ -899,15 +909,14 @@ StepResult DataParallel::step(optim::Optimizer& optimizer, float lr, float max_g
   DTRAIN_CHECK(!d.in_backward, "DataParallel::step called inside backward");
   DTRAIN_CHECK(d.micro == options_.grad_accumulation, "DataParallel::step: ", d.micro,
                " backward pass(es) since the last step, expected grad_accumulation = ", options_.grad_accumulation);
-  d.wait_param_gathers();  // the master shares storage with the last all-gather's input
+  d.wait_param_gathers();                            // the master shares storage with the last all-gather's input
   if (options_.stage == 3) d.release_idle_groups();  // gathered copies go stale with the update
   const size_t ev = trace_ ? trace_->begin("step", "optimizer") : 0;
   {
     // Activations: what the device peaked at (since the caller's last
     // reset_peak_memory) beyond model state and communication buffers.
     const MemoryLedger m = ledger(&optimizer);
-    d.activation_estimate =
-        std::max<int64_t>(0, memory_stats(d.device).peak_bytes - m.model_state() - m.comm_buffers);
+    d.activation_estimate = std::max<int64_t>(0, memory_stats(d.device).peak_bytes - m.model_state() - m.comm_buffers);
   }
   StepResult r;
   r.loss_scale = d.loss_scale;
@@ -967,7 +976,9 @@ float DataParallel::average(float value) {
   return static_cast<float>(t.item(0));
 }
 
-void DataParallel::wait_for_parameters() { impl_->wait_param_gathers(); }
+void DataParallel::wait_for_parameters() {
+  impl_->wait_param_gathers();
+}
 
 std::vector<std::pair<std::string, Tensor>> DataParallel::full_parameters() {
   Impl& d = *impl_;

@@ -9,9 +9,12 @@ namespace dtrain::parallel {
 
 const char* precision_name(Precision p) {
   switch (p) {
-    case Precision::f32: return "f32";
-    case Precision::bf16: return "bf16";
-    case Precision::f16: return "f16";
+    case Precision::f32:
+      return "f32";
+    case Precision::bf16:
+      return "bf16";
+    case Precision::f16:
+      return "f16";
   }
   return "?";
 }
@@ -38,14 +41,17 @@ MemoryLedger predict_model_state(int stage, int64_t p, int n, Precision precisio
 }
 
 namespace {
-double mib(int64_t b) { return static_cast<double>(b) / (1024.0 * 1024.0); }
+double mib(int64_t b) {
+  return static_cast<double>(b) / (1024.0 * 1024.0);
+}
 }  // namespace
 
 std::string format_ledger(const MemoryLedger& m, const MemoryLedger& p, int stage, int world_size) {
   std::ostringstream os;
   char line[160];
-  std::snprintf(line, sizeof(line), "memory ledger (per rank, ZeRO stage %d, %d ranks)    measured MiB  predicted MiB\n",
-                stage, world_size);
+  std::snprintf(line, sizeof(line),
+                "memory ledger (per rank, ZeRO stage %d, %d ranks)    measured MiB  predicted MiB\n", stage,
+                world_size);
   os << line;
   auto row = [&](const char* what, int64_t a, int64_t b, bool has_prediction) {
     if (has_prediction) {

@@ -173,8 +173,8 @@ void run_stage(const std::shared_ptr<comm::Communicator>& comm, const Run& ref, 
     if (params[i].first != ref.params[i].first) param_diff = INFINITY;
     param_diff = std::max(param_diff, max_abs_diff(params[i].second, ref.params[i].second));
   }
-  const std::string tag = "stage" + std::to_string(stage) + "_world" + std::to_string(world) + "_accum" +
-                          std::to_string(accum);
+  const std::string tag =
+      "stage" + std::to_string(stage) + "_world" + std::to_string(world) + "_accum" + std::to_string(accum);
   report(tag + "_loss_max_abs_diff", loss_diff, kLossTol);
   report(tag + "_grad_norm_max_abs_diff", norm_diff, kLossTol * 10);
   report(tag + "_param_max_abs_diff", param_diff, kParamTol);
@@ -267,8 +267,8 @@ void run_mixed(const std::shared_ptr<comm::Communicator>& comm) {
       o.initial_loss_scale = 131072.0f;
       parallel::DataParallel dp(model, comm, o);
       optim::AdamW opt(dp.param_groups(0.0f));
-      const std::string tag = std::string("mixed_") + parallel::precision_name(precision) + "_stage" +
-                              std::to_string(stage);
+      const std::string tag =
+          std::string("mixed_") + parallel::precision_name(precision) + "_stage" + std::to_string(stage);
       int skipped = 0;
       float norm = 0;
       for (int s = 0; s < (precision == parallel::Precision::f16 ? 2 : 1); ++s) {

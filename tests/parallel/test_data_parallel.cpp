@@ -2,7 +2,6 @@
 // launch runs every ZeRO stage at one world size and compares with
 // single-process training (dp_worker.cpp prints "dp_check name value limit").
 #include <catch2/catch.hpp>
-
 #include <sstream>
 
 #include "comm/process_util.h"
@@ -82,8 +81,10 @@ TEST_CASE("every ZeRO stage at world size 4 equals single-process training with 
   run_and_check(4, {"train"}, 12 + 16);
 }
 
-TEST_CASE("a rank that skips a gradient or runs a module twice gets an error naming it on every rank and "
-          "the mixed-precision plumbing works", "[parallel]") {
+TEST_CASE(
+    "a rank that skips a gradient or runs a module twice gets an error naming it on every rank and "
+    "the mixed-precision plumbing works",
+    "[parallel]") {
   const auto results = run_ranks(2, {"mismatch"}, 60);
   for (size_t r = 0; r < results.size(); ++r) {
     INFO("rank " << r << " output:\n" << results[r].output);

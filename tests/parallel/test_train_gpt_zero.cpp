@@ -2,10 +2,9 @@
 // the metrics contract (per-rank step times and memory, the final summary with
 // measured and predicted model state), the world-size-independent loss, the
 // dry run and a batch that does not split.
-#include <catch2/catch.hpp>
-
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -37,7 +36,9 @@ std::vector<nlohmann::json> read_jsonl(const std::string& path) {
   return out;
 }
 
-std::string temp_path(const char* name) { return "/tmp/dtrain_dp_" + std::to_string(::getpid()) + "_" + name; }
+std::string temp_path(const char* name) {
+  return "/tmp/dtrain_dp_" + std::to_string(::getpid()) + "_" + name;
+}
 
 }  // namespace
 

@@ -61,23 +61,23 @@
 namespace dtrain::parallel {
 
 struct DataParallelOptions {
-  int stage = 0;                           // ZeRO stage 0-3
-  int64_t first_bucket_bytes = 1 << 20;    // stages 0-2: the first bucket (ready first, sent first)
-  int64_t bucket_bytes = 25 << 20;         // stages 0-2: the others
-  bool overlap = true;                     // false: all communication after backward (a baseline)
-  int prefetch_depth = 1;                  // stage 3: units gathered ahead of use
-  int grad_accumulation = 1;               // micro-steps per optimizer step
+  int stage = 0;                         // ZeRO stage 0-3
+  int64_t first_bucket_bytes = 1 << 20;  // stages 0-2: the first bucket (ready first, sent first)
+  int64_t bucket_bytes = 25 << 20;       // stages 0-2: the others
+  bool overlap = true;                   // false: all communication after backward (a baseline)
+  int prefetch_depth = 1;                // stage 3: units gathered ahead of use
+  int grad_accumulation = 1;             // micro-steps per optimizer step
   // f32; bf16 (bf16 params/grads, f32 master and f32 reductions); f16 (as
   // bf16 plus dynamic loss scaling). The model's parameters must already be
   // in the compute dtype. CPU ops are f32-only: bf16/f16 are GPU-only.
   Precision precision = Precision::f32;
-  float initial_loss_scale = 65536.0f;     // f16 only
-  int loss_scale_window = 1000;            // f16: steps without overflow before the scale doubles
-  bool check_consistency = true;           // the end-of-backward comparison described above
-  bool broadcast_parameters = true;        // start every rank from rank 0's weights
+  float initial_loss_scale = 65536.0f;  // f16 only
+  int loss_scale_window = 1000;         // f16: steps without overflow before the scale doubles
+  bool check_consistency = true;        // the end-of-backward comparison described above
+  bool broadcast_parameters = true;     // start every rank from rank 0's weights
   // Stage 3 wrapping: modules of these types become one unit each.
   std::vector<std::string> unit_types = {"Block"};
-  bool trace = false;                      // record a Trace (small overhead per collective)
+  bool trace = false;  // record a Trace (small overhead per collective)
 };
 
 struct StepResult {
