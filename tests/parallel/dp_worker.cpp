@@ -139,13 +139,32 @@ int stage3_prefetch_overlaps(const std::vector<parallel::TraceEvent>& ev) {
   return n;
 }
 
-void run_stage(const std::shared_ptr<comm::Communicator>& comm, const Run& ref, int stage, int accum) {
+// Engine variants beyond the defaults (equality only).
+struct Variant {
+  bool overlap = true;
+  int prefetch = 1;
+  bool checkpointing = false;
+  std::string suffix() const {
+    std::string s;
+    if (!overlap) s += "_no_overlap";
+    if (prefetch != 1) s += "_prefetch" + std::to_string(prefetch);
+    if (checkpointing) s += "_checkpointing";
+    return s;
+  }
+};
+
+void run_stage(const std::shared_ptr<comm::Communicator>& comm, const Run& ref, int stage, int accum,
+               const Variant& variant = {}) {
   const int world = comm->size();
   // Each rank initialises differently; the engine starts everyone from rank
   // 0's weights (kSeed, as the reference), so equality also tests that.
-  nn::GPT model(tiny_config(), Device::cpu(), kSeed + static_cast<uint64_t>(comm->rank()));
+  nn::GPTConfig config = tiny_config();
+  config.checkpoint_activations = variant.checkpointing;
+  nn::GPT model(config, Device::cpu(), kSeed + static_cast<uint64_t>(comm->rank()));
   parallel::DataParallelOptions o;
   o.stage = stage;
+  o.overlap = variant.overlap;
+  o.prefetch_depth = variant.prefetch;
   o.grad_accumulation = accum;
   o.first_bucket_bytes = 4 << 10;  // several buckets even for the tiny model
   o.bucket_bytes = 16 << 10;
@@ -173,12 +192,13 @@ void run_stage(const std::shared_ptr<comm::Communicator>& comm, const Run& ref, 
     if (params[i].first != ref.params[i].first) param_diff = INFINITY;
     param_diff = std::max(param_diff, max_abs_diff(params[i].second, ref.params[i].second));
   }
-  const std::string tag =
-      "stage" + std::to_string(stage) + "_world" + std::to_string(world) + "_accum" + std::to_string(accum);
+  const std::string tag = "stage" + std::to_string(stage) + "_world" + std::to_string(world) + "_accum" +
+                          std::to_string(accum) + variant.suffix();
   report(tag + "_loss_max_abs_diff", loss_diff, kLossTol);
   report(tag + "_grad_norm_max_abs_diff", norm_diff, kLossTol * 10);
   report(tag + "_param_max_abs_diff", param_diff, kParamTol);
 
+  if (!variant.suffix().empty()) return;
   if (accum == 1 && (world == 2 || world == 4)) {
     const auto m = dp.ledger(&opt);
     const auto p = dp.predicted();
@@ -367,6 +387,12 @@ int main(int argc, char** argv) {
     }
     for (int accum : accums) {
       for (int stage : stages) run_stage(comm, ref, stage, accum);
+    }
+    if (comm->size() == 2) {  // overlap off, deeper and no prefetch, activation checkpointing
+      run_stage(comm, ref, 0, 1, Variant{false, 1, false});
+      run_stage(comm, ref, 3, 1, Variant{false, 0, false});
+      run_stage(comm, ref, 3, 1, Variant{true, 2, true});
+      run_stage(comm, ref, 2, 2, Variant{true, 1, true});
     }
     std::fflush(stdout);
     comm::destroy_process_group();
