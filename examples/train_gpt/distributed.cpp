@@ -96,6 +96,9 @@ int run_distributed(const TrainOptions& base, const DistributedOptions& d) {
   TrainOptions opt = base;
   opt.rank = rank;
   opt.world_size = world;
+  if (opt.device == "cuda" && launched_by_a_launcher()) {  // one GPU per local rank
+    opt.device = "cuda:" + std::to_string(comm::job_env_from_environment().local_rank);
+  }
   DTRAIN_CHECK(opt.batch % (static_cast<int64_t>(world) * d.grad_accum) == 0, "--batch ", opt.batch,
                " must be divisible by world size x --grad-accum = ", world, " x ", d.grad_accum,
                " (the global batch is split evenly over ranks and micro-steps)");
