@@ -16,8 +16,8 @@ namespace dtrain::bench {
 
 // Options every suite understands.
 struct CommonOptions {
-  bool quick = false;        // a short sweep (minutes become seconds)
-  std::string metrics_out;   // JSON Lines file; empty: none
+  bool quick = false;       // a short sweep (minutes become seconds)
+  std::string metrics_out;  // JSON Lines file; empty: none
 };
 
 // Appends one JSON object per line to --metrics-out (written aside then
@@ -52,7 +52,9 @@ struct SuiteRegistration {
   explicit SuiteRegistration(std::unique_ptr<BenchSuite> suite) { suite_registry().push_back(std::move(suite)); }
 };
 
-#define DTRAIN_REGISTER_BENCH_SUITE(Type) \
-  static const ::dtrain::bench::SuiteRegistration dtrain_bench_registration_##Type{std::make_unique<Type>()}
+#define DTRAIN_REGISTER_BENCH_SUITE(Type)                                            \
+  static const ::dtrain::bench::SuiteRegistration dtrain_bench_registration_##Type { \
+    std::make_unique<Type>()                                                         \
+  }
 
 }  // namespace dtrain::bench

@@ -49,10 +49,14 @@ size_t parse_size(const std::string& s) {
   size_t used = 0;
   double v = std::stod(s, &used);
   const std::string unit = s.substr(used);
-  if (unit == "K" || unit == "KiB") v *= 1024;
-  else if (unit == "M" || unit == "MiB") v *= 1024 * 1024;
-  else if (unit == "G" || unit == "GiB") v *= 1024.0 * 1024 * 1024;
-  else DTRAIN_CHECK(unit.empty() || unit == "B", "cannot parse size '", s, "' (use e.g. 8, 64K, 256M)");
+  if (unit == "K" || unit == "KiB")
+    v *= 1024;
+  else if (unit == "M" || unit == "MiB")
+    v *= 1024 * 1024;
+  else if (unit == "G" || unit == "GiB")
+    v *= 1024.0 * 1024 * 1024;
+  else
+    DTRAIN_CHECK(unit.empty() || unit == "B", "cannot parse size '", s, "' (use e.g. 8, 64K, 256M)");
   return static_cast<size_t>(v);
 }
 
@@ -73,7 +77,9 @@ double memcpy_gbps(size_t bytes) {
 }
 
 // Rank r's input element i: small integers, exact in every dtype after sums.
-double input_value(int rank, int64_t i) { return static_cast<double>((rank + i) % 5 + 1); }
+double input_value(int rank, int64_t i) {
+  return static_cast<double>((rank + i) % 5 + 1);
+}
 
 // One collective at one size: sets up buffers, runs dtrain and raw Gloo.
 class Case {
@@ -263,11 +269,11 @@ class CommSuite final : public BenchSuite {
     }
     double fastest_raw_ge_1mib = 0;
     if (lead) {
-      std::printf("# dtrain-bench --suite comm: %d ranks, %s, %s, median of %d x %d calls, warm-up %d\n",
-                  world, device.str().c_str(), o.dtype.c_str(), o.rounds, o.iters, o.warmup);
+      std::printf("# dtrain-bench --suite comm: %d ranks, %s, %s, median of %d x %d calls, warm-up %d\n", world,
+                  device.str().c_str(), o.dtype.c_str(), o.rounds, o.iters, o.warmup);
       if (cpu) std::printf("# memcpy bandwidth of this machine (1 thread, same run): %.2f GB/s\n", mem_gbps);
-      std::printf("#\n# %10s %12s %5s %-14s | %10s %8s %8s %6s | %10s %8s %8s %6s%s\n", "size", "count", "type",
-                  "op", "time(us)", "algbw", "busbw", "#wrong", "time(us)", "algbw", "busbw", "#wrong",
+      std::printf("#\n# %10s %12s %5s %-14s | %10s %8s %8s %6s | %10s %8s %8s %6s%s\n", "size", "count", "type", "op",
+                  "time(us)", "algbw", "busbw", "#wrong", "time(us)", "algbw", "busbw", "#wrong",
                   raw ? " | raw gloo(us) overhead" : "");
       std::printf("# %10s %12s %5s %-14s | %-35s | %-35s\n", "(B)", "(elems)", "", "", "out-of-place (GB/s)",
                   "in-place (GB/s)");
@@ -297,7 +303,8 @@ class CommSuite final : public BenchSuite {
         comm->barrier().wait();
         std::vector<double> samples[3];
         for (int i = 0; i < o.rounds * o.iters; ++i) {
-          for (int v = 0; v < variants; ++v) samples[v].push_back(v < 2 ? cs.once_dtrain(v == 1) : cs.once_raw(raw_ctx));
+          for (int v = 0; v < variants; ++v)
+            samples[v].push_back(v < 2 ? cs.once_dtrain(v == 1) : cs.once_raw(raw_ctx));
         }
         std::vector<float> medians(3, 0.0f);
         for (int v = 0; v < variants; ++v) {
@@ -324,22 +331,22 @@ class CommSuite final : public BenchSuite {
           const double algbw = cs.bytes() / t[in_place] / 1e9;
           std::printf(" | %10.1f %8.3f %8.3f %6lld", t[in_place] * 1e6, algbw, algbw * factor,
                       static_cast<long long>(w));
-          metrics.write({{"suite", "comm"},
-                         {"op", op},
-                         {"bytes", cs.bytes()},
-                         {"count", cs.count()},
-                         {"dtype", o.dtype},
-                         {"device", device.str()},
-                         {"world_size", world},
-                         {"in_place", in_place == 1},
-                         {"time_us", t[in_place] * 1e6},
-                         {"algbw_gbps", algbw},
-                         {"busbw_gbps", algbw * factor},
-                         {"wrong", w},
-                         {"raw_gloo_time_us", has_raw ? nlohmann::json(raw_t * 1e6) : nlohmann::json(nullptr)},
-                         // Raw Gloo runs in place: compare it with the in-place row only.
-                         {"overhead_pct",
-                          has_raw && in_place == 1 ? nlohmann::json(overhead) : nlohmann::json(nullptr)}});
+          metrics.write(
+              {{"suite", "comm"},
+               {"op", op},
+               {"bytes", cs.bytes()},
+               {"count", cs.count()},
+               {"dtype", o.dtype},
+               {"device", device.str()},
+               {"world_size", world},
+               {"in_place", in_place == 1},
+               {"time_us", t[in_place] * 1e6},
+               {"algbw_gbps", algbw},
+               {"busbw_gbps", algbw * factor},
+               {"wrong", w},
+               {"raw_gloo_time_us", has_raw ? nlohmann::json(raw_t * 1e6) : nlohmann::json(nullptr)},
+               // Raw Gloo runs in place: compare it with the in-place row only.
+               {"overhead_pct", has_raw && in_place == 1 ? nlohmann::json(overhead) : nlohmann::json(nullptr)}});
         }
         if (has_raw) std::printf(" | %10.1f %+7.1f%%", raw_t * 1e6, overhead);
         std::printf("\n");
@@ -349,13 +356,15 @@ class CommSuite final : public BenchSuite {
     if (lead) {
       std::printf("# out-of-bounds values: %lld (all checked)\n", static_cast<long long>(total_wrong));
       if (raw) {
-        std::printf("# dtrain over raw Gloo, measured side by side, worst in-place row at >= 1 MiB: %+.1f%%"
-                    " (noisy on a shared machine)\n",
-                    worst_overhead);
+        std::printf(
+            "# dtrain over raw Gloo, measured side by side, worst in-place row at >= 1 MiB: %+.1f%%"
+            " (noisy on a shared machine)\n",
+            worst_overhead);
         if (fastest_raw_ge_1mib > 0)
-          std::printf("# dtrain per-call cost (world-1 communicator, no transport): %.1f us median = %.2f%% of the"
-                      " fastest raw Gloo call at >= 1 MiB (%.1f us) (goal < 5%%)\n",
-                      layer_us, 100.0 * layer_us * 1e-6 / fastest_raw_ge_1mib, fastest_raw_ge_1mib * 1e6);
+          std::printf(
+              "# dtrain per-call cost (world-1 communicator, no transport): %.1f us median = %.2f%% of the"
+              " fastest raw Gloo call at >= 1 MiB (%.1f us) (goal < 5%%)\n",
+              layer_us, 100.0 * layer_us * 1e-6 / fastest_raw_ge_1mib, fastest_raw_ge_1mib * 1e6);
       }
       metrics.write({{"suite", "comm"},
                      {"final", true},

@@ -23,7 +23,7 @@ const char* op_kind_name(OpKind kind);
 struct OpArgs {
   OpKind kind = OpKind::barrier;
   ReduceOp reduce = ReduceOp::sum;
-  std::vector<Tensor> inputs;   // all_reduce may carry many (coalesced); input[i] may alias output[i]
+  std::vector<Tensor> inputs;  // all_reduce may carry many (coalesced); input[i] may alias output[i]
   std::vector<Tensor> outputs;
   int root = -1;  // broadcast root, or the peer of send/recv
   uint32_t tag = 0;
@@ -35,8 +35,8 @@ struct OpArgs {
 // How a backend reports completion: synchronous backends finish inside run()
 // and return an empty Completion; stream-based ones return a non-blocking poll.
 struct Completion {
-  std::function<bool()> poll;              // true when done; throws on async error
-  std::function<void()> wait_on_caller;    // orders the caller's stream after the work
+  std::function<bool()> poll;            // true when done; throws on async error
+  std::function<void()> wait_on_caller;  // orders the caller's stream after the work
 };
 
 class Backend {

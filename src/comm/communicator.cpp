@@ -45,14 +45,22 @@ namespace dtrain::comm {
 
 const char* op_kind_name(OpKind kind) {
   switch (kind) {
-    case OpKind::all_reduce: return "all_reduce";
-    case OpKind::reduce_scatter: return "reduce_scatter";
-    case OpKind::all_gather: return "all_gather";
-    case OpKind::broadcast: return "broadcast";
-    case OpKind::send: return "send";
-    case OpKind::recv: return "recv";
-    case OpKind::all_to_all: return "all_to_all";
-    case OpKind::barrier: return "barrier";
+    case OpKind::all_reduce:
+      return "all_reduce";
+    case OpKind::reduce_scatter:
+      return "reduce_scatter";
+    case OpKind::all_gather:
+      return "all_gather";
+    case OpKind::broadcast:
+      return "broadcast";
+    case OpKind::send:
+      return "send";
+    case OpKind::recv:
+      return "recv";
+    case OpKind::all_to_all:
+      return "all_to_all";
+    case OpKind::barrier:
+      return "barrier";
   }
   return "?";
 }
@@ -144,9 +152,9 @@ struct Communicator::Impl : std::enable_shared_from_this<Communicator::Impl> {
   std::condition_variable watchdog_cv;  // watchdog: worker exited
   std::condition_variable exit_cv;      // shutdown: a thread exited
   std::deque<Task> queue;
-  std::shared_ptr<WorkState> current;    // what the worker runs now
-  std::vector<Task> launched;            // device work in flight
-  std::string broken;                    // first failure; empty while healthy
+  std::shared_ptr<WorkState> current;  // what the worker runs now
+  std::vector<Task> launched;          // device work in flight
+  std::string broken;                  // first failure; empty while healthy
   bool stopping = false;
   bool worker_exited = false;
   bool watchdog_exited = false;
@@ -164,8 +172,8 @@ struct Communicator::Impl : std::enable_shared_from_this<Communicator::Impl> {
     // the worker that launches the op has its own (unrelated) current stream.
     const Tensor* first = !args.inputs.empty() ? &args.inputs[0] : (!args.outputs.empty() ? &args.outputs[0] : nullptr);
     if (first != nullptr && first->is_cuda())
-      args.cuda_stream = options.cuda_stream != nullptr ? options.cuda_stream
-                                                        : current_stream(first->device()).native_handle();
+      args.cuda_stream =
+          options.cuda_stream != nullptr ? options.cuda_stream : current_stream(first->device()).native_handle();
     auto state = std::make_shared<WorkState>();
     state->op = op_kind_name(args.kind);
     state->is_collective = args.kind != OpKind::send && args.kind != OpKind::recv;
@@ -182,8 +190,8 @@ struct Communicator::Impl : std::enable_shared_from_this<Communicator::Impl> {
       }
     }
     if (!why_broken.empty()) {
-      state->finish(std::make_exception_ptr(Error(state->describe + " not run: the communicator failed earlier: " +
-                                                  why_broken)));
+      state->finish(
+          std::make_exception_ptr(Error(state->describe + " not run: the communicator failed earlier: " + why_broken)));
     } else {
       cv.notify_one();  // only the worker waits on cv
     }
@@ -259,8 +267,8 @@ struct Communicator::Impl : std::enable_shared_from_this<Communicator::Impl> {
       nccl = make_nccl_backend(std::make_shared<PrefixStore>("nccl", store), rank, size, nccl_device,
                                options.cuda_stream, options.timeout);
     }
-    DTRAIN_CHECK(t->device().index() == nccl_device, "this communicator's NCCL backend is bound to cuda:",
-                 nccl_device, " but got a tensor on ", t->device().str(), "; use one device per rank");
+    DTRAIN_CHECK(t->device().index() == nccl_device, "this communicator's NCCL backend is bound to cuda:", nccl_device,
+                 " but got a tensor on ", t->device().str(), "; use one device per rank");
     return *nccl;
   }
 
@@ -463,7 +471,8 @@ struct Communicator::Impl : std::enable_shared_from_this<Communicator::Impl> {
         published = seq;
       }
       if (auto poison = job_store->try_get(keys::kPoison)) {
-        if (in_flight) fail_everything(*poison, false);
+        if (in_flight)
+          fail_everything(*poison, false);
         else {
           std::lock_guard<std::mutex> lock(mutex);
           if (broken.empty()) broken = *poison;
@@ -548,12 +557,22 @@ Communicator::Communicator(std::shared_ptr<Store> job_store, std::string prefix,
   m.watchdog = std::thread([self] { self->watchdog_loop(); });
 }
 
-Communicator::~Communicator() { impl_->shutdown(); }
+Communicator::~Communicator() {
+  impl_->shutdown();
+}
 
-int Communicator::rank() const { return impl_->rank; }
-int Communicator::size() const { return impl_->size; }
-std::chrono::milliseconds Communicator::timeout() const { return impl_->options.timeout; }
-const std::shared_ptr<Store>& Communicator::store() const { return impl_->store; }
+int Communicator::rank() const {
+  return impl_->rank;
+}
+int Communicator::size() const {
+  return impl_->size;
+}
+std::chrono::milliseconds Communicator::timeout() const {
+  return impl_->options.timeout;
+}
+const std::shared_ptr<Store>& Communicator::store() const {
+  return impl_->store;
+}
 uint64_t Communicator::sequence_number() const {
   std::lock_guard<std::mutex> lock(impl_->mutex);
   return impl_->next_seq;
@@ -577,13 +596,15 @@ void check_tensor(const Tensor& t, const char* op, const char* what) {
 void check_same(const Tensor& a, const Tensor& b, const char* op) {
   DTRAIN_CHECK(a.dtype() == b.dtype(), op, ": input is ", dtype_name(a.dtype()), " but output is ",
                dtype_name(b.dtype()), "; they must match");
-  DTRAIN_CHECK(a.device() == b.device(), op, ": input is on ", a.device().str(), " but output on ",
-               b.device().str(), "; they must be on the same device");
+  DTRAIN_CHECK(a.device() == b.device(), op, ": input is on ", a.device().str(), " but output on ", b.device().str(),
+               "; they must be on the same device");
 }
 
 }  // namespace
 
-Work Communicator::all_reduce(const Tensor& tensor, ReduceOp op) { return all_reduce(tensor, tensor, op); }
+Work Communicator::all_reduce(const Tensor& tensor, ReduceOp op) {
+  return all_reduce(tensor, tensor, op);
+}
 
 Work Communicator::all_reduce(const Tensor& input, const Tensor& output, ReduceOp op) {
   check_tensor(input, "all_reduce", "input");
@@ -691,8 +712,8 @@ Work Communicator::all_to_all(const Tensor& input, const Tensor& output) {
   check_tensor(input, "all_to_all", "input");
   check_tensor(output, "all_to_all", "output");
   check_same(input, output, "all_to_all");
-  DTRAIN_CHECK(input.numel() == output.numel(), "all_to_all: input has ", input.numel(),
-               " elements but output has ", output.numel());
+  DTRAIN_CHECK(input.numel() == output.numel(), "all_to_all: input has ", input.numel(), " elements but output has ",
+               output.numel());
   DTRAIN_CHECK(input.numel() % size() == 0, "all_to_all: ", input.numel(), " elements do not split into ", size(),
                " equal chunks");
   DTRAIN_CHECK(same_storage_range(input, output) || !input.overlaps(output),
@@ -731,9 +752,9 @@ std::shared_ptr<Communicator> Communicator::split(int color, int key) {
   int new_rank = 0;
   for (size_t i = 0; i < members.size(); ++i)
     if (members[i].second == m.rank) new_rank = static_cast<int>(i);
-  return std::shared_ptr<Communicator>(new Communicator(
-      m.job_store, m.prefix + "/split" + std::to_string(n) + "/c" + std::to_string(color), new_rank,
-      static_cast<int>(members.size()), m.options));
+  return std::shared_ptr<Communicator>(
+      new Communicator(m.job_store, m.prefix + "/split" + std::to_string(n) + "/c" + std::to_string(color), new_rank,
+                       static_cast<int>(members.size()), m.options));
 }
 
 #ifndef DTRAIN_WITH_CUDA

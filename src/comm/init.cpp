@@ -25,8 +25,7 @@ int parse_int(const std::string& text, const char* name) {
   } catch (const std::exception&) {
     used = 0;
   }
-  DTRAIN_CHECK(used == text.size() && !text.empty(), "environment variable ", name, "='", text,
-               "' is not an integer");
+  DTRAIN_CHECK(used == text.size() && !text.empty(), "environment variable ", name, "='", text, "' is not an integer");
   return value;
 }
 
@@ -51,8 +50,7 @@ std::chrono::milliseconds timeout_from_environment() {
   } catch (const std::exception&) {
     used = 0;
   }
-  DTRAIN_CHECK(used == v->size() && seconds > 0, "DTRAIN_TIMEOUT_S='", *v,
-               "' must be a positive number of seconds");
+  DTRAIN_CHECK(used == v->size() && seconds > 0, "DTRAIN_TIMEOUT_S='", *v, "' must be a positive number of seconds");
   return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000.0));
 }
 
@@ -99,10 +97,14 @@ JobEnv job_env_from_environment(const InitOptions& o) {
         }
       }
     }
-    if (auto m = getenv_opt("MASTER_ADDR")) e.master_addr = *m;
-    else if (auto ip = getenv_opt("SLURM_LAUNCH_NODE_IPADDR")) e.master_addr = *ip;
-    else if (auto list = getenv_opt("SLURM_NODELIST")) e.master_addr = first_host_of_nodelist(*list);
-    else if (auto list2 = getenv_opt("SLURM_JOB_NODELIST")) e.master_addr = first_host_of_nodelist(*list2);
+    if (auto m = getenv_opt("MASTER_ADDR"))
+      e.master_addr = *m;
+    else if (auto ip = getenv_opt("SLURM_LAUNCH_NODE_IPADDR"))
+      e.master_addr = *ip;
+    else if (auto list = getenv_opt("SLURM_NODELIST"))
+      e.master_addr = first_host_of_nodelist(*list);
+    else if (auto list2 = getenv_opt("SLURM_JOB_NODELIST"))
+      e.master_addr = first_host_of_nodelist(*list2);
   } else if (getenv_opt("OMPI_COMM_WORLD_RANK")) {
     e.source = "openmpi";
     e.rank = *env_int("OMPI_COMM_WORLD_RANK");
@@ -127,8 +129,7 @@ JobEnv job_env_from_environment(const InitOptions& o) {
                e.source, ")");
   DTRAIN_CHECK(e.local_rank >= 0 && e.local_world_size >= 1 && e.local_rank < e.local_world_size, "local rank ",
                e.local_rank, " is outside [0, ", e.local_world_size, ") (from ", e.source, ")");
-  DTRAIN_CHECK(e.master_port > 0 && e.master_port < 65536, "MASTER_PORT ", e.master_port,
-               " is outside [1, 65535]");
+  DTRAIN_CHECK(e.master_port > 0 && e.master_port < 65536, "MASTER_PORT ", e.master_port, " is outside [1, 65535]");
   return e;
 }
 

@@ -12,8 +12,12 @@ namespace dtrain::comm::net {
 
 using Clock = std::chrono::steady_clock;
 using Deadline = Clock::time_point;
-inline Deadline no_deadline() { return Deadline::max(); }
-inline Deadline deadline_after(std::chrono::milliseconds d) { return Clock::now() + d; }
+inline Deadline no_deadline() {
+  return Deadline::max();
+}
+inline Deadline deadline_after(std::chrono::milliseconds d) {
+  return Clock::now() + d;
+}
 
 // Owns a file descriptor.
 class Fd {

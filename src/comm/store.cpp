@@ -37,7 +37,9 @@ std::string join_keys(const std::vector<std::string>& keys) {
 
 }  // namespace
 
-std::string Store::get(const std::string& key) { return get(key, timeout_); }
+std::string Store::get(const std::string& key) {
+  return get(key, timeout_);
+}
 
 std::string Store::get(const std::string& key, std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
@@ -51,7 +53,9 @@ std::string Store::get(const std::string& key, std::chrono::milliseconds timeout
   }
 }
 
-void Store::wait(const std::vector<std::string>& keys) { wait(keys, timeout_); }
+void Store::wait(const std::vector<std::string>& keys) {
+  wait(keys, timeout_);
+}
 
 void Store::wait(const std::vector<std::string>& keys, std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
@@ -75,16 +79,24 @@ PrefixStore::PrefixStore(std::string prefix, std::shared_ptr<Store> base)
     : Store(base->timeout()), prefix_(std::move(prefix)), base_(std::move(base)) {
   DTRAIN_CHECK(base_ != nullptr, "PrefixStore needs a base store");
 }
-void PrefixStore::set(const std::string& key, const std::string& value) { base_->set(full(key), value); }
-std::optional<std::string> PrefixStore::try_get(const std::string& key) { return base_->try_get(full(key)); }
-int64_t PrefixStore::add(const std::string& key, int64_t delta) { return base_->add(full(key), delta); }
+void PrefixStore::set(const std::string& key, const std::string& value) {
+  base_->set(full(key), value);
+}
+std::optional<std::string> PrefixStore::try_get(const std::string& key) {
+  return base_->try_get(full(key));
+}
+int64_t PrefixStore::add(const std::string& key, int64_t delta) {
+  return base_->add(full(key), delta);
+}
 bool PrefixStore::check(const std::vector<std::string>& keys) {
   std::vector<std::string> f;
   f.reserve(keys.size());
   for (const auto& k : keys) f.push_back(full(k));
   return base_->check(f);
 }
-bool PrefixStore::delete_key(const std::string& key) { return base_->delete_key(full(key)); }
+bool PrefixStore::delete_key(const std::string& key) {
+  return base_->delete_key(full(key));
+}
 
 // ---- FileStore ---------------------------------------------------------------
 
@@ -117,8 +129,7 @@ void FileStore::set(const std::string& key, const std::string& value) {
     DTRAIN_CHECK(out.good(), "FileStore failed writing '", tmp, "'");
   }
   // rename is atomic: readers see the old value or the new one, never half.
-  DTRAIN_CHECK(::rename(tmp.c_str(), path.c_str()) == 0, "FileStore cannot rename '", tmp, "': ",
-               std::strerror(errno));
+  DTRAIN_CHECK(::rename(tmp.c_str(), path.c_str()) == 0, "FileStore cannot rename '", tmp, "': ", std::strerror(errno));
 }
 
 std::optional<std::string> FileStore::try_get(const std::string& key) {
@@ -154,6 +165,8 @@ bool FileStore::check(const std::vector<std::string>& keys) {
   return true;
 }
 
-bool FileStore::delete_key(const std::string& key) { return ::unlink(path_for(key).c_str()) == 0; }
+bool FileStore::delete_key(const std::string& key) {
+  return ::unlink(path_for(key).c_str()) == 0;
+}
 
 }  // namespace dtrain::comm

@@ -9,6 +9,8 @@ namespace dtrain::comm::keys {
 // communicator's watchdog polls it and fails in-flight work with that reason.
 inline const std::string kPoison = "__dtrain/poison";
 // Set by the store host when rank R's connection drops without a goodbye.
-inline std::string lost(int rank) { return "__dtrain/lost/" + std::to_string(rank); }
+inline std::string lost(int rank) {
+  return "__dtrain/lost/" + std::to_string(rank);
+}
 
 }  // namespace dtrain::comm::keys

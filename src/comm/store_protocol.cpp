@@ -39,8 +39,9 @@ class Reader {
   }
   std::string bytes(size_t max, const char* what) {
     const uint32_t n = u32();
-    if (n > max) throw ProtocolError(std::string(what) + " of " + std::to_string(n) + " bytes exceeds the limit of " +
-                                     std::to_string(max));
+    if (n > max)
+      throw ProtocolError(std::string(what) + " of " + std::to_string(n) + " bytes exceeds the limit of " +
+                          std::to_string(max));
     need(n, what);
     std::string s(reinterpret_cast<const char*>(data_ + pos_), n);
     pos_ += n;
@@ -68,22 +69,38 @@ class Reader {
 
 const char* message_type_name(MessageType type) {
   switch (type) {
-    case MessageType::client_hello: return "client_hello";
-    case MessageType::server_challenge: return "server_challenge";
-    case MessageType::client_proof: return "client_proof";
-    case MessageType::auth_ok: return "auth_ok";
-    case MessageType::auth_fail: return "auth_fail";
-    case MessageType::set: return "set";
-    case MessageType::get: return "get";
-    case MessageType::add: return "add";
-    case MessageType::check: return "check";
-    case MessageType::delete_key: return "delete";
-    case MessageType::bye: return "bye";
-    case MessageType::ok: return "ok";
-    case MessageType::value: return "value";
-    case MessageType::number: return "number";
-    case MessageType::boolean: return "boolean";
-    case MessageType::error: return "error";
+    case MessageType::client_hello:
+      return "client_hello";
+    case MessageType::server_challenge:
+      return "server_challenge";
+    case MessageType::client_proof:
+      return "client_proof";
+    case MessageType::auth_ok:
+      return "auth_ok";
+    case MessageType::auth_fail:
+      return "auth_fail";
+    case MessageType::set:
+      return "set";
+    case MessageType::get:
+      return "get";
+    case MessageType::add:
+      return "add";
+    case MessageType::check:
+      return "check";
+    case MessageType::delete_key:
+      return "delete";
+    case MessageType::bye:
+      return "bye";
+    case MessageType::ok:
+      return "ok";
+    case MessageType::value:
+      return "value";
+    case MessageType::number:
+      return "number";
+    case MessageType::boolean:
+      return "boolean";
+    case MessageType::error:
+      return "error";
   }
   return "unknown";
 }
@@ -101,15 +118,21 @@ std::string encode(const Message& m) {
       put_bytes(body, m.nonce);
       put_bytes(body, m.proof);
       break;
-    case MessageType::client_proof: put_bytes(body, m.proof); break;
+    case MessageType::client_proof:
+      put_bytes(body, m.proof);
+      break;
     case MessageType::auth_fail:
-    case MessageType::error: put_bytes(body, m.text); break;
+    case MessageType::error:
+      put_bytes(body, m.text);
+      break;
     case MessageType::set:
       put_bytes(body, m.key);
       put_bytes(body, m.value);
       break;
     case MessageType::get:
-    case MessageType::delete_key: put_bytes(body, m.key); break;
+    case MessageType::delete_key:
+      put_bytes(body, m.key);
+      break;
     case MessageType::add:
       put_bytes(body, m.key);
       put_u64(body, static_cast<uint64_t>(m.number));
@@ -122,11 +145,16 @@ std::string encode(const Message& m) {
       body.push_back(m.found ? 1 : 0);
       put_bytes(body, m.value);
       break;
-    case MessageType::number: put_u64(body, static_cast<uint64_t>(m.number)); break;
-    case MessageType::boolean: body.push_back(m.found ? 1 : 0); break;
+    case MessageType::number:
+      put_u64(body, static_cast<uint64_t>(m.number));
+      break;
+    case MessageType::boolean:
+      body.push_back(m.found ? 1 : 0);
+      break;
     case MessageType::auth_ok:
     case MessageType::bye:
-    case MessageType::ok: break;
+    case MessageType::ok:
+      break;
   }
   std::string frame;
   put_u32(frame, static_cast<uint32_t>(body.size()));
@@ -160,15 +188,21 @@ Message parse_body(const uint8_t* data, size_t size) {
       m.nonce = r.fixed(kNonceBytes, "nonce");
       m.proof = r.fixed(kProofBytes, "proof");
       break;
-    case MessageType::client_proof: m.proof = r.fixed(kProofBytes, "proof"); break;
+    case MessageType::client_proof:
+      m.proof = r.fixed(kProofBytes, "proof");
+      break;
     case MessageType::auth_fail:
-    case MessageType::error: m.text = r.bytes(kMaxReasonBytes, "text"); break;
+    case MessageType::error:
+      m.text = r.bytes(kMaxReasonBytes, "text");
+      break;
     case MessageType::set:
       m.key = r.bytes(kMaxKeyBytes, "key");
       m.value = r.bytes(kMaxValueBytes, "value");
       break;
     case MessageType::get:
-    case MessageType::delete_key: m.key = r.bytes(kMaxKeyBytes, "key"); break;
+    case MessageType::delete_key:
+      m.key = r.bytes(kMaxKeyBytes, "key");
+      break;
     case MessageType::add:
       m.key = r.bytes(kMaxKeyBytes, "key");
       m.number = static_cast<int64_t>(r.u64());
@@ -186,7 +220,9 @@ Message parse_body(const uint8_t* data, size_t size) {
       m.value = r.bytes(kMaxValueBytes, "value");
       break;
     }
-    case MessageType::number: m.number = static_cast<int64_t>(r.u64()); break;
+    case MessageType::number:
+      m.number = static_cast<int64_t>(r.u64());
+      break;
     case MessageType::boolean: {
       const uint8_t found = r.u8();
       if (found > 1) throw ProtocolError("boolean must be 0 or 1");
@@ -195,8 +231,10 @@ Message parse_body(const uint8_t* data, size_t size) {
     }
     case MessageType::auth_ok:
     case MessageType::bye:
-    case MessageType::ok: break;
-    default: throw ProtocolError("unknown message type " + std::to_string(type));
+    case MessageType::ok:
+      break;
+    default:
+      throw ProtocolError("unknown message type " + std::to_string(type));
   }
   r.finish();
   return m;

@@ -35,18 +35,18 @@ enum class MessageType : uint8_t {
   auth_ok = 4,
   auth_fail = 5,  // text
   // requests
-  set = 10,       // key, value
-  get = 11,       // key
-  add = 12,       // key, number
-  check = 13,     // keys
+  set = 10,         // key, value
+  get = 11,         // key
+  add = 12,         // key, number
+  check = 13,       // keys
   delete_key = 14,  // key
   bye = 15,
   // replies
   ok = 20,
-  value = 21,     // found, value
-  number = 22,    // number
-  boolean = 23,   // found
-  error = 24,     // text
+  value = 21,    // found, value
+  number = 22,   // number
+  boolean = 23,  // found
+  error = 24,    // text
 };
 
 struct Message {

@@ -8,6 +8,7 @@
 // poisons the store, which is how the other ranks learn of a dead peer.
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <atomic>
@@ -15,7 +16,6 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
-#include <poll.h>
 #include <set>
 #include <thread>
 
@@ -117,8 +117,8 @@ class Server {
         net::send_message(raw_fd, handle(req), net::deadline_after(std::chrono::seconds(30)));
       }
     } catch (const protocol::ProtocolError& e) {
-      std::fprintf(stderr, "[dtrain store] closing connection from %s (rank %d): malformed message: %s\n",
-                   peer.c_str(), rank, e.what());
+      std::fprintf(stderr, "[dtrain store] closing connection from %s (rank %d): malformed message: %s\n", peer.c_str(),
+                   rank, e.what());
     } catch (const std::exception& e) {
       // Connection closed or timed out; handled below.
     }
@@ -271,8 +271,8 @@ struct TcpStore::Impl {
       if (verdict.type == MessageType::auth_fail) refused(verdict.text, token);
       DTRAIN_CHECK(verdict.type == MessageType::auth_ok, "unexpected handshake reply from the store at ", where());
       // Mutual: the server must hold the token too, or it is not our job's store.
-      DTRAIN_CHECK(auth::verify(key, kServerLabel, hello.nonce, challenge.nonce, challenge.proof),
-                   "the store at ", where(), " could not prove it holds this job's DTRAIN_AUTH_TOKEN; refusing it");
+      DTRAIN_CHECK(auth::verify(key, kServerLabel, hello.nonce, challenge.nonce, challenge.proof), "the store at ",
+                   where(), " could not prove it holds this job's DTRAIN_AUTH_TOKEN; refusing it");
     } catch (const net::ConnectionClosed& e) {
       DTRAIN_THROW("the store at ", where(), " closed the connection during authentication (", e.what(),
                    "); it most likely refused this process's DTRAIN_AUTH_TOKEN");
@@ -339,8 +339,12 @@ TcpStore::~TcpStore() {
   }
 }
 
-int TcpStore::port() const { return impl_->port; }
-const std::string& TcpStore::host() const { return impl_->options.host; }
+int TcpStore::port() const {
+  return impl_->port;
+}
+const std::string& TcpStore::host() const {
+  return impl_->options.host;
+}
 
 void TcpStore::set(const std::string& key, const std::string& value) {
   DTRAIN_CHECK(key.size() <= protocol::kMaxKeyBytes, "store key of ", key.size(), " bytes exceeds the limit of ",

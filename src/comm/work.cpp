@@ -46,7 +46,9 @@ bool Work::is_completed() const {
   return poll_device(*state_);
 }
 
-void Work::wait() const { wait(std::chrono::milliseconds::max()); }
+void Work::wait() const {
+  wait(std::chrono::milliseconds::max());
+}
 
 void Work::wait(std::chrono::milliseconds timeout) const {
   if (!state_) return;
@@ -69,7 +71,11 @@ void Work::wait(std::chrono::milliseconds timeout) const {
   rethrow_if_failed(s);
 }
 
-std::string Work::op() const { return state_ ? state_->op : "none"; }
-uint64_t Work::sequence() const { return state_ ? state_->sequence : 0; }
+std::string Work::op() const {
+  return state_ ? state_->op : "none";
+}
+uint64_t Work::sequence() const {
+  return state_ ? state_->sequence : 0;
+}
 
 }  // namespace dtrain::comm

@@ -39,10 +39,18 @@ double expected_reduce(int world, int64_t i, ReduceOp op, DType dtype) {
     const double v = value(r, i, op);
     switch (op) {
       case ReduceOp::sum:
-      case ReduceOp::avg: acc += v; break;
-      case ReduceOp::max: acc = std::max(acc, v); break;
-      case ReduceOp::min: acc = std::min(acc, v); break;
-      case ReduceOp::product: acc *= v; break;
+      case ReduceOp::avg:
+        acc += v;
+        break;
+      case ReduceOp::max:
+        acc = std::max(acc, v);
+        break;
+      case ReduceOp::min:
+        acc = std::min(acc, v);
+        break;
+      case ReduceOp::product:
+        acc *= v;
+        break;
     }
   }
   if (op == ReduceOp::avg) acc = (dtype == DType::i32 || dtype == DType::i64) ? std::trunc(acc / world) : acc / world;
@@ -148,7 +156,9 @@ void check_all_to_all(Communicator& c) {
   for (DType dt : kDTypes)
     for (int64_t n : {0, 1, 3}) {
       // Chunk j of rank r's input holds 100*r + 10*j + i; rank r receives chunk r of everybody.
-      Tensor in = filled(n * w, dt, [&](int64_t k) { return 100 * r + 10 * (k / std::max<int64_t>(n, 1)) + k % std::max<int64_t>(n, 1); });
+      Tensor in = filled(n * w, dt, [&](int64_t k) {
+        return 100 * r + 10 * (k / std::max<int64_t>(n, 1)) + k % std::max<int64_t>(n, 1);
+      });
       Tensor out = Tensor::zeros({n * w}, dt);
       c.all_to_all(in, out).wait();
       Tensor same = in.clone();
@@ -385,8 +395,8 @@ int file_store(const std::string& dir) {
 }
 
 int print_env() {
-  for (const char* k : {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
-                        "OMP_NUM_THREADS"})
+  for (const char* k :
+       {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "OMP_NUM_THREADS"})
     std::printf("%s=%s\n", k, std::getenv(k) ? std::getenv(k) : "(unset)");
   std::printf("TOKEN_LEN=%zu\n", std::getenv("DTRAIN_AUTH_TOKEN") ? std::strlen(std::getenv("DTRAIN_AUTH_TOKEN")) : 0);
   std::fprintf(stderr, "to stderr\n");

@@ -24,9 +24,9 @@ namespace dtrain::testing {
 using Env = std::map<std::string, std::string>;
 
 struct ProcessResult {
-  int exit_code = -1;   // 128 + signal when killed
-  std::string output;   // stdout and stderr together
-  double seconds = 0;   // from start to exit
+  int exit_code = -1;  // 128 + signal when killed
+  std::string output;  // stdout and stderr together
+  double seconds = 0;  // from start to exit
   bool timed_out = false;
 };
 
@@ -43,8 +43,10 @@ class Process {
       ::dup2(fd, 1);
       ::dup2(fd, 2);
       for (const auto& [k, v] : env) {
-        if (v == "<unset>") ::unsetenv(k.c_str());
-        else ::setenv(k.c_str(), v.c_str(), 1);
+        if (v == "<unset>")
+          ::unsetenv(k.c_str());
+        else
+          ::setenv(k.c_str(), v.c_str(), 1);
       }
       std::vector<char*> args;
       for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
@@ -118,7 +120,7 @@ inline Env job_env(int rank, int world, int port, const std::string& token = "te
   return Env{{"RANK", std::to_string(rank)},       {"WORLD_SIZE", std::to_string(world)},
              {"LOCAL_RANK", std::to_string(rank)}, {"LOCAL_WORLD_SIZE", std::to_string(world)},
              {"MASTER_ADDR", "127.0.0.1"},         {"MASTER_PORT", std::to_string(port)},
-             {"DTRAIN_AUTH_TOKEN", token},          {"OMP_NUM_THREADS", "1"}};
+             {"DTRAIN_AUTH_TOKEN", token},         {"OMP_NUM_THREADS", "1"}};
 }
 
 // Starts `world` ranks of comm_worker with `args`, plus extra env.

@@ -29,7 +29,8 @@ TEST_CASE("Communicator validates arguments when the call is made", "[comm][comm
   Tensor f = Tensor::zeros({4}, DType::f32);
   CHECK_THROWS_WITH(c->all_reduce(Tensor()), Catch::Contains("undefined tensor"));
   CHECK_THROWS_WITH(c->all_reduce(Tensor::zeros({4}, DType::u8)), Catch::Contains("dtype u8 is not supported"));
-  CHECK_THROWS_WITH(c->all_reduce(f, Tensor::zeros({4}, DType::bf16)), Catch::Contains("input is f32 but output is bf16"));
+  CHECK_THROWS_WITH(c->all_reduce(f, Tensor::zeros({4}, DType::bf16)),
+                    Catch::Contains("input is f32 but output is bf16"));
   CHECK_THROWS_WITH(c->all_reduce(f, Tensor::zeros({5})), Catch::Contains("input has 4 elements but output has 5"));
   Tensor big = Tensor::zeros({8});
   CHECK_THROWS_WITH(c->all_reduce(big.narrow(0, 4), big.narrow(2, 4)), Catch::Contains("partly overlap"));
@@ -82,7 +83,8 @@ TEST_CASE("Work::wait(timeout) throws while a peer has not joined, then complete
   Tensor a = Tensor::full({4}, 1.0, DType::i32);
   Tensor b = Tensor::full({4}, 2.0, DType::i32);
   Work w0 = c0->all_reduce(a);
-  CHECK_THROWS_WITH(w0.wait(100ms), Catch::Contains("all_reduce #1") && Catch::Contains("did not finish within 100 ms"));
+  CHECK_THROWS_WITH(w0.wait(100ms),
+                    Catch::Contains("all_reduce #1") && Catch::Contains("did not finish within 100 ms"));
   CHECK_FALSE(w0.is_completed());
   Work w1 = c1->all_reduce(b);
   w0.wait();

@@ -20,19 +20,38 @@ struct ScopedEnv {
   }
   ~ScopedEnv() { clear(); }
   static void clear() {
-    for (const char* k : {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
-                          "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "SLURM_NTASKS_PER_NODE",
-                          "SLURM_STEP_TASKS_PER_NODE", "SLURM_TASKS_PER_NODE", "SLURM_LAUNCH_NODE_IPADDR",
-                          "SLURM_NODELIST", "SLURM_JOB_NODELIST", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE",
-                          "OMPI_COMM_WORLD_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_SIZE", "DTRAIN_TIMEOUT_S"})
+    for (const char* k : {"RANK",
+                          "WORLD_SIZE",
+                          "LOCAL_RANK",
+                          "LOCAL_WORLD_SIZE",
+                          "MASTER_ADDR",
+                          "MASTER_PORT",
+                          "SLURM_PROCID",
+                          "SLURM_NTASKS",
+                          "SLURM_LOCALID",
+                          "SLURM_NTASKS_PER_NODE",
+                          "SLURM_STEP_TASKS_PER_NODE",
+                          "SLURM_TASKS_PER_NODE",
+                          "SLURM_LAUNCH_NODE_IPADDR",
+                          "SLURM_NODELIST",
+                          "SLURM_JOB_NODELIST",
+                          "OMPI_COMM_WORLD_RANK",
+                          "OMPI_COMM_WORLD_SIZE",
+                          "OMPI_COMM_WORLD_LOCAL_RANK",
+                          "OMPI_COMM_WORLD_LOCAL_SIZE",
+                          "DTRAIN_TIMEOUT_S"})
       ::unsetenv(k);
   }
 };
 }  // namespace
 
 TEST_CASE("job environment from torchrun variables, with explicit overrides", "[comm][env]") {
-  ScopedEnv env({{"RANK", "3"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "1"}, {"LOCAL_WORLD_SIZE", "2"},
-                 {"MASTER_ADDR", "10.0.0.5"}, {"MASTER_PORT", "1234"}});
+  ScopedEnv env({{"RANK", "3"},
+                 {"WORLD_SIZE", "8"},
+                 {"LOCAL_RANK", "1"},
+                 {"LOCAL_WORLD_SIZE", "2"},
+                 {"MASTER_ADDR", "10.0.0.5"},
+                 {"MASTER_PORT", "1234"}});
   JobEnv e = job_env_from_environment();
   CHECK(e.source == "torchrun");
   CHECK(e.rank == 3);
@@ -51,8 +70,11 @@ TEST_CASE("job environment from torchrun variables, with explicit overrides", "[
 
 TEST_CASE("job environment from Slurm and Open MPI", "[comm][env]") {
   {
-    ScopedEnv env({{"SLURM_PROCID", "5"}, {"SLURM_NTASKS", "8"}, {"SLURM_LOCALID", "1"},
-                   {"SLURM_STEP_TASKS_PER_NODE", "4(x2)"}, {"SLURM_NODELIST", "gpu[07-08]"}});
+    ScopedEnv env({{"SLURM_PROCID", "5"},
+                   {"SLURM_NTASKS", "8"},
+                   {"SLURM_LOCALID", "1"},
+                   {"SLURM_STEP_TASKS_PER_NODE", "4(x2)"},
+                   {"SLURM_NODELIST", "gpu[07-08]"}});
     JobEnv e = job_env_from_environment();
     CHECK(e.source == "slurm");
     CHECK(e.rank == 5);
@@ -62,13 +84,18 @@ TEST_CASE("job environment from Slurm and Open MPI", "[comm][env]") {
     CHECK(e.master_addr == "gpu07");
   }
   {
-    ScopedEnv env({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}, {"SLURM_LAUNCH_NODE_IPADDR", "192.168.1.9"},
+    ScopedEnv env({{"SLURM_PROCID", "0"},
+                   {"SLURM_NTASKS", "2"},
+                   {"SLURM_LAUNCH_NODE_IPADDR", "192.168.1.9"},
                    {"SLURM_NODELIST", "x1"}});
     CHECK(job_env_from_environment().master_addr == "192.168.1.9");
   }
   {
-    ScopedEnv env({{"OMPI_COMM_WORLD_RANK", "2"}, {"OMPI_COMM_WORLD_SIZE", "4"}, {"OMPI_COMM_WORLD_LOCAL_RANK", "0"},
-                   {"OMPI_COMM_WORLD_LOCAL_SIZE", "1"}, {"MASTER_ADDR", "h0"}});
+    ScopedEnv env({{"OMPI_COMM_WORLD_RANK", "2"},
+                   {"OMPI_COMM_WORLD_SIZE", "4"},
+                   {"OMPI_COMM_WORLD_LOCAL_RANK", "0"},
+                   {"OMPI_COMM_WORLD_LOCAL_SIZE", "1"},
+                   {"MASTER_ADDR", "h0"}});
     JobEnv e = job_env_from_environment();
     CHECK(e.source == "openmpi");
     CHECK(e.rank == 2);

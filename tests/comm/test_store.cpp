@@ -97,7 +97,7 @@ TEST_CASE("TcpStore: a malformed or oversized message closes only that connectio
   TcpStore server(server_options());
   TcpStore good(client_options(server.port()));
   for (const std::string& junk : {std::string("\xff\xff\xff\x7f", 4), std::string("\x05\x00\x00\x00\x63zzzz", 9),
-                                 std::string("\x00\x00\x00\x00", 4)}) {
+                                  std::string("\x00\x00\x00\x00", 4)}) {
     auto fd = net::connect_once("127.0.0.1", server.port(), net::deadline_after(2s));
     net::write_all(fd.get(), junk.data(), junk.size(), net::deadline_after(2s));
     char c;

@@ -46,17 +46,16 @@ TEST_CASE("all_reduce and all_gather across two network namespaces (2 ranks each
   const std::string subnet = "10.231." + std::to_string(id) + ".";
   auto setup = run({ip, "netns", "add", ns.a});
   if (setup.exit_code != 0) skip_test("cannot create a network namespace here: " + setup.output);
-  const std::vector<std::vector<std::string>> steps = {
-      {ip, "netns", "add", ns.b},
-      {ip, "link", "add", va, "type", "veth", "peer", "name", vb},
-      {ip, "link", "set", va, "netns", ns.a},
-      {ip, "link", "set", vb, "netns", ns.b},
-      {ip, "-n", ns.a, "addr", "add", subnet + "1/24", "dev", va},
-      {ip, "-n", ns.b, "addr", "add", subnet + "2/24", "dev", vb},
-      {ip, "-n", ns.a, "link", "set", va, "up"},
-      {ip, "-n", ns.b, "link", "set", vb, "up"},
-      {ip, "-n", ns.a, "link", "set", "lo", "up"},
-      {ip, "-n", ns.b, "link", "set", "lo", "up"}};
+  const std::vector<std::vector<std::string>> steps = {{ip, "netns", "add", ns.b},
+                                                       {ip, "link", "add", va, "type", "veth", "peer", "name", vb},
+                                                       {ip, "link", "set", va, "netns", ns.a},
+                                                       {ip, "link", "set", vb, "netns", ns.b},
+                                                       {ip, "-n", ns.a, "addr", "add", subnet + "1/24", "dev", va},
+                                                       {ip, "-n", ns.b, "addr", "add", subnet + "2/24", "dev", vb},
+                                                       {ip, "-n", ns.a, "link", "set", va, "up"},
+                                                       {ip, "-n", ns.b, "link", "set", vb, "up"},
+                                                       {ip, "-n", ns.a, "link", "set", "lo", "up"},
+                                                       {ip, "-n", ns.b, "link", "set", "lo", "up"}};
   for (const auto& s : steps) {
     auto r = run(s);
     INFO(s[1] << " " << s[2] << ": " << r.output);

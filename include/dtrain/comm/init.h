@@ -3,7 +3,8 @@
 //
 // Sources, first match wins, explicit InitOptions fields override each:
 //   torchrun / dtrain-run: RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT
-//   Slurm (srun):          SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID, SLURM_NTASKS_PER_NODE / SLURM_STEP_TASKS_PER_NODE;
+//   Slurm (srun):          SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID, SLURM_NTASKS_PER_NODE /
+//   SLURM_STEP_TASKS_PER_NODE;
 //                          master = MASTER_ADDR, else SLURM_LAUNCH_NODE_IPADDR, else the first host of SLURM_NODELIST
 //   Open MPI (mpirun):     OMPI_COMM_WORLD_RANK, _SIZE, _LOCAL_RANK, _LOCAL_SIZE; master = MASTER_ADDR
 //   none:                  a single process (rank 0 of 1)

@@ -24,12 +24,17 @@ namespace {
 template <typename F>
 void with_element_type(DType dtype, F&& f) {
   switch (dtype) {
-    case DType::f32: return f(float{});
+    case DType::f32:
+      return f(float{});
     case DType::bf16:
-    case DType::f16: return f(uint16_t{});
-    case DType::i32: return f(int32_t{});
-    case DType::i64: return f(int64_t{});
-    default: check_collective_dtype(dtype, "gloo");
+    case DType::f16:
+      return f(uint16_t{});
+    case DType::i32:
+      return f(int32_t{});
+    case DType::i64:
+      return f(int64_t{});
+    default:
+      check_collective_dtype(dtype, "gloo");
   }
 }
 
@@ -60,7 +65,8 @@ GlooBackend::GlooBackend(std::shared_ptr<Store> store, int rank, int size, const
     context->connectFullMesh(adapter, device);
   } catch (const std::exception& e) {
     DTRAIN_THROW("Gloo could not connect rank ", rank, " to its ", size - 1, " peers (listening on ", address,
-                 "): ", e.what(), ". If ranks run on different hosts, set DTRAIN_GLOO_ADDR to an address peers can reach");
+                 "): ", e.what(),
+                 ". If ranks run on different hosts, set DTRAIN_GLOO_ADDR to an address peers can reach");
   }
   context_ = std::move(context);
   sender_ = std::thread([this] { sender_loop(); });
@@ -115,13 +121,26 @@ Completion GlooBackend::run(const OpArgs& a) {
     case OpKind::all_reduce:
       for (size_t i = 0; i < a.inputs.size(); ++i) all_reduce(a.inputs[i], a.outputs[i], a.reduce);
       break;
-    case OpKind::reduce_scatter: reduce_scatter(a.inputs[0], a.outputs[0], a.reduce); break;
-    case OpKind::all_gather: all_gather(a.inputs[0], a.outputs[0]); break;
-    case OpKind::broadcast: broadcast(a.outputs[0], a.root); break;
-    case OpKind::all_to_all: all_to_all(a.inputs[0], a.outputs[0]); break;
-    case OpKind::send: return send(a.inputs[0], a.root, a.tag);
-    case OpKind::recv: recv(a.outputs[0], a.root, a.tag); break;
-    case OpKind::barrier: barrier(); break;
+    case OpKind::reduce_scatter:
+      reduce_scatter(a.inputs[0], a.outputs[0], a.reduce);
+      break;
+    case OpKind::all_gather:
+      all_gather(a.inputs[0], a.outputs[0]);
+      break;
+    case OpKind::broadcast:
+      broadcast(a.outputs[0], a.root);
+      break;
+    case OpKind::all_to_all:
+      all_to_all(a.inputs[0], a.outputs[0]);
+      break;
+    case OpKind::send:
+      return send(a.inputs[0], a.root, a.tag);
+    case OpKind::recv:
+      recv(a.outputs[0], a.root, a.tag);
+      break;
+    case OpKind::barrier:
+      barrier();
+      break;
   }
   return {};
 }

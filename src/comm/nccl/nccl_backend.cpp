@@ -43,21 +43,31 @@ using Clock = std::chrono::steady_clock;
 
 ncclDataType_t nccl_dtype(DType dtype) {
   switch (dtype) {
-    case DType::f32: return ncclFloat32;
-    case DType::bf16: return ncclBfloat16;
-    case DType::f16: return ncclFloat16;
-    case DType::i32: return ncclInt32;
-    case DType::i64: return ncclInt64;
-    default: DTRAIN_THROW("NCCL: dtype ", dtype_name(dtype), " is not supported by collectives");
+    case DType::f32:
+      return ncclFloat32;
+    case DType::bf16:
+      return ncclBfloat16;
+    case DType::f16:
+      return ncclFloat16;
+    case DType::i32:
+      return ncclInt32;
+    case DType::i64:
+      return ncclInt64;
+    default:
+      DTRAIN_THROW("NCCL: dtype ", dtype_name(dtype), " is not supported by collectives");
   }
 }
 
 ncclRedOp_t nccl_op(ReduceOp op, DType dtype) {
   switch (op) {
-    case ReduceOp::sum: return ncclSum;
-    case ReduceOp::product: return ncclProd;
-    case ReduceOp::max: return ncclMax;
-    case ReduceOp::min: return ncclMin;
+    case ReduceOp::sum:
+      return ncclSum;
+    case ReduceOp::product:
+      return ncclProd;
+    case ReduceOp::max:
+      return ncclMax;
+    case ReduceOp::min:
+      return ncclMin;
     case ReduceOp::avg:
       DTRAIN_CHECK(is_floating(dtype), "NCCL: avg of ", dtype_name(dtype),
                    " CUDA tensors is not available; reduce with sum and divide");
@@ -78,7 +88,10 @@ class NcclBackend final : public Backend {
  public:
   NcclBackend(std::shared_ptr<Store> store, int rank, int size, int device, void* caller_stream,
               std::chrono::milliseconds timeout)
-      : rank_(rank), size_(size), device_(device), caller_(static_cast<cudaStream_t>(caller_stream)),
+      : rank_(rank),
+        size_(size),
+        device_(device),
+        caller_(static_cast<cudaStream_t>(caller_stream)),
         timeout_(timeout) {
     DTRAIN_CUDA_CHECK(cudaSetDevice(device_));
     ncclUniqueId id;
@@ -87,8 +100,8 @@ class NcclBackend final : public Backend {
       store->set("unique_id", std::string(reinterpret_cast<const char*>(&id), sizeof(id)));
     } else {
       const std::string bytes = store->get("unique_id");
-      DTRAIN_CHECK(bytes.size() == sizeof(id), "NCCL unique id from the store has ", bytes.size(),
-                   " bytes, expected ", sizeof(id));
+      DTRAIN_CHECK(bytes.size() == sizeof(id), "NCCL unique id from the store has ", bytes.size(), " bytes, expected ",
+                   sizeof(id));
       std::memcpy(&id, bytes.data(), sizeof(id));
     }
     ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
@@ -167,8 +180,7 @@ class NcclBackend final : public Backend {
           const Tensor& out = a.outputs[i];
           if (in.numel() == 0) continue;
           DTRAIN_NCCL_CHECK_ASYNC(ncclAllReduce(in.data_ptr(), out.data_ptr(), static_cast<size_t>(in.numel()),
-                                                 nccl_dtype(in.dtype()), nccl_op(a.reduce, in.dtype()), comm_,
-                                                 stream_));
+                                                nccl_dtype(in.dtype()), nccl_op(a.reduce, in.dtype()), comm_, stream_));
         }
         break;
       case OpKind::reduce_scatter: {
@@ -176,22 +188,22 @@ class NcclBackend final : public Backend {
         const Tensor& out = a.outputs[0];
         if (out.numel() == 0) break;
         DTRAIN_NCCL_CHECK_ASYNC(ncclReduceScatter(in.data_ptr(), out.data_ptr(), static_cast<size_t>(out.numel()),
-                                                   nccl_dtype(in.dtype()), nccl_op(a.reduce, in.dtype()), comm_,
-                                                   stream_));
+                                                  nccl_dtype(in.dtype()), nccl_op(a.reduce, in.dtype()), comm_,
+                                                  stream_));
         break;
       }
       case OpKind::all_gather: {
         const Tensor& in = a.inputs[0];
         if (in.numel() == 0) break;
         DTRAIN_NCCL_CHECK_ASYNC(ncclAllGather(in.data_ptr(), a.outputs[0].data_ptr(), static_cast<size_t>(in.numel()),
-                                               nccl_dtype(in.dtype()), comm_, stream_));
+                                              nccl_dtype(in.dtype()), comm_, stream_));
         break;
       }
       case OpKind::broadcast: {
         const Tensor& t = a.outputs[0];
         if (t.numel() == 0) break;
         DTRAIN_NCCL_CHECK_ASYNC(ncclBroadcast(t.data_ptr(), t.data_ptr(), static_cast<size_t>(t.numel()),
-                                               nccl_dtype(t.dtype()), a.root, comm_, stream_));
+                                              nccl_dtype(t.dtype()), a.root, comm_, stream_));
         break;
       }
       case OpKind::all_to_all: {
@@ -201,8 +213,8 @@ class NcclBackend final : public Backend {
         if (in.overlaps(out)) {
           // Sends and receives of one group must not share memory: copy aside on our stream.
           Tensor copy = Tensor::empty(in.shape(), in.dtype(), in.device());
-          DTRAIN_CUDA_CHECK(cudaMemcpyAsync(copy.data_ptr(), in.data_ptr(), in.nbytes(), cudaMemcpyDeviceToDevice,
-                                            stream_));
+          DTRAIN_CUDA_CHECK(
+              cudaMemcpyAsync(copy.data_ptr(), in.data_ptr(), in.nbytes(), cudaMemcpyDeviceToDevice, stream_));
           temps.push_back(copy);
           in = copy;
         }
@@ -210,32 +222,32 @@ class NcclBackend final : public Backend {
         const size_t chunk_bytes = chunk * dtype_size(in.dtype());
         for (int peer = 0; peer < size_; ++peer) {
           DTRAIN_NCCL_CHECK_ASYNC(ncclSend(static_cast<const char*>(in.data_ptr()) + peer * chunk_bytes, chunk,
-                                            nccl_dtype(in.dtype()), peer, comm_, stream_));
+                                           nccl_dtype(in.dtype()), peer, comm_, stream_));
           DTRAIN_NCCL_CHECK_ASYNC(ncclRecv(static_cast<char*>(out.data_ptr()) + peer * chunk_bytes, chunk,
-                                            nccl_dtype(in.dtype()), peer, comm_, stream_));
+                                           nccl_dtype(in.dtype()), peer, comm_, stream_));
         }
         break;
       }
       case OpKind::send: {
         const Tensor& t = a.inputs[0];
         if (t.numel() == 0) break;
-        DTRAIN_NCCL_CHECK_ASYNC(ncclSend(t.data_ptr(), static_cast<size_t>(t.numel()), nccl_dtype(t.dtype()), a.root,
-                                          comm_, stream_));
+        DTRAIN_NCCL_CHECK_ASYNC(
+            ncclSend(t.data_ptr(), static_cast<size_t>(t.numel()), nccl_dtype(t.dtype()), a.root, comm_, stream_));
         break;
       }
       case OpKind::recv: {
         const Tensor& t = a.outputs[0];
         if (t.numel() == 0) break;
-        DTRAIN_NCCL_CHECK_ASYNC(ncclRecv(t.data_ptr(), static_cast<size_t>(t.numel()), nccl_dtype(t.dtype()), a.root,
-                                          comm_, stream_));
+        DTRAIN_NCCL_CHECK_ASYNC(
+            ncclRecv(t.data_ptr(), static_cast<size_t>(t.numel()), nccl_dtype(t.dtype()), a.root, comm_, stream_));
         break;
       }
       case OpKind::barrier: {
         // A one-element all-reduce: completes when every rank reached it.
         Tensor scratch = Tensor::zeros({1}, DType::f32, Device::cuda(device_));
         temps.push_back(scratch);
-        DTRAIN_NCCL_CHECK_ASYNC(ncclAllReduce(scratch.data_ptr(), scratch.data_ptr(), 1, ncclFloat32, ncclSum, comm_,
-                                               stream_));
+        DTRAIN_NCCL_CHECK_ASYNC(
+            ncclAllReduce(scratch.data_ptr(), scratch.data_ptr(), 1, ncclFloat32, ncclSum, comm_, stream_));
         break;
       }
     }

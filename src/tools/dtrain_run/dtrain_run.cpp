@@ -13,13 +13,13 @@
 // the ranks once, through this launcher) and dies with the launcher
 // (PR_SET_PDEATHSIG), so no rank outlives a killed launcher.
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <netinet/in.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -230,17 +230,20 @@ int main(int argc, char** argv) {
   for (int i = 0; i < nproc; ++i) {
     Rank& r = ranks[static_cast<size_t>(i)];
     r.global_rank = node_rank * nproc + i;
-    const std::vector<std::pair<std::string, std::string>> env = {
-        {"RANK", std::to_string(r.global_rank)},  {"WORLD_SIZE", std::to_string(world)},
-        {"LOCAL_RANK", std::to_string(i)},        {"LOCAL_WORLD_SIZE", std::to_string(nproc)},
-        {"GROUP_RANK", std::to_string(node_rank)}, {"MASTER_ADDR", master_addr},
-        {"MASTER_PORT", std::to_string(master_port)}, {"OMP_NUM_THREADS", omp},
-        {"DTRAIN_AUTH_TOKEN", token}};
+    const std::vector<std::pair<std::string, std::string>> env = {{"RANK", std::to_string(r.global_rank)},
+                                                                  {"WORLD_SIZE", std::to_string(world)},
+                                                                  {"LOCAL_RANK", std::to_string(i)},
+                                                                  {"LOCAL_WORLD_SIZE", std::to_string(nproc)},
+                                                                  {"GROUP_RANK", std::to_string(node_rank)},
+                                                                  {"MASTER_ADDR", master_addr},
+                                                                  {"MASTER_PORT", std::to_string(master_port)},
+                                                                  {"OMP_NUM_THREADS", omp},
+                                                                  {"DTRAIN_AUTH_TOKEN", token}};
     r.pid = spawn(command, env, &r.out_fd, &r.err_fd);
   }
 
-  int failed = -1;       // index of the first rank that failed
-  int user_signal = 0;   // SIGINT/SIGTERM received
+  int failed = -1;      // index of the first rank that failed
+  int user_signal = 0;  // SIGINT/SIGTERM received
   Clock::time_point kill_at = Clock::time_point::max();
   for (;;) {
     std::vector<pollfd> fds;
