@@ -4,20 +4,19 @@
 // Achieved FLOP/s counts 6 x (matmul parameters) per token plus causal
 // attention (GPT::flops_per_token). The baseline is ops::matmul at the MLP's
 // shape ([B*T, C] x [C, 4C], the largest GEMM of a step) on the same device,
-// (best of a measurement before and one after the steps), so "fraction of GEMM" says how much of the machine's matmul speed a whole
-// training step (forward, backward, AdamW, clipping) keeps.
+// (best of a measurement before and one after the steps), so "fraction of GEMM" says how much of the machine's matmul
+// speed a whole training step (forward, backward, AdamW, clipping) keeps.
 //
 //   bench_train                      # tiny (B=16, T=64) and gpt2-124m (B=4, T=256) on CPU
 //   bench_train --quick              # fewer steps
 //   bench_train --preset gpt2-124m --device cuda --batch 8 --seq-len 1024
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
 
 #include "dtrain/nn/gpt.h"
 #include "dtrain/ops.h"
@@ -29,10 +28,14 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
 
 // Host read of one element: waits for the device's queued work.
-void sync(const Tensor& t) { (void)t.narrow(0, 1).to(Device::cpu()); }
+void sync(const Tensor& t) {
+  (void)t.narrow(0, 1).to(Device::cpu());
+}
 
 // GFLOP/s of out[M, N] = a[M, K] @ b[K, N]: best of `reps` timed calls after a warm-up.
 double gemm_gflops(int64_t m, int64_t k, int64_t n, Device device, int reps) {
@@ -57,7 +60,8 @@ struct Result {
   double step_ms, fwd_ms, bwd_ms, opt_ms, tokens_per_s, gflops, gemm_gflops;
 };
 
-Result bench_preset(const std::string& preset, int64_t batch, int64_t seq_len, int64_t steps, Device device, int gemm_reps) {
+Result bench_preset(const std::string& preset, int64_t batch, int64_t seq_len, int64_t steps, Device device,
+                    int gemm_reps) {
   nn::GPTConfig config = nn::GPTConfig::preset(preset);
   nn::GPT model(config, device, 1);
   optim::AdamW opt(optim::param_groups(model, 0.1f));
@@ -136,11 +140,21 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
       ++n;
       if (metrics) {
-        const nlohmann::json j = {{"preset", preset},        {"device", device.str()},    {"batch", b},
-                                  {"seq_len", t},            {"params", r.params},        {"steps", s},
-                                  {"step", n},               {"loss", nullptr},           {"step_ms", r.step_ms},
-                                  {"fwd_ms", r.fwd_ms},      {"bwd_ms", r.bwd_ms},        {"opt_ms", r.opt_ms},
-                                  {"tokens_per_s", r.tokens_per_s}, {"gflops", r.gflops}, {"gemm_gflops", r.gemm_gflops},
+        const nlohmann::json j = {{"preset", preset},
+                                  {"device", device.str()},
+                                  {"batch", b},
+                                  {"seq_len", t},
+                                  {"params", r.params},
+                                  {"steps", s},
+                                  {"step", n},
+                                  {"loss", nullptr},
+                                  {"step_ms", r.step_ms},
+                                  {"fwd_ms", r.fwd_ms},
+                                  {"bwd_ms", r.bwd_ms},
+                                  {"opt_ms", r.opt_ms},
+                                  {"tokens_per_s", r.tokens_per_s},
+                                  {"gflops", r.gflops},
+                                  {"gemm_gflops", r.gemm_gflops},
                                   {"fraction_of_gemm", ratio}};
         std::fprintf(metrics, "%s\n", j.dump().c_str());
       }
@@ -149,8 +163,9 @@ int main(int argc, char** argv) {
       std::fprintf(metrics, "%s\n", nlohmann::json({{"final", true}, {"presets", n}}).dump().c_str());
       std::fclose(metrics);
     }
-    std::printf("achieved GFLOP/s = flops_per_token x tokens/s (6 x matmul params + causal attention); "
-                "GEMM = ops::matmul [B*T, C] x [C, 4C] in this run\n");
+    std::printf(
+        "achieved GFLOP/s = flops_per_token x tokens/s (6 x matmul params + causal attention); "
+        "GEMM = ops::matmul [B*T, C] x [C, 4C] in this run\n");
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_train: error: %s\n", e.what());
     return 1;

@@ -6,10 +6,9 @@
 // Data: omitted -> integer additions generated in memory (held-out sums are
 // scored by greedy decoding); a text file -> byte tokens; a glob of llm.c
 // token shards -> those. Prints one line per step; --metrics-out writes JSON Lines.
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <random>
-
-#include <CLI/CLI.hpp>
 
 #include "dtrain/data/byte_tokenizer.h"
 #include "distributed.h"
@@ -73,8 +72,9 @@ int main(int argc, char** argv) {
     make_optimizer(t);
     std::printf("model: %s, %.2fM parameters, device %s\n", t.model->config().str().c_str(),
                 static_cast<double>(t.model->num_parameters()) / 1e6, t.device.str().c_str());
-    std::printf("data: %s, global batch %lld x %lld tokens\n", opt.data.empty() ? "built-in additions" : opt.data.c_str(),
-                static_cast<long long>(opt.batch), static_cast<long long>(opt.seq_len));
+    std::printf("data: %s, global batch %lld x %lld tokens\n",
+                opt.data.empty() ? "built-in additions" : opt.data.c_str(), static_cast<long long>(opt.batch),
+                static_cast<long long>(opt.seq_len));
     MetricsWriter metrics(opt.metrics_out);
     train_loop(t, metrics);
     print_sample(t);

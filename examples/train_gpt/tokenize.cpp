@@ -1,8 +1,7 @@
 // dtrain_tokenize: turns a text file into byte-level token shards that
 // train_gpt --data reads ("<prefix>_000000.bin", ...).
-#include <cstdio>
-
 #include <CLI/CLI.hpp>
+#include <cstdio>
 
 #include "dtrain/data/byte_tokenizer.h"
 
@@ -15,7 +14,8 @@ int main(int argc, char** argv) {
   app.add_option("--tokens-per-shard", tokens_per_shard, "maximum tokens per shard")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   try {
-    for (auto& p : dtrain::data::tokenize_file_to_shards(input, prefix, tokens_per_shard)) std::printf("%s\n", p.c_str());
+    for (auto& p : dtrain::data::tokenize_file_to_shards(input, prefix, tokens_per_shard))
+      std::printf("%s\n", p.c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "dtrain_tokenize: error: %s\n", e.what());
     return 1;

@@ -59,13 +59,15 @@ void make_data(Trainer& t) {
     // Built-in additions: enough problems that a run sees each few times at most.
     t.additions.emplace(o.addition_digits);
     if (o.seq_len % t.additions->line_length() != 0) {
-      std::printf("note: --seq-len %lld is not a multiple of the %lld-character lines; rows will start mid-line, "
-                  "which makes the sums much slower to learn\n",
-                  static_cast<long long>(o.seq_len), static_cast<long long>(t.additions->line_length()));
+      std::printf(
+          "note: --seq-len %lld is not a multiple of the %lld-character lines; rows will start mid-line, "
+          "which makes the sums much slower to learn\n",
+          static_cast<long long>(o.seq_len), static_cast<long long>(t.additions->line_length()));
     }
     const int64_t tokens_needed = o.steps * o.batch * o.seq_len + o.batch * o.seq_len + 1;
     const int64_t problems = std::max<int64_t>(20000, std::min<int64_t>(tokens_needed / 8, 500000));
-    auto train = std::make_shared<data::MemoryTokens>(t.additions->train_tokens(problems, o.seed), "built-in additions");
+    auto train =
+        std::make_shared<data::MemoryTokens>(t.additions->train_tokens(problems, o.seed), "built-in additions");
     auto val = std::make_shared<data::MemoryTokens>(t.additions->held_out_tokens(4000, o.seed + 1),
                                                     "built-in additions (held out)");
     t.train_data = loader({train}, o);
@@ -98,8 +100,10 @@ void make_model(Trainer& t) {
   check_device_available(t.device);
   const nn::GPTConfig config = make_config(t.opt);
   if (t.opt.data.empty()) {
-    DTRAIN_CHECK(config.vocab_size >= data::kByteVocabSize, "the built-in data uses byte tokens (256) but the model's "
-                 "vocabulary is ", config.vocab_size, "; use --vocab-size 256 or more");
+    DTRAIN_CHECK(config.vocab_size >= data::kByteVocabSize,
+                 "the built-in data uses byte tokens (256) but the model's "
+                 "vocabulary is ",
+                 config.vocab_size, "; use --vocab-size 256 or more");
   }
   t.model = std::make_unique<nn::GPT>(config, t.device, t.opt.seed);
 }
@@ -146,8 +150,9 @@ EvalResult evaluate(Trainer& t) {
     r.addition = t.additions->evaluate(pairs, [&](const std::vector<std::vector<int32_t>>& prompts, int64_t max_new) {
       std::vector<std::vector<int32_t>> out;
       for (size_t i = 0; i < prompts.size(); i += 64) {  // chunks bound the activation memory
-        std::vector<std::vector<int32_t>> chunk(prompts.begin() + static_cast<std::ptrdiff_t>(i),
-                                                prompts.begin() + static_cast<std::ptrdiff_t>(std::min(prompts.size(), i + 64)));
+        std::vector<std::vector<int32_t>> chunk(
+            prompts.begin() + static_cast<std::ptrdiff_t>(i),
+            prompts.begin() + static_cast<std::ptrdiff_t>(std::min(prompts.size(), i + 64)));
         for (auto& o : nn::generate_greedy_batch(model, chunk, max_new, '\n')) out.push_back(std::move(o));
       }
       return out;
@@ -189,8 +194,8 @@ void train_loop(Trainer& t, MetricsWriter& metrics) {
     std::printf("step %5lld/%lld | loss %.4f | lr %.2e | norm %.3f | %7.1f ms | %9.0f tok/s\n",
                 static_cast<long long>(step + 1), static_cast<long long>(steps), s.loss, s.lr, s.grad_norm, s.step_ms,
                 s.tokens_per_s);
-    nlohmann::json record = {{"step", step + 1},          {"loss", s.loss},        {"tokens_per_s", s.tokens_per_s},
-                             {"step_ms", s.step_ms},       {"lr", s.lr},            {"grad_norm", s.grad_norm}};
+    nlohmann::json record = {{"step", step + 1},     {"loss", s.loss}, {"tokens_per_s", s.tokens_per_s},
+                             {"step_ms", s.step_ms}, {"lr", s.lr},     {"grad_norm", s.grad_norm}};
     const bool last = step + 1 == steps;
     if ((t.opt.eval_every > 0 && (step + 1) % t.opt.eval_every == 0) || last) {
       last_eval = evaluate(t);

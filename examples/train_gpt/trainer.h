@@ -20,7 +20,7 @@ struct TrainOptions {
   int64_t n_layer = 0, n_head = 0, n_embd = 0, vocab_size = 0, max_seq_len = 0;  // 0: from the preset
   bool checkpoint_activations = false;
   std::string device = "cpu";
-  int64_t batch = 16;  // global batch (sequences per step over all ranks)
+  int64_t batch = 16;    // global batch (sequences per step over all ranks)
   int64_t seq_len = 60;  // a multiple of the built-in data's 10-character lines
   int64_t steps = 600;
   float lr = 3e-3f;
@@ -37,9 +37,9 @@ struct TrainOptions {
   int64_t eval_problems = 200;
   std::string metrics_out;
   int64_t sample_tokens = 48;
-  float temperature = 0.0f;  // <= 0: greedy
+  float temperature = 0.0f;              // <= 0: greedy
   std::string sample_prompt = "12+34=";  // a held-out-style prompt of the built-in data
-  int64_t rank = 0, world_size = 1;  // this rank's share of every global batch
+  int64_t rank = 0, world_size = 1;      // this rank's share of every global batch
 };
 
 struct EvalResult {
@@ -53,7 +53,7 @@ struct Trainer {
   TrainOptions opt;
   dtrain::Device device;
   std::unique_ptr<dtrain::data::DataLoader> train_data;
-  std::unique_ptr<dtrain::data::DataLoader> val_data;  // may be null
+  std::unique_ptr<dtrain::data::DataLoader> val_data;      // may be null
   std::optional<dtrain::data::AdditionDataset> additions;  // set for the built-in data
   std::unique_ptr<dtrain::nn::GPT> model;
   std::unique_ptr<dtrain::optim::Optimizer> optimizer;

@@ -15,7 +15,9 @@ uint64_t mix(uint64_t z) {
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
   return z ^ (z >> 31);
 }
-uint64_t next(uint64_t& state) { return mix(state += 0x9e3779b97f4a7c15ull); }
+uint64_t next(uint64_t& state) {
+  return mix(state += 0x9e3779b97f4a7c15ull);
+}
 }  // namespace
 
 AdditionDataset::AdditionDataset(int digits) : digits_(digits), limit_(1) {
@@ -34,7 +36,9 @@ std::string AdditionDataset::prompt_text(int64_t a, int64_t b) const {
   return padded(a, digits_) + "+" + padded(b, digits_) + "=";
 }
 
-std::string AdditionDataset::answer_text(int64_t a, int64_t b) const { return padded(a + b, digits_ + 1); }
+std::string AdditionDataset::answer_text(int64_t a, int64_t b) const {
+  return padded(a + b, digits_ + 1);
+}
 
 std::string AdditionDataset::problem_text(int64_t a, int64_t b) const {
   return prompt_text(a, b) + answer_text(a, b) + "\n";
@@ -76,8 +80,8 @@ std::vector<uint16_t> AdditionDataset::held_out_tokens(int64_t num_problems, uin
 
 std::vector<std::pair<int64_t, int64_t>> AdditionDataset::held_out(int64_t count, uint64_t seed) const {
   const int64_t available = limit_ * limit_ / 20;  // about half of the held-out tenth, so draws stay quick
-  DTRAIN_CHECK(count > 0 && count <= available, "AdditionDataset: asked for ", count, " held-out problems; ",
-               digits_, "-digit operands allow 1..", available);
+  DTRAIN_CHECK(count > 0 && count <= available, "AdditionDataset: asked for ", count, " held-out problems; ", digits_,
+               "-digit operands allow 1..", available);
   uint64_t state = seed ^ 0x0123456789ull;
   std::set<std::pair<int64_t, int64_t>> seen;
   std::vector<std::pair<int64_t, int64_t>> out;
@@ -130,7 +134,8 @@ AdditionDataset::Score AdditionDataset::baseline(const std::vector<std::pair<int
     for (size_t k = 0; k < width; ++k) ++counts[k][static_cast<size_t>(ans[k] - '0')];
   }
   std::string constant;
-  for (auto& c : counts) constant.push_back(static_cast<char>('0' + (std::max_element(c.begin(), c.end()) - c.begin())));
+  for (auto& c : counts)
+    constant.push_back(static_cast<char>('0' + (std::max_element(c.begin(), c.end()) - c.begin())));
   return evaluate(pairs, [&](const std::vector<std::vector<int32_t>>& prompts, int64_t) {
     return std::vector<std::vector<int32_t>>(prompts.size(), encode_bytes_i32(constant + "\n"));
   });

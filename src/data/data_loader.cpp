@@ -6,7 +6,10 @@ namespace dtrain::data {
 
 DataLoader::DataLoader(std::vector<std::shared_ptr<TokenSource>> sources, int64_t global_batch, int64_t seq_len,
                        int64_t rank, int64_t world_size)
-    : sources_(std::move(sources)), global_batch_(global_batch), seq_len_(seq_len), rank_(rank),
+    : sources_(std::move(sources)),
+      global_batch_(global_batch),
+      seq_len_(seq_len),
+      rank_(rank),
       world_size_(world_size) {
   DTRAIN_CHECK(!sources_.empty(), "DataLoader: no data was given (empty list of token sources)");
   DTRAIN_CHECK(global_batch > 0 && seq_len > 0, "DataLoader: batch ", global_batch, " and sequence length ", seq_len,
@@ -18,8 +21,8 @@ DataLoader::DataLoader(std::vector<std::shared_ptr<TokenSource>> sources, int64_
   for (auto& s : sources_) {
     DTRAIN_CHECK(s != nullptr, "DataLoader: a token source is null");
     DTRAIN_CHECK(s->size() >= window(), "DataLoader: ", s->describe(), " has ", s->size(),
-                 " tokens, fewer than one global batch needs (", global_batch, " x ", seq_len,
-                 " + 1 = ", window(), "); use more data or a smaller --batch/--seq-len");
+                 " tokens, fewer than one global batch needs (", global_batch, " x ", seq_len, " + 1 = ", window(),
+                 "); use more data or a smaller --batch/--seq-len");
   }
   const int64_t b = local_batch();
   batch_.inputs = Tensor::empty({b, seq_len}, DType::i32);
@@ -71,6 +74,8 @@ int64_t DataLoader::batches_per_epoch() const {
   return n;
 }
 
-int64_t DataLoader::vocab_bound() const { return max_token_ + 1; }
+int64_t DataLoader::vocab_bound() const {
+  return max_token_ + 1;
+}
 
 }  // namespace dtrain::data

@@ -52,14 +52,14 @@ int64_t validate_header(int fd, const std::string& path) {
   DTRAIN_CHECK(pread_all(fd, header, sizeof(header), 0), "cannot read the header of token shard ", path);
   DTRAIN_CHECK(header[0] == kShardMagic, "file ", path, " is not a token shard: magic number ", header[0],
                ", expected ", kShardMagic, " (llm.c format; make shards with dtrain_tokenize)");
-  DTRAIN_CHECK(header[1] == kShardVersion, "token shard ", path, " has version ", header[1], ", this dtrain reads version ",
-               kShardVersion, " (uint16 tokens)");
+  DTRAIN_CHECK(header[1] == kShardVersion, "token shard ", path, " has version ", header[1],
+               ", this dtrain reads version ", kShardVersion, " (uint16 tokens)");
   const int64_t n = header[2];
   DTRAIN_CHECK(n >= 0, "token shard ", path, " declares a negative token count ", n);
   const int64_t expected = kShardHeaderBytes + 2 * n;
   DTRAIN_CHECK(file_size == expected, "token shard ", path, " declares ", n, " tokens (", expected,
-               " bytes) but the file has ", file_size, " bytes: ",
-               file_size < expected ? "it is truncated; re-create it" : "trailing data; re-create it");
+               " bytes) but the file has ", file_size,
+               " bytes: ", file_size < expected ? "it is truncated; re-create it" : "trailing data; re-create it");
   return n;
 }
 }  // namespace

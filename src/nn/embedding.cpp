@@ -10,14 +10,14 @@ Embedding::Embedding(int64_t vocab_size, int64_t max_seq_len, int64_t channels, 
       vocab_(vocab_size),
       max_seq_len_(max_seq_len),
       channels_(channels) {
-  DTRAIN_CHECK(vocab_size > 0 && max_seq_len > 0 && channels > 0, "Embedding(", vocab_size, ", ", max_seq_len,
-               ", ", channels, "): sizes must be positive");
+  DTRAIN_CHECK(vocab_size > 0 && max_seq_len > 0 && channels > 0, "Embedding(", vocab_size, ", ", max_seq_len, ", ",
+               channels, "): sizes must be positive");
 }
 
 const Tensor& Embedding::forward(const Tensor& tokens) {
   run_hooks(HookPoint::pre_forward);
-  DTRAIN_CHECK(tokens.defined() && tokens.dim() == 2 && tokens.dtype() == DType::i32, "Embedding: tokens must be i32 [B, T], got ",
-               tokens.describe());
+  DTRAIN_CHECK(tokens.defined() && tokens.dim() == 2 && tokens.dtype() == DType::i32,
+               "Embedding: tokens must be i32 [B, T], got ", tokens.describe());
   DTRAIN_CHECK(tokens.size(1) <= max_seq_len_, "Embedding: sequence length ", tokens.size(1),
                " is longer than the position table (", max_seq_len_,
                " positions); use a shorter --seq-len or a larger max_seq_len");

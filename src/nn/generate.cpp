@@ -11,8 +11,8 @@ int32_t argmax(const float* row, int64_t v) {
 }
 }  // namespace
 
-std::vector<int32_t> generate(GPT& model, const std::vector<int32_t>& prompt, int64_t max_new_tokens,
-                              float temperature, std::mt19937_64& rng, int32_t stop_token) {
+std::vector<int32_t> generate(GPT& model, const std::vector<int32_t>& prompt, int64_t max_new_tokens, float temperature,
+                              std::mt19937_64& rng, int32_t stop_token) {
   DTRAIN_CHECK(!prompt.empty(), "generate: the prompt is empty; give at least one token");
   const int64_t ctx = model.config().max_seq_len;
   const int64_t v = model.config().vocab_size;

@@ -38,7 +38,9 @@ GPTConfig GPTConfig::preset(const std::string& name) {
   return c;
 }
 
-std::vector<std::string> GPTConfig::preset_names() { return {"tiny", "gpt2-124m", "gpt2-350m"}; }
+std::vector<std::string> GPTConfig::preset_names() {
+  return {"tiny", "gpt2-124m", "gpt2-350m"};
+}
 
 void GPTConfig::validate() const {
   DTRAIN_CHECK(n_layer > 0, "GPT config: n_layer must be positive, got ", n_layer);
@@ -206,8 +208,8 @@ float GPT::forward(const Tensor& tokens, const Tensor& targets, float grad_scale
   ensure(dlogits_, {n, v});
   Tensor flat_logits = logits.reshape({n, v});
   Tensor flat_targets = tgt->reshape({n});
-  ops::softmax_cross_entropy(losses_, dlogits_, flat_logits, flat_targets,
-                             grad_scale / static_cast<float>(valid), ignore_index);
+  ops::softmax_cross_entropy(losses_, dlogits_, flat_logits, flat_targets, grad_scale / static_cast<float>(valid),
+                             ignore_index);
   have_dlogits_ = true;
   Tensor host_losses = losses_.to(Device::cpu());
   const float* l = host_losses.data<float>();

@@ -13,7 +13,9 @@ uint64_t splitmix64(uint64_t& state) {
   return z ^ (z >> 31);
 }
 // Uniform in (0, 1]: never 0, so log() below is finite.
-double uniform01(uint64_t& state) { return (static_cast<double>(splitmix64(state) >> 11) + 1.0) * 0x1.0p-53; }
+double uniform01(uint64_t& state) {
+  return (static_cast<double>(splitmix64(state) >> 11) + 1.0) * 0x1.0p-53;
+}
 }  // namespace
 
 uint64_t stream_id(const std::string& name) {

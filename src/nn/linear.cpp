@@ -15,8 +15,8 @@ Linear::Linear(int64_t in_features, int64_t out_features, bool bias, Device devi
 
 const Tensor& Linear::forward(const Tensor& x) {
   run_hooks(HookPoint::pre_forward);
-  DTRAIN_CHECK(x.defined() && x.dim() >= 1 && x.size(-1) == in_, "Linear: input ", x.describe(),
-               " must end in ", in_, " features");
+  DTRAIN_CHECK(x.defined() && x.dim() >= 1 && x.size(-1) == in_, "Linear: input ", x.describe(), " must end in ", in_,
+               " features");
   x_ = x;
   ensure(out_buf_, with_last_dim(x.shape(), out_));
   ops::linear(out_buf_, x, weight.require_value(), bias ? bias->require_value() : Tensor());

@@ -114,7 +114,9 @@ void Module::add_module(const std::string& name, Module& child) {
   children_.emplace_back(name, &child);
 }
 
-void Module::add_shared_parameter(Parameter& param) { shared_.push_back(&param); }
+void Module::add_shared_parameter(Parameter& param) {
+  shared_.push_back(&param);
+}
 
 void Module::run_hooks(HookPoint point) {
   for (auto& e : hooks_) {

@@ -13,8 +13,8 @@ Parameter::Parameter(std::string name, Tensor value_in, bool weight_decay)
 void Parameter::check_compatible(const Tensor& t, const char* what) const {
   DTRAIN_CHECK(t.defined(), "rebinding the ", what, " of parameter '", name_, "' to an undefined tensor");
   DTRAIN_CHECK(t.shape() == shape_ && t.dtype() == dtype_ && t.device() == device_, "rebinding the ", what,
-               " of parameter '", name_, "': expected ", dtype_name(dtype_), shape_str(shape_), " on ",
-               device_.str(), ", got ", t.describe(), " (reshape the flat view to the parameter's shape)");
+               " of parameter '", name_, "': expected ", dtype_name(dtype_), shape_str(shape_), " on ", device_.str(),
+               ", got ", t.describe(), " (reshape the flat view to the parameter's shape)");
 }
 
 void Parameter::rebind_value(const Tensor& new_value, bool copy_contents) {
@@ -41,7 +41,8 @@ const Tensor& Parameter::require_value() const {
 }
 
 Tensor& Parameter::require_grad() {
-  DTRAIN_CHECK(grad.defined(), "parameter '", name_, "' has no gradient buffer; bind one (rebind_grad) before backward");
+  DTRAIN_CHECK(grad.defined(), "parameter '", name_,
+               "' has no gradient buffer; bind one (rebind_grad) before backward");
   return grad;
 }
 

@@ -6,8 +6,7 @@
 
 namespace dtrain::optim {
 
-AdamW::AdamW(std::vector<ParamGroup> groups, AdamWOptions options)
-    : Optimizer(std::move(groups)), options_(options) {
+AdamW::AdamW(std::vector<ParamGroup> groups, AdamWOptions options) : Optimizer(std::move(groups)), options_(options) {
   DTRAIN_CHECK(options_.beta1 >= 0.0f && options_.beta1 < 1.0f && options_.beta2 >= 0.0f && options_.beta2 < 1.0f,
                "AdamW: betas must lie in [0, 1), got ", options_.beta1, ", ", options_.beta2);
 }

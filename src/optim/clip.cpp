@@ -13,7 +13,9 @@ float grad_norm_squared(const std::vector<Tensor>& grads) {
   return static_cast<float>(out.to(Device::cpu()).item(0));
 }
 
-float grad_norm(const std::vector<Tensor>& grads) { return std::sqrt(grad_norm_squared(grads)); }
+float grad_norm(const std::vector<Tensor>& grads) {
+  return std::sqrt(grad_norm_squared(grads));
+}
 
 float clip_scale(float norm, float max_norm) {
   DTRAIN_CHECK(std::isfinite(norm), "gradient norm is ", norm,

@@ -1,6 +1,5 @@
 // The built-in additions dataset.
 #include <catch2/catch.hpp>
-
 #include <sstream>
 
 #include "dtrain/data/addition_dataset.h"

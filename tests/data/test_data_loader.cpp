@@ -1,6 +1,5 @@
 // DataLoader: batches and targets, rank shares, shard transitions, exact resume.
 #include <catch2/catch.hpp>
-
 #include <numeric>
 
 #include "data_test_util.h"
@@ -34,7 +33,8 @@ TEST_CASE("rank shares partition every global batch, across shard changes", "[da
   const int64_t global = 4, seq = 5;
   data::DataLoader whole({a, b}, global, seq);
   std::vector<data::DataLoader> ranks;
-  for (int64_t r = 0; r < 4; ++r) ranks.emplace_back(std::vector<std::shared_ptr<data::TokenSource>>{a, b}, global, seq, r, 4);
+  for (int64_t r = 0; r < 4; ++r)
+    ranks.emplace_back(std::vector<std::shared_ptr<data::TokenSource>>{a, b}, global, seq, r, 4);
   data::DataLoader pairs0({a, b}, global, seq, 0, 2), pairs1({a, b}, global, seq, 1, 2);
   for (int step = 0; step < 9; ++step) {
     const auto& wb = whole.next();
@@ -84,10 +84,14 @@ TEST_CASE("position report and restore resume exactly", "[data][loader]") {
 
 TEST_CASE("bad loader configurations are refused", "[data][loader]") {
   CHECK_THROWS_WITH(data::DataLoader({}, 2, 4), Catch::Contains("no data was given"));
-  CHECK_THROWS_WITH(data::DataLoader({counting(0, 0)}, 2, 4), Catch::Contains("has 0 tokens, fewer than one global batch"));
-  CHECK_THROWS_WITH(data::DataLoader({counting(0, 8)}, 2, 4), Catch::Contains("fewer than one global batch needs (2 x 4 + 1 = 9)"));
+  CHECK_THROWS_WITH(data::DataLoader({counting(0, 0)}, 2, 4),
+                    Catch::Contains("has 0 tokens, fewer than one global batch"));
+  CHECK_THROWS_WITH(data::DataLoader({counting(0, 8)}, 2, 4),
+                    Catch::Contains("fewer than one global batch needs (2 x 4 + 1 = 9)"));
   CHECK_NOTHROW(data::DataLoader({counting(0, 9)}, 2, 4));
-  CHECK_THROWS_WITH(data::DataLoader({counting(0, 100)}, 3, 4, 0, 2), Catch::Contains("does not split evenly over 2 ranks"));
-  CHECK_THROWS_WITH(data::DataLoader({counting(0, 100)}, 4, 4, 2, 2), Catch::Contains("rank 2 is outside a world of size 2"));
+  CHECK_THROWS_WITH(data::DataLoader({counting(0, 100)}, 3, 4, 0, 2),
+                    Catch::Contains("does not split evenly over 2 ranks"));
+  CHECK_THROWS_WITH(data::DataLoader({counting(0, 100)}, 4, 4, 2, 2),
+                    Catch::Contains("rank 2 is outside a world of size 2"));
   CHECK_THROWS_WITH(data::DataLoader({counting(0, 100)}, 0, 4), Catch::Contains("must be positive"));
 }

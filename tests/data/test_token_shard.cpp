@@ -1,6 +1,5 @@
 // Token shard format: round trip, and refusal of truncated or foreign files.
 #include <catch2/catch.hpp>
-
 #include <filesystem>
 #include <fstream>
 
@@ -44,7 +43,8 @@ TEST_CASE("truncated, foreign and missing shards are refused with clear messages
   const std::string truncated = dir.file("truncated.bin");
   std::filesystem::copy_file(good, truncated);
   std::filesystem::resize_file(truncated, 1024 + 150);
-  CHECK_THROWS_WITH(data::ShardFile(truncated), Catch::Contains("truncated.bin") && Catch::Contains("declares 100 tokens") &&
+  CHECK_THROWS_WITH(data::ShardFile(truncated), Catch::Contains("truncated.bin") &&
+                                                    Catch::Contains("declares 100 tokens") &&
                                                     Catch::Contains("it is truncated"));
   const std::string tiny = dir.file("tiny.bin");
   std::filesystem::copy_file(good, tiny);
@@ -83,9 +83,7 @@ TEST_CASE("byte tokenizer: round trip and text to shards", "[data][tokenizer]") 
   const std::string src = dir.file("in.txt");
   std::string big;
   for (int i = 0; i < 250; ++i) big += static_cast<char>('a' + i % 26);
-  {
-    std::ofstream(src) << big;
-  }
+  { std::ofstream(src) << big; }
   const auto paths = data::tokenize_file_to_shards(src, dir.file("out"), 100);
   REQUIRE(paths.size() == 3);
   CHECK(paths[0] == dir.file("out_000000.bin"));

@@ -1,6 +1,5 @@
 // GPT configuration errors, determinism, sampling.
 #include <catch2/catch.hpp>
-
 #include <cmath>
 
 #include "dtrain/data/addition_dataset.h"
@@ -82,7 +81,7 @@ std::vector<float> run_losses(uint64_t seed, bool checkpointing) {
 TEST_CASE("same seed and data give bitwise identical loss sequences", "[nn][determinism]") {
   const auto a = run_losses(42, false);
   const auto b = run_losses(42, false);
-  CHECK(a == b);  // exact: no tolerance
+  CHECK(a == b);                     // exact: no tolerance
   CHECK(run_losses(42, true) == a);  // recomputation changes nothing
   CHECK(run_losses(43, false) != a);
   CHECK(a.back() < a.front());

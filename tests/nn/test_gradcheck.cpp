@@ -6,9 +6,8 @@
 // error is ~1e-4 relative and the f32 rounding of a loss near 2.4 contributes
 // ~1e-5 absolute; a wrong gradient path (missing residual, wrong transpose,
 // missing accumulation of the tied embedding) is off by O(1).
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdio>
 

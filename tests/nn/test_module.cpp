@@ -1,7 +1,6 @@
 // Module tree, parameter naming, hooks and parameter rebinding.
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <map>
 #include <set>
 

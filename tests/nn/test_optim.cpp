@@ -1,6 +1,5 @@
 // Optimizers, schedule and clipping against hand-computed references.
 #include <catch2/catch.hpp>
-
 #include <cmath>
 
 #include "dtrain/optim/adamw.h"

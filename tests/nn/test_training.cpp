@@ -2,7 +2,6 @@
 // stated value within a fixed number of steps and held-out sums are answered
 // better than chance.
 #include <catch2/catch.hpp>
-
 #include <cstdio>
 
 #include "dtrain/data/addition_dataset.h"
@@ -25,8 +24,8 @@ TEST_CASE("the tiny GPT learns held-out additions", "[nn][training]") {
   constexpr float kTargetLoss = 1.38f;
   nn::GPT model(nn::GPTConfig::preset("tiny"), Device::cpu(), 1337);
   data::AdditionDataset additions(2);
-  data::DataLoader loader({std::make_shared<data::MemoryTokens>(additions.train_tokens(40000, 1), "additions")},
-                          kBatch, kSeq);
+  data::DataLoader loader({std::make_shared<data::MemoryTokens>(additions.train_tokens(40000, 1), "additions")}, kBatch,
+                          kSeq);
   optim::AdamW opt(optim::param_groups(model, 0.1f));
   const optim::CosineSchedule schedule{3e-3f, 3e-4f, 15, kSteps};
   float first = 0.0f, last = 0.0f;
@@ -43,9 +42,10 @@ TEST_CASE("the tiny GPT learns held-out additions", "[nn][training]") {
   const auto score = additions.evaluate(pairs, [&](const auto& prompts, int64_t max_new) {
     return nn::generate_greedy_batch(model, prompts, max_new, '\n');
   });
-  std::printf("tiny GPT on additions: loss %.3f -> %.3f in %lld steps; held-out exact %.2f, digits %.2f "
-              "(format-only baseline %.2f)\n",
-              first, last, static_cast<long long>(kSteps), score.exact, score.digits, baseline.digits);
+  std::printf(
+      "tiny GPT on additions: loss %.3f -> %.3f in %lld steps; held-out exact %.2f, digits %.2f "
+      "(format-only baseline %.2f)\n",
+      first, last, static_cast<long long>(kSteps), score.exact, score.digits, baseline.digits);
   CHECK(first > 4.0f);  // ~ln 256 at initialisation
   CHECK(last < kTargetLoss);
   CHECK(score.digits > baseline.digits + 0.1);

@@ -25,9 +25,7 @@ struct LoaderPosition {
   int64_t epoch = 0;
   int64_t shard = 0;   // index into the source list
   int64_t offset = 0;  // token offset of the next global batch inside the shard
-  bool operator==(const LoaderPosition& o) const {
-    return epoch == o.epoch && shard == o.shard && offset == o.offset;
-  }
+  bool operator==(const LoaderPosition& o) const { return epoch == o.epoch && shard == o.shard && offset == o.offset; }
 };
 
 struct Batch {
@@ -37,11 +35,11 @@ struct Batch {
 
 class DataLoader {
  public:
-  DataLoader(std::vector<std::shared_ptr<TokenSource>> sources, int64_t global_batch, int64_t seq_len,
-             int64_t rank = 0, int64_t world_size = 1);
+  DataLoader(std::vector<std::shared_ptr<TokenSource>> sources, int64_t global_batch, int64_t seq_len, int64_t rank = 0,
+             int64_t world_size = 1);
   // Shard files matching a glob pattern (sorted).
-  static DataLoader from_pattern(const std::string& pattern, int64_t global_batch, int64_t seq_len,
-                                 int64_t rank = 0, int64_t world_size = 1);
+  static DataLoader from_pattern(const std::string& pattern, int64_t global_batch, int64_t seq_len, int64_t rank = 0,
+                                 int64_t world_size = 1);
 
   // The next batch (this rank's share). The returned tensors are reused by the
   // following call: copy them if they must outlive it.

@@ -60,8 +60,7 @@ class GPT : public Module {
   // Training forward: returns the mean cross-entropy over targets that are
   // not `ignore_index`, and prepares d loss / d logits (times grad_scale, e.g.
   // 1 / accumulation steps) for backward().
-  float forward(const Tensor& tokens, const Tensor& targets, float grad_scale = 1.0f,
-                int32_t ignore_index = -100);
+  float forward(const Tensor& tokens, const Tensor& targets, float grad_scale = 1.0f, int32_t ignore_index = -100);
   // Accumulates every parameter's gradient for the last training forward.
   void backward();
 
@@ -92,8 +91,8 @@ class GPT : public Module {
 // Sampling: continues each prompt by `max_new_tokens` tokens, greedy when
 // temperature <= 0, else sampling from softmax(logits / temperature) with rng.
 // Stops a sequence early at `stop_token` (>= 0). Returns only the new tokens.
-std::vector<int32_t> generate(GPT& model, const std::vector<int32_t>& prompt, int64_t max_new_tokens,
-                              float temperature, std::mt19937_64& rng, int32_t stop_token = -1);
+std::vector<int32_t> generate(GPT& model, const std::vector<int32_t>& prompt, int64_t max_new_tokens, float temperature,
+                              std::mt19937_64& rng, int32_t stop_token = -1);
 // Greedy continuation of many prompts at once (one forward per new token for
 // the whole batch; prompts are right-padded, which causal attention ignores).
 std::vector<std::vector<int32_t>> generate_greedy_batch(GPT& model, const std::vector<std::vector<int32_t>>& prompts,
