@@ -16,6 +16,7 @@
 
 namespace dtrain {
 
+class Allocator;
 using Shape = std::vector<int64_t>;
 std::string shape_str(const Shape& shape);
 // Product of the dimensions (1 for a scalar shape {}); throws on negatives.
@@ -40,6 +41,7 @@ class Storage {
   void* data_ = nullptr;
   size_t nbytes_ = 0;
   Device device_;
+  Allocator* allocator_ = nullptr;  // set when owned; looked up once, not per free
   bool owned_ = true;
   std::function<void(void*)> deleter_;
 };

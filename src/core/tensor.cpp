@@ -34,7 +34,8 @@ int64_t shape_numel(const Shape& shape) {
 // ---- Storage ---------------------------------------------------------------
 
 Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
-  data_ = allocator_for(device_).allocate(nbytes_);
+  allocator_ = &allocator_for(device_);
+  data_ = allocator_->allocate(nbytes_);
 }
 
 Storage::Storage(void* data, size_t nbytes, Device device, std::function<void(void*)> deleter)
@@ -42,7 +43,7 @@ Storage::Storage(void* data, size_t nbytes, Device device, std::function<void(vo
 
 Storage::~Storage() {
   if (owned_) {
-    allocator_for(device_).deallocate(data_, nbytes_);
+    allocator_->deallocate(data_, nbytes_);
   } else if (deleter_) {
     deleter_(data_);
   }
