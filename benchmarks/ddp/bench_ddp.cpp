@@ -9,9 +9,10 @@
 // stage 0 measured in the same run, peak memory per rank (allocator peak over
 // the timed steps), model state per rank (measured, and the ZeRO formula), and
 // the fraction of communication time hidden behind compute, from the engine's
-// trace: stage 0, gradient all-reduces inside backward; stages 1-3, all
-// collectives (gradient reductions and parameter gathers) inside forward or
-// backward. A stage-0
+// trace: the part of the collectives' time (issue to completion) that lies
+// inside compute (backward for stage 0; also each module's forward after its
+// parameters arrived for stages 1-2; each unit's forward/backward after its
+// gather arrived for stage 3), so waiting never counts as hiding. A stage-0
 // run with overlap off is the no-overlap baseline. Memory is measured with
 // one configuration alive at a time; step times with all of them alive, one
 // step of each in turn, so a shared machine's load changes hit all alike.
@@ -50,6 +51,7 @@ struct Options {
   int steps = 12;
   int warmup = 2;
   int buckets = 8;  // stages 0-2: aim for about this many buckets
+  int prefetch = 1;  // stage 3: units gathered ahead
   bool quick = false;
   std::string metrics_out;
 };
@@ -114,6 +116,7 @@ struct Bench {
     o.precision = parallel::parse_precision(opt.precision);
     o.bucket_bytes = std::max<int64_t>(64 << 10, param_bytes / opt.buckets);
     o.first_bucket_bytes = std::min<int64_t>(1 << 20, o.bucket_bytes);
+    o.prefetch_depth = opt.prefetch;
     o.trace = true;
     dp = std::make_unique<parallel::DataParallel>(*model, comm, o);
     adamw = std::make_unique<optim::AdamW>(dp->param_groups(0.1f));
@@ -193,8 +196,11 @@ void measure_time(comm::Communicator& c, const std::shared_ptr<comm::Communicato
     std::vector<parallel::TraceEvent> ev;
     for (const auto& e : events) {
       if (e.kind == "reduce" || e.kind == "gather") ev.push_back({"comm", e.name, e.start_us, e.end_us});
-      if (e.kind == "backward" || (stage >= 1 && e.kind == "forward"))
-        ev.push_back({"cover", e.name, e.start_us, e.end_us});
+      // Compute only, never waiting: stage 0 backward; stages 1-2 backward
+      // and each module's forward after its parameters arrived; stage 3 each
+      // unit's forward/backward after its gather arrived.
+      const bool cover = (stage <= 2 && e.kind == "backward") || (stage >= 1 && e.kind == "compute");
+      if (cover) ev.push_back({"cover", e.name, e.start_us, e.end_us});
     }
     const auto ov = parallel::overlap(ev, "comm", "cover");
     const auto hidden = gather(c, ov.fraction());
@@ -218,6 +224,7 @@ int main(int argc, char** argv) {
   app.add_option("--steps", opt.steps, "timed steps per configuration")->capture_default_str();
   app.add_option("--warmup", opt.warmup, "untimed steps first")->capture_default_str();
   app.add_option("--buckets", opt.buckets, "stages 0-2: gradient buckets to aim for")->capture_default_str();
+  app.add_option("--prefetch", opt.prefetch, "stage 3: units gathered ahead of use")->capture_default_str();
   app.add_flag("--quick", opt.quick, "fewer steps");
   app.add_option("--metrics-out", opt.metrics_out, "JSON Lines: one object per configuration");
   CLI11_PARSE(app, argc, argv);

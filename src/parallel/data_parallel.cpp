@@ -542,6 +542,7 @@ struct DataParallel::Impl {
     if (backward && opt.stage >= 2) reap_completed();
     if (opt.stage == 1 || opt.stage == 2) {
       for (int g : ids) wait_param_gather(g);
+      if (trace() && !backward) compute_event[m] = trace()->begin("compute", module_name[m]);
     }
     if (opt.stage == 3) {
       const int ph = backward ? 1 : 0;
@@ -574,11 +575,11 @@ struct DataParallel::Impl {
   }
 
   void release_use(nn::Module* m, const std::vector<int>& ids, bool backward) {
-    if (opt.stage != 3) return;
-    if (trace()) {
+    if (trace() && (opt.stage == 3 || !backward)) {
       auto it = compute_event.find(m);
       if (it != compute_event.end()) trace()->end(it->second);
     }
+    if (opt.stage != 3) return;
     for (int g : ids) {
       Group& G = groups[static_cast<size_t>(g)];
       // [Structural launch] A unit's reduce-scatter is issued when the last

@@ -5,8 +5,10 @@
 // pre_backward to its last gradient), "backward_wait" (waiting for the
 // remaining collectives), "reduce" (a bucket's all-reduce or reduce-scatter,
 // from issue to completion), "gather" (a ZeRO-3 unit's all-gather, from
-// issue to completion), "compute" (a ZeRO-3 unit's forward or backward, after
-// its parameters arrived), "step" (optimizer update + parameter all-gather).
+// issue to completion; stages 1-2: the post-update parameter all-gather of a
+// bucket), "compute" (stage 3: a unit's forward or backward; stages 1-2: a
+// module's forward; in both cases from when its parameters arrived), "step"
+// (the optimizer update, issuing the stage 1-2 parameter all-gathers).
 // Times are microseconds since the trace was created (steady clock).
 #pragma once
 
