@@ -485,6 +485,17 @@ struct DataParallel::Impl {
     G.gather_state = GatherState::released;
   }
 
+  // Stage 3, after an update: start gathering the first units of the next
+  // forward, so it does not begin by waiting.
+  void prefetch_first_units() {
+    if (!order_recorded[0] || !order_valid[0]) return;
+    for (size_t k = 0; k < order[0].size() && k < static_cast<size_t>(std::max(0, opt.prefetch_depth)); ++k) {
+      if (const auto* gs = groups_of(order[0][k])) {
+        for (int g : *gs) start_gather(g);
+      }
+    }
+  }
+
   void release_idle_groups(const std::vector<int>* keep = nullptr) {
     for (size_t g = 0; g < groups.size(); ++g) {
       if (keep && std::find(keep->begin(), keep->end(), static_cast<int>(g)) != keep->end()) continue;
@@ -966,6 +977,7 @@ StepResult DataParallel::step(optim::Optimizer& optimizer, float lr, float max_g
   }
   d.zero_grads();
   d.micro = 0;
+  if (options_.stage == 3) d.prefetch_first_units();
   if (trace_) trace_->end(ev);
   return r;
 }
