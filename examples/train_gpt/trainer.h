@@ -22,7 +22,7 @@ struct TrainOptions {
   std::string device = "cpu";
   int64_t batch = 16;    // global batch (sequences per step over all ranks)
   int64_t seq_len = 60;  // a multiple of the built-in data's 10-character lines
-  int64_t steps = 600;
+  int64_t steps = 1500;
   float lr = 3e-3f;
   float min_lr_ratio = 0.1f;
   int64_t warmup_steps = 20;
@@ -32,7 +32,7 @@ struct TrainOptions {
   std::string data;      // empty: the built-in additions
   std::string val_data;  // optional held-out shards / text
   int addition_digits = 2;
-  int64_t eval_every = 100;  // 0: only at the end
+  int64_t eval_every = 250;  // 0: only at the end
   int64_t eval_batches = 4;
   int64_t eval_problems = 200;
   std::string metrics_out;
