@@ -10,12 +10,14 @@
 #include <cstdio>
 #include <deque>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
 #include <unordered_map>
 
 #include "dtrain/allocator.h"
+#include "dtrain/loss_scaler.h"
 #include "dtrain/ops.h"
 #include "dtrain/optim/clip.h"
 
@@ -50,9 +52,9 @@ struct Group {
   // Range this rank updates: the whole group in stage 0, chunk `rank` otherwise.
   int64_t lo = 0, len = 0;
 
-  Tensor value_full;  // stages 0-2: always; stage 3: while gathered (compute dtype)
-  Tensor grad_full;   // stages 0-1: always; stages 2-3: while the group fills in backward
-  Tensor master;      // f32 [len]: a view of value_full (f32, stages 0-2) or its own tensor
+  Tensor value_full;     // stages 0-2: always; stage 3: while gathered (compute dtype)
+  Tensor grad_full;      // stages 0-1: always; stages 2-3: while the group fills in backward
+  Tensor master;         // f32 [len]: a view of value_full (f32, stages 0-2) or its own tensor
   Tensor compute_shard;  // stage 3 mixed precision: compute-dtype copy of master (the gather input)
   Tensor grad_shard;     // f32 [len]: a view of grad_full (f32, stages 0-1) or its own tensor
 
@@ -166,8 +168,11 @@ struct DataParallel::Impl {
   bool in_backward = false;
   bool sync_this_backward = true;
   size_t backward_event = 0, forward_event = 0;
-  float loss_scale = 1.0f;
-  int good_steps = 0;
+  // f16 only (dtrain/loss_scaler.h). The overflow decision comes from the
+  // global gradient norm, which every rank computes identically, so all
+  // ranks skip or step together.
+  std::optional<DynamicLossScaler> scaler;
+  float loss_scale() const { return scaler ? scaler->scale() : 1.0f; }
 
   // Stage 3 prefetch: the order units were used in, per phase (0 forward, 1 backward).
   std::vector<nn::Module*> order[2];
@@ -849,7 +854,12 @@ DataParallel::DataParallel(nn::Module& model, std::shared_ptr<comm::Communicator
   d.rank = d.comm->rank();
   d.world = d.comm->size();
   d.dtype = compute_dtype(options_.precision);
-  d.loss_scale = options_.precision == Precision::f16 ? options_.initial_loss_scale : 1.0f;
+  if (options_.precision == Precision::f16) {
+    LossScalerConfig sc;
+    sc.init_scale = options_.initial_loss_scale;
+    sc.growth_interval = options_.loss_scale_window;
+    d.scaler.emplace(sc);
+  }
   if (trace_) d.watcher = std::make_unique<CompletionWatcher>(*trace_);
   d.build_layout();
   d.materialize();
@@ -913,7 +923,7 @@ std::vector<optim::ParamGroup> DataParallel::param_groups(float weight_decay) co
 }
 
 float DataParallel::grad_scale() const {
-  return impl_->loss_scale / static_cast<float>(options_.grad_accumulation);
+  return impl_->loss_scale() / static_cast<float>(options_.grad_accumulation);
 }
 
 StepResult DataParallel::step(optim::Optimizer& optimizer, float lr, float max_grad_norm) {
@@ -931,27 +941,19 @@ StepResult DataParallel::step(optim::Optimizer& optimizer, float lr, float max_g
     d.activation_estimate = std::max<int64_t>(0, memory_stats(d.device).peak_bytes - m.model_state() - m.comm_buffers);
   }
   StepResult r;
-  r.loss_scale = d.loss_scale;
+  r.loss_scale = d.loss_scale();
   // Global norm: every rank's shard, summed over ranks (stage 0: the full gradients, already equal).
   Tensor sq = Tensor::empty({1}, DType::f32, d.device);
   ops::global_norm_squared(sq, d.grad_shards());
   if (options_.stage >= 1 && d.world > 1) d.comm->all_reduce(sq, comm::ReduceOp::sum).wait();
   const float scaled_norm = std::sqrt(static_cast<float>(sq.to(Device::cpu()).item(0)));
-  r.grad_norm = scaled_norm / d.loss_scale;
-  if (options_.precision == Precision::f16) {
-    if (!std::isfinite(scaled_norm)) {  // overflow: skip, halve the scale
-      d.loss_scale = std::max(1.0f, d.loss_scale / 2.0f);
-      d.good_steps = 0;
-      r.skipped = true;
-      d.zero_grads();
-      d.micro = 0;
-      if (trace_) trace_->end(ev);
-      return r;
-    }
-    if (++d.good_steps >= options_.loss_scale_window) {
-      d.loss_scale *= 2.0f;
-      d.good_steps = 0;
-    }
+  r.grad_norm = scaled_norm / r.loss_scale;
+  if (d.scaler && !d.scaler->update(std::isfinite(scaled_norm))) {  // overflow: skip, scale backs off
+    r.skipped = true;
+    d.zero_grads();
+    d.micro = 0;
+    if (trace_) trace_->end(ev);
+    return r;
   }
   const float clip = optim::clip_scale(r.grad_norm, max_grad_norm);
   optimizer.step(lr, clip / r.loss_scale);
