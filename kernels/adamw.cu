@@ -120,10 +120,10 @@ void adamw_step(std::vector<ops::AdamWTensor>& tensors, const ops::AdamWConfig& 
   s.eps = config.eps;
   s.grad_scale = config.grad_scale;
   // Computed as the CPU op does, so both round the same way.
-  s.bias_correction1 = 1.0f - static_cast<float>(std::pow(static_cast<double>(config.beta1),
-                                                          static_cast<double>(config.step)));
-  s.bias_correction2 = 1.0f - static_cast<float>(std::pow(static_cast<double>(config.beta2),
-                                                          static_cast<double>(config.step)));
+  s.bias_correction1 =
+      1.0f - static_cast<float>(std::pow(static_cast<double>(config.beta1), static_cast<double>(config.step)));
+  s.bias_correction2 =
+      1.0f - static_cast<float>(std::pow(static_cast<double>(config.beta2), static_cast<double>(config.step)));
   adamw_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, ctx.stream()>>>(device_table,
                                                                              static_cast<int>(table.size()), s);
   DTRAIN_LAUNCH_CHECK();

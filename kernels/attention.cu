@@ -11,16 +11,30 @@
 //             dQ = dS K, dK = dS^T Q (f32) -> dqkv +=
 // Every buffer of scores is [B*NH, T, T]: quadratic memory, from the caching
 // allocator, so a warm step does not reach cudaMalloc.
-#include "attention.cuh"
-
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 
+#include "attention.cuh"
 #include "gemm.cuh"
 
 namespace dtrain::cuda {
 namespace {
+
+// Index in a [parts][B, NH, T, hs] layout of element i of a [B, T, parts, NH, hs] tensor.
+__device__ __forceinline__ int64_t head_major_index(int64_t i, int64_t B, int64_t T_len, int64_t NH, int64_t hs,
+                                                    int parts) {
+  int64_t r = i;
+  const int64_t d = r % hs;
+  r /= hs;
+  const int64_t h = r % NH;
+  r /= NH;
+  const int64_t s = r % parts;
+  r /= parts;
+  const int64_t t = r % T_len;
+  const int64_t b = r / T_len;
+  return s * (B * NH * T_len * hs) + ((b * NH + h) * T_len + t) * hs + d;
+}
 
 // src [B, T, parts, NH, hs] -> dst [parts][B, NH, T, hs] (parts = 3 for qkv, 1 for dout)
 template <typename T>
@@ -29,16 +43,7 @@ __global__ void permute_heads_kernel(T* dst, const T* src, int64_t B, int64_t T_
   const int64_t total = B * T_len * parts * NH * hs;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total; i += stride) {
-    int64_t r = i;
-    const int64_t d = r % hs;
-    r /= hs;
-    const int64_t h = r % NH;
-    r /= NH;
-    const int64_t s = r % parts;
-    r /= parts;
-    const int64_t t = r % T_len;
-    const int64_t b = r / T_len;
-    dst[s * (B * NH * T_len * hs) + ((b * NH + h) * T_len + t) * hs + d] = src[i];
+    dst[head_major_index(i, B, T_len, NH, hs, parts)] = src[i];
   }
 }
 
@@ -46,21 +51,12 @@ __global__ void permute_heads_kernel(T* dst, const T* src, int64_t B, int64_t T_
 // repeated for `parts` consecutive blocks of src and of the out row
 // (parts = 3 writes dq, dk, dv into dqkv's three thirds).
 template <typename T>
-__global__ void unpermute_kernel(T* out, const float* src, int64_t B, int64_t T_len, int64_t NH, int64_t hs,
-                                 int parts, bool accumulate) {
+__global__ void unpermute_kernel(T* out, const float* src, int64_t B, int64_t T_len, int64_t NH, int64_t hs, int parts,
+                                 bool accumulate) {
   const int64_t total = B * T_len * parts * NH * hs;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total; i += stride) {
-    int64_t r = i;
-    const int64_t d = r % hs;
-    r /= hs;
-    const int64_t h = r % NH;
-    r /= NH;
-    const int64_t s = r % parts;
-    r /= parts;
-    const int64_t t = r % T_len;
-    const int64_t b = r / T_len;
-    const float v = src[s * (B * NH * T_len * hs) + ((b * NH + h) * T_len + t) * hs + d];
+    const float v = src[head_major_index(i, B, T_len, NH, hs, parts)];
     out[i] = store<T>(accumulate ? load(out[i]) + v : v);
   }
 }
@@ -184,8 +180,8 @@ void attention_matmul(const OpContext& ctx, Tensor& out, Tensor& lse, const Tens
   S = Tensor();  // back to the cache before the next allocation
   Tensor O = ctx.scratch({head});
   head_gemm(ctx, dt, ptr<T>(P), v, ptr<float>(O), false, false, d.T, d.hs, d.T, d.BH, 1.0f);
-  unpermute_kernel<T><<<blocks_for(head, kThreads, 16384), kThreads, 0, ctx.stream()>>>(
-      ptr<T>(out), ptr<float>(O), d.B, d.T, d.NH, d.hs, 1, false);
+  unpermute_kernel<T><<<blocks_for(head, kThreads, 16384), kThreads, 0, ctx.stream()>>>(ptr<T>(out), ptr<float>(O), d.B,
+                                                                                        d.T, d.NH, d.hs, 1, false);
   DTRAIN_LAUNCH_CHECK();
 }
 
@@ -204,8 +200,8 @@ void attention_backward_matmul(const OpContext& ctx, Tensor& dqkv, const Tensor&
   const T* k = q + head;
   const T* v = k + head;
   Tensor dO = ctx.scratch({head}, dt);  // dout in head layout
-  permute_heads_kernel<T><<<blocks_for(head, kThreads, 16384), kThreads, 0, ctx.stream()>>>(
-      ptr<T>(dO), ptr<T>(dout), d.B, d.T, d.NH, d.hs, 1);
+  permute_heads_kernel<T><<<blocks_for(head, kThreads, 16384), kThreads, 0, ctx.stream()>>>(ptr<T>(dO), ptr<T>(dout),
+                                                                                            d.B, d.T, d.NH, d.hs, 1);
   DTRAIN_LAUNCH_CHECK();
   Tensor D = ctx.scratch({rows});
   attention_row_dot(ctx, ptr<float>(D), dout, out, d.NH);
@@ -219,15 +215,15 @@ void attention_backward_matmul(const OpContext& ctx, Tensor& dqkv, const Tensor&
   float* dq = ptr<float>(grads);
   float* dk = dq + head;
   float* dv = dk + head;
-  head_gemm(ctx, dt, ptr<T>(P), ptr<T>(dO), dv, true, false, d.T, d.hs, d.T, d.BH, 1.0f);  // dV = P^T dO
+  head_gemm(ctx, dt, ptr<T>(P), ptr<T>(dO), dv, true, false, d.T, d.hs, d.T, d.BH, 1.0f);     // dV = P^T dO
   head_gemm(ctx, dt, ptr<T>(dO), v, ptr<float>(S), false, true, d.T, d.T, d.hs, d.BH, 1.0f);  // dP = dO V^T
   softmax_backward_kernel<T><<<blocks_for(rows * d.T, kThreads, 16384), kThreads, 0, ctx.stream()>>>(
       ptr<T>(P), ptr<float>(S), ptr<float>(D), rows, d.T, scale);
   DTRAIN_LAUNCH_CHECK();
   head_gemm(ctx, dt, ptr<T>(P), k, dq, false, false, d.T, d.hs, d.T, d.BH, 1.0f);  // dQ = dS K
   head_gemm(ctx, dt, ptr<T>(P), q, dk, true, false, d.T, d.hs, d.T, d.BH, 1.0f);   // dK = dS^T Q
-  unpermute_kernel<T><<<blocks_for(3 * head, kThreads, 16384), kThreads, 0, ctx.stream()>>>(
-      ptr<T>(dqkv), dq, d.B, d.T, d.NH, d.hs, 3, true);
+  unpermute_kernel<T><<<blocks_for(3 * head, kThreads, 16384), kThreads, 0, ctx.stream()>>>(ptr<T>(dqkv), dq, d.B, d.T,
+                                                                                            d.NH, d.hs, 3, true);
   DTRAIN_LAUNCH_CHECK();
 }
 

@@ -27,7 +27,7 @@ namespace {
 
 constexpr int kFwdRows = 16;  // warps (query rows) per forward block
 constexpr int kBwdRows = 8;   // warps (query or key rows) per backward block
-constexpr int kTile = 32;  // rows per staged tile: one per lane
+constexpr int kTile = 32;     // rows per staged tile: one per lane
 constexpr unsigned kFull = 0xffffffffu;
 
 struct FlashDims {
@@ -35,8 +35,8 @@ struct FlashDims {
 };
 
 template <typename T, int NPL>
-__global__ void __launch_bounds__(kFwdRows * 32) flash_forward_kernel(T* out, float* lse, const T* qkv, FlashDims d,
-                                                                   float scale) {
+__global__ void __launch_bounds__(kFwdRows * 32)
+    flash_forward_kernel(T* out, float* lse, const T* qkv, FlashDims d, float scale) {
   extern __shared__ float smem[];
   const int64_t ld = d.hs + 1;
   float* Ks = smem;             // [kTile][ld]
@@ -109,9 +109,9 @@ __global__ void __launch_bounds__(kBwdRows * 32)
                              float scale) {
   extern __shared__ float smem[];
   const int64_t ld = d.hs + 1;
-  float* Ks = smem;              // [kTile][ld]
-  float* Vs = Ks + kTile * ld;   // [kTile][ld]
-  float* Qs = Vs + kTile * ld;   // [kBwdRows][ld]
+  float* Ks = smem;                 // [kTile][ld]
+  float* Vs = Ks + kTile * ld;      // [kTile][ld]
+  float* Qs = Vs + kTile * ld;      // [kBwdRows][ld]
   float* dOs = Qs + kBwdRows * ld;  // [kBwdRows][ld]
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t bh = blockIdx.y, b = bh / d.NH, h = bh % d.NH;
@@ -179,12 +179,12 @@ __global__ void __launch_bounds__(kBwdRows * 32)
                               float scale) {
   extern __shared__ float smem[];
   const int64_t ld = d.hs + 1;
-  float* Qs = smem;               // [kTile][ld]
-  float* dOs = Qs + kTile * ld;   // [kTile][ld]
-  float* Ks = dOs + kTile * ld;   // [kBwdRows][ld]
-  float* Vs = Ks + kBwdRows * ld;    // [kBwdRows][ld]
+  float* Qs = smem;                   // [kTile][ld]
+  float* dOs = Qs + kTile * ld;       // [kTile][ld]
+  float* Ks = dOs + kTile * ld;       // [kBwdRows][ld]
+  float* Vs = Ks + kBwdRows * ld;     // [kBwdRows][ld]
   float* lse_s = Vs + kBwdRows * ld;  // [kTile]
-  float* D_s = lse_s + kTile;      // [kTile]
+  float* D_s = lse_s + kTile;         // [kTile]
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t bh = blockIdx.y, b = bh / d.NH, h = bh % d.NH;
   const int64_t row_stride = 3 * d.C;
@@ -290,7 +290,9 @@ size_t checked_smem(size_t bytes) {
 
 }  // namespace
 
-bool flash_attention_supports(int64_t hs) { return hs >= 1 && hs <= 128; }
+bool flash_attention_supports(int64_t hs) {
+  return hs >= 1 && hs <= 128;
+}
 
 void attention_flash(const OpContext& ctx, Tensor& out, Tensor& lse, const Tensor& qkv, int64_t num_heads) {
   const FlashDims d = flash_dims(qkv, num_heads);
@@ -301,8 +303,8 @@ void attention_flash(const OpContext& ctx, Tensor& out, Tensor& lse, const Tenso
   dispatch_float(qkv.dtype(), "attention", [&](auto tag) {
     using T = decltype(tag);
     dispatch_npl(d.hs, [&](auto npl) {
-      flash_forward_kernel<T, decltype(npl)::value><<<grid, kFwdRows * 32, smem, ctx.stream()>>>(
-          ptr<T>(out), ptr<float>(lse), ptr<T>(qkv), d, scale);
+      flash_forward_kernel<T, decltype(npl)::value>
+          <<<grid, kFwdRows * 32, smem, ctx.stream()>>>(ptr<T>(out), ptr<float>(lse), ptr<T>(qkv), d, scale);
       DTRAIN_LAUNCH_CHECK();
     });
   });

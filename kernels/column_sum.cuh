@@ -46,11 +46,11 @@ void column_sum_accumulate(const OpContext& ctx, T* out, const T* in, int64_t ro
   chunks = (rows + rows_per_chunk - 1) / rows_per_chunk;
   Tensor partial = ctx.scratch({chunks, cols});
   const dim3 grid(static_cast<unsigned>(col_blocks), static_cast<unsigned>(chunks));
-  column_sum_partial_kernel<T><<<grid, kThreads, 0, ctx.stream()>>>(ptr<float>(partial), in, rows, cols,
-                                                                     rows_per_chunk);
+  column_sum_partial_kernel<T>
+      <<<grid, kThreads, 0, ctx.stream()>>>(ptr<float>(partial), in, rows, cols, rows_per_chunk);
   DTRAIN_LAUNCH_CHECK();
-  column_sum_finish_kernel<T><<<static_cast<unsigned>(col_blocks), kThreads, 0, ctx.stream()>>>(
-      out, ptr<float>(partial), chunks, cols);
+  column_sum_finish_kernel<T>
+      <<<static_cast<unsigned>(col_blocks), kThreads, 0, ctx.stream()>>>(out, ptr<float>(partial), chunks, cols);
   DTRAIN_LAUNCH_CHECK();
 }
 

@@ -27,9 +27,15 @@
 namespace dtrain::cuda {
 
 // ---- element conversions --------------------------------------------------
-__device__ __forceinline__ float load(float v) { return v; }
-__device__ __forceinline__ float load(__nv_bfloat16 v) { return __bfloat162float(v); }
-__device__ __forceinline__ float load(__half v) { return __half2float(v); }
+__device__ __forceinline__ float load(float v) {
+  return v;
+}
+__device__ __forceinline__ float load(__nv_bfloat16 v) {
+  return __bfloat162float(v);
+}
+__device__ __forceinline__ float load(__half v) {
+  return __half2float(v);
+}
 
 template <typename T>
 __device__ __forceinline__ T store(float v);
@@ -81,17 +87,26 @@ __device__ __forceinline__ void store_vec(T* p, const float (&v)[VEC]) {
   }
 }
 
-inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+inline bool aligned16(const void* p) {
+  return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
+}
 
 // ---- dtype dispatch -------------------------------------------------------
 // DTRAIN_DISPATCH_FLOAT(dtype, "op", [&](auto tag) { using T = decltype(tag); ... });
 template <typename F>
 void dispatch_float(DType dtype, const char* op, F&& body) {
   switch (dtype) {
-    case DType::f32: body(float{}); return;
-    case DType::bf16: body(__nv_bfloat16{}); return;
-    case DType::f16: body(__half{}); return;
-    default: break;
+    case DType::f32:
+      body(float{});
+      return;
+    case DType::bf16:
+      body(__nv_bfloat16{});
+      return;
+    case DType::f16:
+      body(__half{});
+      return;
+    default:
+      break;
   }
   DTRAIN_THROW("cuda::", op, ": dtype ", dtype_name(dtype), " is not supported on CUDA (f32, bf16, f16 are)");
 }
@@ -117,7 +132,8 @@ inline void require_same_dtype(const char* op, DType dtype, std::initializer_lis
 class OpContext {
  public:
   explicit OpContext(const Tensor& any)
-      : device_(any.device()), guard_(device_.index()),
+      : device_(any.device()),
+        guard_(device_.index()),
         stream_(static_cast<cudaStream_t>(current_stream(device_).native_handle())) {}
   cudaStream_t stream() const { return stream_; }
   const Device& device() const { return device_; }

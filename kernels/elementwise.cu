@@ -92,8 +92,7 @@ void gelu(Tensor& out, const Tensor& x) {
   require_same_dtype("gelu", out.dtype(), {&x});
   dispatch_float(out.dtype(), "gelu", [&](auto tag) {
     using T = decltype(tag);
-    launch_elementwise<false, false>(ctx, ptr<T>(out), ptr<T>(x), static_cast<const T*>(nullptr), out.numel(),
-                                     GeluF{});
+    launch_elementwise<false, false>(ctx, ptr<T>(out), ptr<T>(x), static_cast<const T*>(nullptr), out.numel(), GeluF{});
   });
 }
 

@@ -83,8 +83,8 @@ void embedding_backward(Tensor& dwte, Tensor& dwpe, const Tensor& dout, const Te
   dispatch_float(dout.dtype(), "embedding_backward", [&](auto tag) {
     using T = decltype(tag);
     if (dwpe.defined()) {
-      embedding_backward_wpe_kernel<T><<<blocks_for(T_len * C, 256, 16384), 256, 0, ctx.stream()>>>(
-          ptr<T>(dwpe), ptr<T>(dout), B, T_len, C);
+      embedding_backward_wpe_kernel<T>
+          <<<blocks_for(T_len * C, 256, 16384), 256, 0, ctx.stream()>>>(ptr<T>(dwpe), ptr<T>(dout), B, T_len, C);
       DTRAIN_LAUNCH_CHECK();
     }
     if (!dwte.defined()) return;
@@ -108,8 +108,8 @@ void embedding_backward(Tensor& dwte, Tensor& dwpe, const Tensor& dout, const Te
     Tensor temp = ctx.scratch({static_cast<int64_t>(temp_bytes) + 1}, DType::u8);
     DTRAIN_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp.data_ptr(), temp_bytes, keys_in, sorted_keys, pos_in,
                                                       pos_out, static_cast<int>(N), 0, end_bit, ctx.stream()));
-    embedding_backward_wte_kernel<T><<<static_cast<unsigned>(N), 128, 0, ctx.stream()>>>(
-        ptr<T>(dwte), ptr<T>(dout), sorted_keys, pos_out, N, C, V);
+    embedding_backward_wte_kernel<T>
+        <<<static_cast<unsigned>(N), 128, 0, ctx.stream()>>>(ptr<T>(dwte), ptr<T>(dout), sorted_keys, pos_out, N, C, V);
     DTRAIN_LAUNCH_CHECK();
   });
 }

@@ -4,8 +4,6 @@
 // X^T (c x r, leading dimension c), so the row-major product
 // out = op(a) @ op(b) is computed as the column-major out^T = op(b)^T @ op(a)^T:
 // cuBLAS "A" is our b, cuBLAS "B" is our a, and m/n swap.
-#include "gemm.cuh"
-
 #include <cublasLt.h>
 
 #include <array>
@@ -16,6 +14,7 @@
 #include <mutex>
 
 #include "common.cuh"
+#include "gemm.cuh"
 
 namespace dtrain::cuda {
 namespace {
@@ -24,10 +23,14 @@ constexpr size_t kWorkspaceBytes = size_t{32} << 20;  // what NVIDIA suggests fo
 
 cudaDataType_t cuda_type(DType dtype) {
   switch (dtype) {
-    case DType::f32: return CUDA_R_32F;
-    case DType::bf16: return CUDA_R_16BF;
-    case DType::f16: return CUDA_R_16F;
-    default: break;
+    case DType::f32:
+      return CUDA_R_32F;
+    case DType::bf16:
+      return CUDA_R_16BF;
+    case DType::f16:
+      return CUDA_R_16F;
+    default:
+      break;
   }
   DTRAIN_THROW("cuda gemm: dtype ", dtype_name(dtype), " is not supported (f32, bf16, f16 are)");
 }
@@ -70,10 +73,10 @@ void launch_fallback(const GemmArgs& g, cudaStream_t stream) {
   const dim3 threads(32, 8);
   const dim3 blocks(static_cast<unsigned>((g.n + 31) / 32), static_cast<unsigned>((g.m + 7) / 8),
                     static_cast<unsigned>(g.batch));
-  fallback_gemm_kernel<TIn, TOut><<<blocks, threads, 0, stream>>>(
-      static_cast<TOut*>(g.out), static_cast<const TIn*>(g.a), static_cast<const TIn*>(g.b),
-      static_cast<const TOut*>(g.bias), g.m, g.n, g.k, g.trans_a, g.trans_b, g.stride_a, g.stride_b, g.stride_out,
-      g.alpha, g.beta);
+  fallback_gemm_kernel<TIn, TOut>
+      <<<blocks, threads, 0, stream>>>(static_cast<TOut*>(g.out), static_cast<const TIn*>(g.a),
+                                       static_cast<const TIn*>(g.b), static_cast<const TOut*>(g.bias), g.m, g.n, g.k,
+                                       g.trans_a, g.trans_b, g.stride_a, g.stride_b, g.stride_out, g.alpha, g.beta);
   DTRAIN_LAUNCH_CHECK();
 }
 
@@ -113,7 +116,7 @@ struct Plan {
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
   cublasLtMatmulAlgo_t algo{};
   bool fallback = false;  // run fallback_gemm_kernel instead of cuBLASLt
-  std::mutex mutex;  // the bias pointer is set on the shared descriptor per call
+  std::mutex mutex;       // the bias pointer is set on the shared descriptor per call
   ~Plan() {
     if (a) cublasLtMatrixLayoutDestroy(a);
     if (b) cublasLtMatrixLayoutDestroy(b);
@@ -144,14 +147,14 @@ DeviceGemmState& state_for(int device) {
 cublasLtMatrixLayout_t make_layout(cudaDataType_t type, int64_t rows, int64_t cols, int64_t ld, int64_t batch,
                                    int64_t stride) {
   cublasLtMatrixLayout_t layout = nullptr;
-  DTRAIN_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&layout, type, static_cast<uint64_t>(rows),
-                                                 static_cast<uint64_t>(cols), ld));
+  DTRAIN_CUBLAS_CHECK(
+      cublasLtMatrixLayoutCreate(&layout, type, static_cast<uint64_t>(rows), static_cast<uint64_t>(cols), ld));
   if (batch > 1) {
     const int32_t count = static_cast<int32_t>(batch);
-    DTRAIN_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count,
-                                                         sizeof(count)));
-    DTRAIN_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET,
-                                                         &stride, sizeof(stride)));
+    DTRAIN_CUBLAS_CHECK(
+        cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof(count)));
+    DTRAIN_CUBLAS_CHECK(
+        cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof(stride)));
   }
   return layout;
 }
@@ -169,11 +172,11 @@ std::unique_ptr<Plan> make_plan(cublasLtHandle_t handle, const GemmArgs& g, int6
   DTRAIN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)));
   if (g.bias != nullptr) {
     const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
-    DTRAIN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue,
-                                                       sizeof(epilogue)));
+    DTRAIN_CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
     const cudaDataType_t bias_type = cuda_type(g.out_type);
-    DTRAIN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type,
-                                                       sizeof(bias_type)));
+    DTRAIN_CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof(bias_type)));
   }
   const int64_t M = g.m, N = g.n, K = g.k;
   const cudaDataType_t in = cuda_type(g.in_type), out = cuda_type(g.out_type);
@@ -190,22 +193,22 @@ std::unique_ptr<Plan> make_plan(cublasLtHandle_t handle, const GemmArgs& g, int6
     ~PrefGuard() { cublasLtMatmulPreferenceDestroy(p); }
   } pref_guard{pref};
   const uint64_t workspace = kWorkspaceBytes;
-  DTRAIN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                           &workspace, sizeof(workspace)));
+  DTRAIN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace,
+                                                           sizeof(workspace)));
   const uint32_t al_a = static_cast<uint32_t>(align_b), al_b = static_cast<uint32_t>(align_a),
                  al_c = static_cast<uint32_t>(align_c);
-  DTRAIN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a,
-                                                           sizeof(al_a)));
-  DTRAIN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b,
-                                                           sizeof(al_b)));
-  DTRAIN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c,
-                                                           sizeof(al_c)));
-  DTRAIN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c,
-                                                           sizeof(al_c)));
+  DTRAIN_CUBLAS_CHECK(
+      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a, sizeof(al_a)));
+  DTRAIN_CUBLAS_CHECK(
+      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof(al_b)));
+  DTRAIN_CUBLAS_CHECK(
+      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c, sizeof(al_c)));
+  DTRAIN_CUBLAS_CHECK(
+      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c, sizeof(al_c)));
   cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
-  const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(handle, plan->desc, plan->a, plan->b, plan->c,
-                                                                plan->c, pref, 1, &result, &found);
+  const cublasStatus_t status =
+      cublasLtMatmulAlgoGetHeuristic(handle, plan->desc, plan->a, plan->b, plan->c, plan->c, pref, 1, &result, &found);
   if (status == CUBLAS_STATUS_NOT_SUPPORTED ||
       (status == CUBLAS_STATUS_SUCCESS && (found == 0 || result.state != CUBLAS_STATUS_SUCCESS))) {
     plan->fallback = true;  // no cuBLASLt kernel for this shape/alignment: use the simple one
@@ -239,9 +242,23 @@ void gemm(const GemmArgs& g, cudaStream_t stream, int device) {
   const int64_t align_a = alignment_of(g.a, g.stride_a, in_size, g.batch);
   const int64_t align_b = alignment_of(g.b, g.stride_b, in_size, g.batch);
   const int64_t align_c = alignment_of(g.out, g.stride_out, out_size, g.batch);
-  const PlanKey key{static_cast<int64_t>(g.in_type), static_cast<int64_t>(g.out_type), g.trans_a, g.trans_b,
-                    g.m, g.n, g.k, g.batch, g.stride_a, g.stride_b, g.stride_out, g.bias != nullptr,
-                    align_a, align_b, align_c, allow_tf32(), 0};
+  const PlanKey key{static_cast<int64_t>(g.in_type),
+                    static_cast<int64_t>(g.out_type),
+                    g.trans_a,
+                    g.trans_b,
+                    g.m,
+                    g.n,
+                    g.k,
+                    g.batch,
+                    g.stride_a,
+                    g.stride_b,
+                    g.stride_out,
+                    g.bias != nullptr,
+                    align_a,
+                    align_b,
+                    align_c,
+                    allow_tf32(),
+                    0};
   Plan* plan = nullptr;
   cublasLtHandle_t handle = nullptr;
   void* workspace = nullptr;
@@ -262,12 +279,12 @@ void gemm(const GemmArgs& g, cudaStream_t stream, int device) {
     return;
   }
   if (g.bias != nullptr) {
-    DTRAIN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias,
-                                                       sizeof(g.bias)));
+    DTRAIN_CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof(g.bias)));
   }
-  const cublasStatus_t status = cublasLtMatmul(handle, plan->desc, &g.alpha, g.b, plan->a, g.a, plan->b, &g.beta,
-                                               g.out, plan->c, g.out, plan->c, &plan->algo, workspace,
-                                               kWorkspaceBytes, stream);
+  const cublasStatus_t status =
+      cublasLtMatmul(handle, plan->desc, &g.alpha, g.b, plan->a, g.a, plan->b, &g.beta, g.out, plan->c, g.out, plan->c,
+                     &plan->algo, workspace, kWorkspaceBytes, stream);
   if (status == CUBLAS_STATUS_NOT_SUPPORTED) {
     // Rejected at launch (nothing was queued): remember, and use the simple kernel.
     plan->fallback = true;

@@ -10,18 +10,9 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int64_t kChunk = kThreads * 16;
 
-struct NormEntry {
-  const void* data;
-  int64_t n;
-  int64_t first_block;
-  int type;
-  int unused;  // no implicit padding: the table cache compares bytes
-};
-static_assert(sizeof(NormEntry) == 32, "NormEntry must have no padding bytes");
-
-__global__ void norm_partial_kernel(float* partial, const NormEntry* table, int count) {
+__global__ void norm_partial_kernel(float* partial, const ReadEntry* table, int count) {
   __shared__ float shared[32];
-  const NormEntry e = table[find_entry(table, count, blockIdx.x)];
+  const ReadEntry e = table[find_entry(table, count, blockIdx.x)];
   const int64_t begin = (blockIdx.x - e.first_block) * kChunk;
   const int64_t end = min(e.n, begin + kChunk);
   float acc = 0.0f;
@@ -45,13 +36,8 @@ __global__ void norm_finish_kernel(float* out, const float* partial, int64_t cou
 
 void global_norm_squared(Tensor& out, const std::vector<Tensor>& tensors) {
   const OpContext ctx(out);
-  std::vector<NormEntry> table;
   int64_t blocks = 0;
-  for (const Tensor& t : tensors) {
-    if (t.numel() == 0) continue;
-    table.push_back(NormEntry{t.data_ptr(), t.numel(), blocks, type_code(t.dtype()), 0});
-    blocks += (t.numel() + kChunk - 1) / kChunk;
-  }
+  const std::vector<ReadEntry> table = read_table(tensors, kChunk, blocks);
   if (table.empty()) {
     DTRAIN_CUDA_CHECK(cudaMemsetAsync(out.data_ptr(), 0, sizeof(float), ctx.stream()));
     return;
@@ -59,10 +45,10 @@ void global_norm_squared(Tensor& out, const std::vector<Tensor>& tensors) {
   DTRAIN_CHECK(blocks <= INT32_MAX, "cuda::global_norm_squared: ", blocks, " blocks exceed one launch");
   // Leaked: its device tables must not be freed during static destruction.
   static auto* cache = new DeviceTableCache();
-  const NormEntry* device_table = cache->upload(ctx, table);
+  const ReadEntry* device_table = cache->upload(ctx, table);
   Tensor partial = ctx.scratch({blocks});
   norm_partial_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, ctx.stream()>>>(ptr<float>(partial), device_table,
-                                                                                     static_cast<int>(table.size()));
+                                                                                    static_cast<int>(table.size()));
   DTRAIN_LAUNCH_CHECK();
   norm_finish_kernel<<<1, 1024, 0, ctx.stream()>>>(ptr<float>(out), ptr<float>(partial), blocks);
   DTRAIN_LAUNCH_CHECK();

@@ -114,9 +114,9 @@ __global__ void layernorm_backward_dx_kernel(T* dx, const T* dout, const T* x, c
 // Pass 1: partial[chunk][c] sums of dout*xhat (dweight) and dout (dbias);
 // each thread owns VEC adjacent columns of one row chunk.
 template <typename T, int VEC>
-__global__ void layernorm_backward_params_partial_kernel(float* partial_w, float* partial_b, const T* dout,
-                                                         const T* x, const float* mean, const float* rstd,
-                                                         int64_t rows, int64_t C, int64_t rows_per_chunk) {
+__global__ void layernorm_backward_params_partial_kernel(float* partial_w, float* partial_b, const T* dout, const T* x,
+                                                         const float* mean, const float* rstd, int64_t rows, int64_t C,
+                                                         int64_t rows_per_chunk) {
   const int64_t c = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) * VEC;
   if (c >= C) return;
   const int64_t r0 = blockIdx.y * rows_per_chunk;
@@ -258,8 +258,8 @@ int sm_count(int device) {
 
 template <typename T, int NCH>
 void launch_backward_fused(const OpContext& ctx, Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor& dout,
-                           const Tensor& x, const Tensor& weight, const Tensor& mean, const Tensor& rstd,
-                           int64_t rows, int64_t C) {
+                           const Tensor& x, const Tensor& weight, const Tensor& mean, const Tensor& rstd, int64_t rows,
+                           int64_t C) {
   const size_t smem = 2 * static_cast<size_t>(C) * sizeof(float);  // at most 16 KiB (C <= 2048)
   // One resident wave: as many blocks as fit on the GPU at once (registers
   // limit it: the per-lane sums live in registers).
@@ -280,8 +280,7 @@ void launch_backward_fused(const OpContext& ctx, Tensor& dx, Tensor& dweight, Te
   constexpr int kThreads = 256;
   layernorm_backward_params_finish_kernel<T>
       <<<static_cast<unsigned>((C + kThreads - 1) / kThreads), kThreads, 0, ctx.stream()>>>(
-          dweight.defined() ? ptr<T>(dweight) : nullptr, dbias.defined() ? ptr<T>(dbias) : nullptr, pw, pb, blocks,
-          C);
+          dweight.defined() ? ptr<T>(dweight) : nullptr, dbias.defined() ? ptr<T>(dbias) : nullptr, pw, pb, blocks, C);
   DTRAIN_LAUNCH_CHECK();
 }
 
@@ -331,8 +330,7 @@ void launch_backward(const OpContext& ctx, Tensor& dx, Tensor& dweight, Tensor& 
   DTRAIN_LAUNCH_CHECK();
   layernorm_backward_params_finish_kernel<T>
       <<<static_cast<unsigned>((C + kThreads - 1) / kThreads), kThreads, 0, ctx.stream()>>>(
-          dweight.defined() ? ptr<T>(dweight) : nullptr, dbias.defined() ? ptr<T>(dbias) : nullptr, pw, pb, chunks,
-          C);
+          dweight.defined() ? ptr<T>(dweight) : nullptr, dbias.defined() ? ptr<T>(dbias) : nullptr, pw, pb, chunks, C);
   DTRAIN_LAUNCH_CHECK();
 }
 

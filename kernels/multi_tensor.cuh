@@ -1,5 +1,5 @@
 // Internal: helpers for ops that process many tensors in one launch (AdamW,
-// global norm): a device-side table of per-tensor entries, each owning a
+// global norm, non-finite check): a device-side table of per-tensor entries, each owning a
 // contiguous range of blocks, and a block -> entry lookup.
 //
 // The table is uploaded once and reused while the caller passes the same
@@ -21,10 +21,14 @@ namespace dtrain::cuda {
 enum : int { kTypeF32 = 0, kTypeBF16 = 1, kTypeF16 = 2 };
 inline int type_code(DType dtype) {
   switch (dtype) {
-    case DType::f32: return kTypeF32;
-    case DType::bf16: return kTypeBF16;
-    case DType::f16: return kTypeF16;
-    default: break;
+    case DType::f32:
+      return kTypeF32;
+    case DType::bf16:
+      return kTypeBF16;
+    case DType::f16:
+      return kTypeF16;
+    default:
+      break;
   }
   DTRAIN_THROW("multi-tensor op: dtype ", dtype_name(dtype), " is not supported (f32, bf16, f16 are)");
 }
@@ -58,6 +62,29 @@ __device__ __forceinline__ int find_entry(const Entry* table, int count, int64_t
   return lo;
 }
 
+// Entry for ops that only read their tensors (global norm, non-finite check).
+struct ReadEntry {
+  const void* data;
+  int64_t n;
+  int64_t first_block;
+  int type;
+  int unused;  // no implicit padding: the table cache compares bytes
+};
+static_assert(sizeof(ReadEntry) == 32, "ReadEntry must have no padding bytes");
+
+// One entry per non-empty tensor, each owning ceil(numel / chunk) blocks; the
+// total block count goes to `blocks`.
+inline std::vector<ReadEntry> read_table(const std::vector<Tensor>& tensors, int64_t chunk, int64_t& blocks) {
+  std::vector<ReadEntry> table;
+  blocks = 0;
+  for (const Tensor& t : tensors) {
+    if (t.numel() == 0) continue;
+    table.push_back(ReadEntry{t.data_ptr(), t.numel(), blocks, type_code(t.dtype()), 0});
+    blocks += (t.numel() + chunk - 1) / chunk;
+  }
+  return table;
+}
+
 // Keeps the last table uploaded per (device, stream); returns its device copy.
 // Entries are compared byte for byte, so entry structs must have no padding.
 class DeviceTableCache {
@@ -68,12 +95,13 @@ class DeviceTableCache {
     std::lock_guard<std::mutex> lock(mutex_);
     Slot& slot = slots_[{ctx.device().index(), ctx.stream()}];
     if (slot.host.size() != nbytes || std::memcmp(slot.host.data(), table.data(), nbytes) != 0) {
-      slot.host.assign(reinterpret_cast<const char*>(table.data()), reinterpret_cast<const char*>(table.data()) + nbytes);
+      slot.host.assign(reinterpret_cast<const char*>(table.data()),
+                       reinterpret_cast<const char*>(table.data()) + nbytes);
       // A fresh block: the previous table may still be read by queued kernels.
       slot.device = ctx.scratch({static_cast<int64_t>(nbytes)}, DType::u8);
       // From pageable memory: returns once the bytes are staged, so `table` may go.
-      DTRAIN_CUDA_CHECK(cudaMemcpyAsync(slot.device.data_ptr(), table.data(), nbytes, cudaMemcpyHostToDevice,
-                                        ctx.stream()));
+      DTRAIN_CUDA_CHECK(
+          cudaMemcpyAsync(slot.device.data_ptr(), table.data(), nbytes, cudaMemcpyHostToDevice, ctx.stream()));
     }
     return static_cast<const Entry*>(slot.device.data_ptr());
   }

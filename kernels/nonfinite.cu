@@ -10,17 +10,8 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int64_t kChunk = kThreads * 16;
 
-struct FiniteEntry {
-  const void* data;
-  int64_t n;
-  int64_t first_block;
-  int type;
-  int unused;  // no implicit padding: the table cache compares bytes
-};
-static_assert(sizeof(FiniteEntry) == 32, "FiniteEntry must have no padding bytes");
-
-__global__ void nonfinite_kernel(int* flag, const FiniteEntry* table, int count) {
-  const FiniteEntry e = table[find_entry(table, count, blockIdx.x)];
+__global__ void nonfinite_kernel(int* flag, const ReadEntry* table, int count) {
+  const ReadEntry e = table[find_entry(table, count, blockIdx.x)];
   const int64_t begin = (blockIdx.x - e.first_block) * kChunk;
   const int64_t end = min(e.n, begin + kChunk);
   bool bad = false;
@@ -33,17 +24,12 @@ __global__ void nonfinite_kernel(int* flag, const FiniteEntry* table, int count)
 bool all_finite(const std::vector<Tensor>& tensors) {
   if (tensors.empty()) return true;
   const OpContext ctx(tensors.front());
-  std::vector<FiniteEntry> table;
   int64_t blocks = 0;
-  for (const Tensor& t : tensors) {
-    if (t.numel() == 0) continue;
-    table.push_back(FiniteEntry{t.data_ptr(), t.numel(), blocks, type_code(t.dtype()), 0});
-    blocks += (t.numel() + kChunk - 1) / kChunk;
-  }
+  const std::vector<ReadEntry> table = read_table(tensors, kChunk, blocks);
   if (table.empty()) return true;
   DTRAIN_CHECK(blocks <= INT32_MAX, "all_finite: ", blocks, " blocks exceed one launch");
   static auto* cache = new DeviceTableCache();  // leaked: see adamw.cu
-  const FiniteEntry* device_table = cache->upload(ctx, table);
+  const ReadEntry* device_table = cache->upload(ctx, table);
   Tensor flag = ctx.scratch({1}, DType::i32);
   DTRAIN_CUDA_CHECK(cudaMemsetAsync(flag.data_ptr(), 0, sizeof(int), ctx.stream()));
   nonfinite_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, ctx.stream()>>>(ptr<int>(flag), device_table,

@@ -73,7 +73,8 @@ void softmax_cross_entropy(Tensor& losses, Tensor& dlogits, const Tensor& logits
   require_same_dtype("softmax_cross_entropy", logits.dtype(), {&dlogits});
   const int64_t V = logits.size(-1), rows = rows_of(logits);
   if (rows == 0) return;
-  const bool vec = V % kVec == 0 && aligned16(logits.data_ptr()) && (!dlogits.defined() || aligned16(dlogits.data_ptr()));
+  const bool vec =
+      V % kVec == 0 && aligned16(logits.data_ptr()) && (!dlogits.defined() || aligned16(dlogits.data_ptr()));
   dispatch_float(logits.dtype(), "softmax_cross_entropy", [&](auto tag) {
     using T = decltype(tag);
     T* dl = dlogits.defined() ? ptr<T>(dlogits) : nullptr;

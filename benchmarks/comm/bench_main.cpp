@@ -5,7 +5,8 @@
 #include "bench_suite.h"
 #include "dtrain/error.h"
 
-int main(int argc, char** argv) {
+// Only option setup runs outside the try below; what it can throw (bad_alloc) may end the program.
+int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   using namespace dtrain::bench;
   CLI::App app{"dtrain-bench: node benchmarks (collectives first; see --suite)"};
   CommonOptions common;

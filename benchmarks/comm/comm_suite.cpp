@@ -85,7 +85,7 @@ double input_value(int rank, int64_t i) {
 class Case {
  public:
   Case(Communicator& c, const std::string& op, size_t bytes, DType dtype, Device device)
-      : c_(c), op_(op), dtype_(dtype), device_(device), world_(c.size()), rank_(c.rank()) {
+      : c_(c), op_(op), device_(device), world_(c.size()), rank_(c.rank()) {
     const size_t es = dtype_size(dtype);
     count_ = static_cast<int64_t>(bytes / es);
     if (op != "all_reduce" && op != "broadcast") count_ -= count_ % world_;  // whole chunks
@@ -188,7 +188,6 @@ class Case {
  private:
   Communicator& c_;
   std::string op_;
-  DType dtype_;
   Device device_;
   int world_, rank_;
   int64_t count_ = 0;

@@ -6,22 +6,22 @@
 //    each op), vs memcpy of a same-sized buffer on the same thread count.
 // Every figure is the best of repeated runs (min time), after a warm-up, with
 // the op and its baseline called alternately.
+#include <cblas.h>
+#include <omp.h>
+
+#include <CLI/CLI.hpp>
 #include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
-
-#include <CLI/CLI.hpp>
-#include <cblas.h>
-#include <nlohmann/json.hpp>
-#include <omp.h>
 
 #include "dtrain/ops.h"
 #include "dtrain/tensor.h"
@@ -34,7 +34,9 @@ using nlohmann::json;
 
 namespace {
 
-double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
 
 // Best seconds per call of fn over repeated runs lasting at least min_seconds.
 double best_time(const std::function<void()>& fn, double min_seconds) {
@@ -81,7 +83,9 @@ Tensor random(const dtrain::Shape& shape, uint32_t seed, float lo = -1.0f, float
   return t;
 }
 
-void set_threads(int n) { omp_set_num_threads(n); }
+void set_threads(int n) {
+  omp_set_num_threads(n);
+}
 
 struct Output {
   std::ofstream metrics;
@@ -90,9 +94,10 @@ struct Output {
   }
 };
 
-void bench_gemm(const std::vector<std::array<int64_t, 3>>& shapes, const std::vector<int>& thread_counts,
-                double min_s, Output& out, json& summary) {
-  std::printf("\nGEMM f32 (out = a @ b), GFLOP/s; ratios against OpenBLAS cblas_sgemm and an FMA peak loop, same run\n");
+void bench_gemm(const std::vector<std::array<int64_t, 3>>& shapes, const std::vector<int>& thread_counts, double min_s,
+                Output& out, json& summary) {
+  std::printf(
+      "\nGEMM f32 (out = a @ b), GFLOP/s; ratios against OpenBLAS cblas_sgemm and an FMA peak loop, same run\n");
   std::printf("%-20s %7s %10s %10s %9s %10s %9s\n", "M x N x K", "threads", "dtrain", "openblas", "vs blas", "fma peak",
               "vs peak");
   for (int threads : thread_counts) {
@@ -111,11 +116,14 @@ void bench_gemm(const std::vector<std::array<int64_t, 3>>& shapes, const std::ve
       for (int round = 0; round < 2; ++round) {
         t_ours = std::min(t_ours, best_time([&] { ops::matmul(c, a, b); }, min_s / 2));
         openblas_set_num_threads(threads);
-        t_blas = std::min(t_blas, best_time([&] {
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(m), static_cast<int>(n),
-                      static_cast<int>(k), 1.0f, a.data<float>(), static_cast<int>(k), b.data<float>(),
-                      static_cast<int>(n), 0.0f, c2.data<float>(), static_cast<int>(n));
-        }, min_s / 2));
+        t_blas = std::min(t_blas, best_time(
+                                      [&] {
+                                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(m),
+                                                    static_cast<int>(n), static_cast<int>(k), 1.0f, a.data<float>(),
+                                                    static_cast<int>(k), b.data<float>(), static_cast<int>(n), 0.0f,
+                                                    c2.data<float>(), static_cast<int>(n));
+                                      },
+                                      min_s / 2));
         openblas_set_num_threads(1);
         std::this_thread::sleep_for(std::chrono::milliseconds(200));
       }
@@ -125,11 +133,20 @@ void bench_gemm(const std::vector<std::array<int64_t, 3>>& shapes, const std::ve
                     static_cast<long long>(k));
       std::printf("%-20s %7d %10.1f %10.1f %8.1f%% %10.1f %8.1f%%\n", label, threads, ours, blas, 100 * ours / blas,
                   peak.gflops, 100 * ours / peak.gflops);
-      json j{{"kind", "gemm"}, {"m", m}, {"n", n}, {"k", k}, {"threads", threads}, {"gflops", ours},
-             {"openblas_gflops", blas}, {"ratio_openblas", ours / blas}, {"fma_peak_gflops", peak.gflops},
-             {"fma_peak_isa", peak.isa}, {"ratio_fma_peak", ours / peak.gflops}};
+      json j{{"kind", "gemm"},
+             {"m", m},
+             {"n", n},
+             {"k", k},
+             {"threads", threads},
+             {"gflops", ours},
+             {"openblas_gflops", blas},
+             {"ratio_openblas", ours / blas},
+             {"fma_peak_gflops", peak.gflops},
+             {"fma_peak_isa", peak.isa},
+             {"ratio_fma_peak", ours / peak.gflops}};
       out.write(j);
-      if (m == 1024 && n == 1024 && k == 1024) summary["gemm_1024_ratio_openblas_threads_" + std::to_string(threads)] = ours / blas;
+      if (m == 1024 && n == 1024 && k == 1024)
+        summary["gemm_1024_ratio_openblas_threads_" + std::to_string(threads)] = ours / blas;
     }
   }
 }
@@ -153,8 +170,8 @@ void bench_memory(int64_t n, const std::vector<int>& thread_counts, double min_s
   Tensor half = Tensor::empty({m}, DType::bf16), f16 = Tensor::empty({m}, DType::f16);
   ops::cast(half, flat);
   ops::cast(f16, flat);
-  ops::AdamWTensor st{random({m}, 6), random({m}, 7), Tensor::zeros({m}), Tensor::zeros({m}),
-                      Tensor::empty({m}, DType::bf16), 0.1f};
+  ops::AdamWTensor st{
+      random({m}, 6), random({m}, 7), Tensor::zeros({m}), Tensor::zeros({m}), Tensor::empty({m}, DType::bf16), 0.1f};
   std::vector<ops::AdamWTensor> adam{st};
   ops::AdamWConfig cfg;
   Tensor norm_out = Tensor::empty({1});
@@ -180,20 +197,27 @@ void bench_memory(int64_t n, const std::vector<int>& thread_counts, double min_s
       {"add", 3 * fm, [&] { ops::add(flat_out, flat, flat_d); }},
       {"global_norm_squared", fm, [&] { ops::global_norm_squared(norm_out, {flat}); }},
   };
-  std::printf("\nMemory-bound ops on %lld f32 elements (%.0f MiB per tensor), GB/s = (bytes read + written) / time;\n"
-              "ratio against memcpy of the same byte count on the same threads, same run\n",
-              static_cast<long long>(m), fm / (1 << 20));
+  std::printf(
+      "\nMemory-bound ops on %lld f32 elements (%.0f MiB per tensor), GB/s = (bytes read + written) / time;\n"
+      "ratio against memcpy of the same byte count on the same threads, same run\n",
+      static_cast<long long>(m), fm / (1 << 20));
   std::printf("%-24s %7s %10s %10s %9s\n", "op", "threads", "GB/s", "memcpy", "vs memcpy");
   double worst = INFINITY;
   for (int threads : thread_counts) {
     set_threads(threads);
     for (const MemOp& op : list) {
       dtrain::bench::Memcpy copier(static_cast<size_t>(op.bytes / 2));
-      const auto [t, t_copy] = best_times(op.run, [&] { copier.run(threads); }, min_s);
+      const auto [t, t_copy] = best_times(
+          op.run, [&] { copier.run(threads); }, min_s);
       const double gbps = op.bytes / t / 1e9, copy = op.bytes / t_copy / 1e9;
       std::printf("%-24s %7d %10.2f %10.2f %8.1f%%\n", op.name.c_str(), threads, gbps, copy, 100 * gbps / copy);
-      out.write({{"kind", "memory"}, {"op", op.name}, {"threads", threads}, {"bytes", op.bytes}, {"gbps", gbps},
-                 {"memcpy_gbps", copy}, {"ratio_memcpy", gbps / copy}});
+      out.write({{"kind", "memory"},
+                 {"op", op.name},
+                 {"threads", threads},
+                 {"bytes", op.bytes},
+                 {"gbps", gbps},
+                 {"memcpy_gbps", copy},
+                 {"ratio_memcpy", gbps / copy}});
       worst = std::min(worst, gbps / copy);
     }
   }
@@ -202,7 +226,8 @@ void bench_memory(int64_t n, const std::vector<int>& thread_counts, double min_s
 
 }  // namespace
 
-int main(int argc, char** argv) {
+// Only option setup runs outside the try below; what it can throw (bad_alloc) may end the program.
+int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   CLI::App app{"CPU op benchmark: GEMM vs OpenBLAS and FMA peak, memory-bound ops vs memcpy"};
   bool quick = false;
   std::string metrics_out;
@@ -226,8 +251,9 @@ int main(int argc, char** argv) {
     if (max_threads > 1) thread_counts.push_back(max_threads);
     const double min_s = quick ? 0.1 : 0.5;
     std::vector<std::array<int64_t, 3>> shapes{{256, 256, 256}, {1024, 1024, 1024}};
-    if (!quick) shapes = {{128, 128, 128}, {256, 256, 256}, {512, 512, 512}, {1024, 1024, 1024}, {1024, 2304, 768},
-                          {1024, 768, 3072}, {777, 333, 129}};
+    if (!quick)
+      shapes = {{128, 128, 128},   {256, 256, 256},   {512, 512, 512}, {1024, 1024, 1024},
+                {1024, 2304, 768}, {1024, 768, 3072}, {777, 333, 129}};
     std::printf("bench_cpu_ops: %d thread(s) max, %s\n", max_threads, openblas_get_config());
     json summary{{"final", true}, {"threads", max_threads}, {"quick", quick}};
     if (section != "memory") bench_gemm(shapes, thread_counts, min_s, out, summary);

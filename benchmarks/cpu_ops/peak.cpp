@@ -3,13 +3,13 @@
 // constants keep values bounded; the sum at the end keeps the loop alive.
 #include "peak.h"
 
-#include <chrono>
-#include <algorithm>
-#include <cstring>
-#include <vector>
-
 #include <immintrin.h>
 #include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <vector>
 
 namespace dtrain::bench {
 namespace {

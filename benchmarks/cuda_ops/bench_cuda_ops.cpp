@@ -17,8 +17,8 @@
 #include <cuda_runtime_api.h>
 
 #include <CLI/CLI.hpp>
-#include <array>
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -43,15 +43,15 @@ struct Options {
   int device = 0;
 };
 
-#define BENCH_CUDA(stmt)                                                                                  \
-  do {                                                                                                    \
-    const cudaError_t e_ = (stmt);                                                                        \
-    if (e_ != cudaSuccess) DTRAIN_THROW(#stmt, " failed: ", cudaGetErrorString(e_));                     \
+#define BENCH_CUDA(stmt)                                                             \
+  do {                                                                               \
+    const cudaError_t e_ = (stmt);                                                   \
+    if (e_ != cudaSuccess) DTRAIN_THROW(#stmt, " failed: ", cudaGetErrorString(e_)); \
   } while (0)
-#define BENCH_CUBLAS(stmt)                                                                                \
-  do {                                                                                                    \
-    const cublasStatus_t s_ = (stmt);                                                                     \
-    if (s_ != CUBLAS_STATUS_SUCCESS) DTRAIN_THROW(#stmt, " failed: ", cublasGetStatusString(s_));         \
+#define BENCH_CUBLAS(stmt)                                                                        \
+  do {                                                                                            \
+    const cublasStatus_t s_ = (stmt);                                                             \
+    if (s_ != CUBLAS_STATUS_SUCCESS) DTRAIN_THROW(#stmt, " failed: ", cublasGetStatusString(s_)); \
   } while (0)
 
 class Bench {
@@ -116,9 +116,8 @@ double copy_gbps(Bench& b) {
   Tensor src = Tensor::zeros({static_cast<int64_t>(bytes)}, DType::u8, b.gpu());
   Tensor dst = Tensor::empty({static_cast<int64_t>(bytes)}, DType::u8, b.gpu());
   const auto stream = static_cast<cudaStream_t>(current_stream(b.gpu()).native_handle());
-  const double ms = b.time_ms([&] {
-    BENCH_CUDA(cudaMemcpyAsync(dst.data_ptr(), src.data_ptr(), bytes, cudaMemcpyDeviceToDevice, stream));
-  });
+  const double ms = b.time_ms(
+      [&] { BENCH_CUDA(cudaMemcpyAsync(dst.data_ptr(), src.data_ptr(), bytes, cudaMemcpyDeviceToDevice, stream)); });
   const double gbps = 2.0 * static_cast<double>(bytes) / (ms * 1e6);
   b.emit({{"bench", "copy"}, {"bytes", bytes}, {"ms", ms}, {"gbps", gbps}},
          "copy      d2d " + std::to_string(bytes >> 20) + " MiB: " + std::to_string(gbps) + " GB/s (baseline)");
@@ -135,17 +134,23 @@ void bench_gemm(Bench& b, cublasHandle_t handle, int64_t M, int64_t N, int64_t K
   BENCH_CUBLAS(cublasSetStream(handle, static_cast<cudaStream_t>(current_stream(b.gpu()).native_handle())));
   const double base = b.time_ms([&] {
     BENCH_CUBLAS(cublasGemmEx(handle, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(N), static_cast<int>(M),
-                              static_cast<int>(K), &alpha, w.data_ptr(), type, static_cast<int>(N), a.data_ptr(),
-                              type, static_cast<int>(K), &beta, out.data_ptr(), type, static_cast<int>(N),
-                              CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+                              static_cast<int>(K), &alpha, w.data_ptr(), type, static_cast<int>(N), a.data_ptr(), type,
+                              static_cast<int>(K), &beta, out.data_ptr(), type, static_cast<int>(N), CUBLAS_COMPUTE_32F,
+                              CUBLAS_GEMM_DEFAULT));
   });
   const double flops = 2.0 * M * N * K;
   const double tf = flops / (ours * 1e9), tf_base = flops / (base * 1e9);
   const std::string shape = std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K);
-  b.emit({{"bench", "gemm"}, {"shape", shape}, {"dtype", dtype_name(dt)}, {"ms", ours}, {"tflops", tf},
-          {"cublas_ms", base}, {"cublas_tflops", tf_base}, {"ratio", tf / tf_base}},
-         "gemm      " + std::string(dtype_name(dt)) + " " + shape + ": " + std::to_string(tf) + " TFLOP/s, cublasGemmEx " +
-             std::to_string(tf_base) + " (ratio " + std::to_string(tf / tf_base) + ")");
+  b.emit({{"bench", "gemm"},
+          {"shape", shape},
+          {"dtype", dtype_name(dt)},
+          {"ms", ours},
+          {"tflops", tf},
+          {"cublas_ms", base},
+          {"cublas_tflops", tf_base},
+          {"ratio", tf / tf_base}},
+         "gemm      " + std::string(dtype_name(dt)) + " " + shape + ": " + std::to_string(tf) +
+             " TFLOP/s, cublasGemmEx " + std::to_string(tf_base) + " (ratio " + std::to_string(tf / tf_base) + ")");
   if (M == 8192 && N == 8192 && K == 8192 && dt == DType::bf16) {
     summary["gemm_8192_bf16_ratio"] = tf / tf_base;
     summary["gemm_8192_bf16_tflops"] = tf;
@@ -155,7 +160,12 @@ void bench_gemm(Bench& b, cublasHandle_t handle, int64_t M, int64_t N, int64_t K
 
 void memory_result(Bench& b, const std::string& name, double bytes, double ms, double copy, json& ratios) {
   const double gbps = bytes / (ms * 1e6);
-  b.emit({{"bench", "memory"}, {"op", name}, {"bytes", bytes}, {"ms", ms}, {"gbps", gbps}, {"copy_gbps", copy},
+  b.emit({{"bench", "memory"},
+          {"op", name},
+          {"bytes", bytes},
+          {"ms", ms},
+          {"gbps", gbps},
+          {"copy_gbps", copy},
           {"ratio", gbps / copy}},
          "memory    " + name + ": " + std::to_string(gbps) + " GB/s (" + std::to_string(100.0 * gbps / copy) +
              "% of copy)");
@@ -199,9 +209,9 @@ void bench_memory(Bench& b, double copy, json& summary) {
   {
     // 124M parameters in GPT-2-small-like tensors: per element param r/w (8), bf16 grad (2),
     // moments r/w (16), bf16 copy (2) = 28 bytes.
-    const std::vector<int64_t> sizes = b.opt().quick ? std::vector<int64_t>{768 * 2304, 768 * 768, 768, 50304 * 768}
-                                                      : std::vector<int64_t>{768 * 2304, 768 * 768, 768 * 3072,
-                                                                             3072 * 768, 768, 50304 * 768};
+    const std::vector<int64_t> sizes =
+        b.opt().quick ? std::vector<int64_t>{768 * 2304, 768 * 768, 768, 50304 * 768}
+                      : std::vector<int64_t>{768 * 2304, 768 * 768, 768 * 3072, 3072 * 768, 768, 50304 * 768};
     const int layers = b.opt().quick ? 2 : 12;
     std::vector<ops::AdamWTensor> list;
     double elems = 0;
@@ -222,10 +232,10 @@ void bench_memory(Bench& b, double copy, json& summary) {
     ops::AdamWConfig config;
     memory_result(b, "adamw", elems * 28, b.time_ms([&] { ops::adamw_step(list, config); }), copy, ratios);
     std::vector<Tensor> grads;
+    grads.reserve(list.size());
     for (auto& t : list) grads.push_back(t.grad);
     Tensor norm = Tensor::empty({1}, DType::f32, b.gpu());
-    memory_result(b, "global_norm", elems * 2, b.time_ms([&] { ops::global_norm_squared(norm, grads); }), copy,
-                  ratios);
+    memory_result(b, "global_norm", elems * 2, b.time_ms([&] { ops::global_norm_squared(norm, grads); }), copy, ratios);
   }
   double worst = 1e9;
   for (auto& [k, v] : ratios.items()) worst = std::min(worst, v.get<double>());
@@ -246,8 +256,17 @@ void bench_attention(Bench& b, json& summary) {
       const double f = b.time_ms([&] { ops::attention(out, lse, qkv, NH); });
       const double bw = b.time_ms([&] { ops::attention_backward(dqkv, dout, qkv, out, lse, NH); });
       const double tf = fwd_flops / (f * 1e9), tb = 2.5 * fwd_flops / (bw * 1e9);
-      b.emit({{"bench", "attention"}, {"impl", impl}, {"B", B}, {"T", T}, {"C", C}, {"NH", NH}, {"dtype", "bf16"},
-              {"fwd_ms", f}, {"fwd_tflops", tf}, {"bwd_ms", bw}, {"bwd_tflops", tb}},
+      b.emit({{"bench", "attention"},
+              {"impl", impl},
+              {"B", B},
+              {"T", T},
+              {"C", C},
+              {"NH", NH},
+              {"dtype", "bf16"},
+              {"fwd_ms", f},
+              {"fwd_tflops", tf},
+              {"bwd_ms", bw},
+              {"bwd_tflops", tb}},
              "attention " + std::string(impl) + " B=" + std::to_string(B) + " T=" + std::to_string(T) + ": fwd " +
                  std::to_string(tf) + " TFLOP/s, bwd " + std::to_string(tb) + " TFLOP/s");
       summary["attention_" + std::string(impl) + "_T" + std::to_string(T) + "_fwd_tflops"] = tf;
@@ -258,7 +277,8 @@ void bench_attention(Bench& b, json& summary) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+// Only option setup runs outside the try below; what it can throw (bad_alloc) may end the program.
+int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   CLI::App app{"bench_cuda_ops: CUDA op set vs cuBLAS and copy bandwidth, measured in the same run"};
   Options opt;
   app.add_flag("--quick", opt.quick, "smaller shapes and fewer iterations (about 20 s)");
@@ -288,9 +308,10 @@ int main(int argc, char** argv) {
     cublasHandle_t handle = nullptr;
     BENCH_CUBLAS(cublasCreate(&handle));
     const std::vector<std::array<int64_t, 3>> shapes =
-        opt.quick ? std::vector<std::array<int64_t, 3>>{{4096, 4096, 4096}, {8192, 8192, 8192}, {8192, 2304, 768}}
-                  : std::vector<std::array<int64_t, 3>>{{4096, 4096, 4096}, {8192, 8192, 8192}, {8192, 2304, 768},
-                                                        {8192, 768, 3072}, {8192, 50304, 768}};
+        opt.quick
+            ? std::vector<std::array<int64_t, 3>>{{4096, 4096, 4096}, {8192, 8192, 8192}, {8192, 2304, 768}}
+            : std::vector<std::array<int64_t, 3>>{
+                  {4096, 4096, 4096}, {8192, 8192, 8192}, {8192, 2304, 768}, {8192, 768, 3072}, {8192, 50304, 768}};
     for (const auto& s : shapes) bench_gemm(b, handle, s[0], s[1], s[2], DType::bf16, summary);
     bench_gemm(b, handle, 4096, 4096, 4096, DType::f32, summary);
     cublasDestroy(handle);

@@ -15,8 +15,8 @@
 namespace dtrain {
 
 struct MemoryStats {
-  int64_t current_bytes = 0;      // bytes held by live tensors
-  int64_t peak_bytes = 0;         // maximum of current_bytes since start or reset_peak
+  int64_t current_bytes = 0;  // bytes held by live tensors
+  int64_t peak_bytes = 0;     // maximum of current_bytes since start or reset_peak
   int64_t current_allocations = 0;
   int64_t total_allocations = 0;  // allocate() calls since start
   int64_t reserved_bytes = 0;     // bytes obtained from the system, cached blocks included

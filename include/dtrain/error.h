@@ -31,12 +31,11 @@ std::string concat(const Args&... args) {
 
 // DTRAIN_CHECK(cond, parts...): throws dtrain::Error naming the condition, the
 // file and line, and the message built from parts when cond is false.
-#define DTRAIN_CHECK(cond, ...)                                                          \
-  do {                                                                                   \
-    if (!(cond)) {                                                                       \
-      ::dtrain::detail::throw_error(#cond, __FILE__, __LINE__,                           \
-                                    ::dtrain::detail::concat(__VA_ARGS__));              \
-    }                                                                                    \
+#define DTRAIN_CHECK(cond, ...)                                                                        \
+  do {                                                                                                 \
+    if (!(cond)) {                                                                                     \
+      ::dtrain::detail::throw_error(#cond, __FILE__, __LINE__, ::dtrain::detail::concat(__VA_ARGS__)); \
+    }                                                                                                  \
   } while (0)
 
 // DTRAIN_THROW(parts...): unconditional failure with the same format.

@@ -43,7 +43,7 @@ class DynamicLossScaler {
   // all_finite(grads) then update(); returns true when the step should run.
   bool check_and_update(const std::vector<Tensor>& grads) { return update(all_finite(grads)); }
 
-  int64_t good_steps() const { return good_steps_; }      // since the last change of scale
+  int64_t good_steps() const { return good_steps_; }        // since the last change of scale
   int64_t skipped_steps() const { return skipped_steps_; }  // in total
 
   // True when no element of any tensor (f32, bf16 or f16; CPU or CUDA) is inf or nan.

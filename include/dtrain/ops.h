@@ -29,8 +29,8 @@ namespace dtrain::ops {
 void matmul(Tensor& out, const Tensor& a, const Tensor& b, bool trans_a = false, bool trans_b = false,
             float alpha = 1.0f, float beta = 0.0f);
 // Gradients of out = op(a) @ op(b): da += d/da, db += d/db. Either may be undefined (skipped).
-void matmul_backward(Tensor& da, Tensor& db, const Tensor& dout, const Tensor& a, const Tensor& b,
-                     bool trans_a = false, bool trans_b = false);
+void matmul_backward(Tensor& da, Tensor& db, const Tensor& dout, const Tensor& a, const Tensor& b, bool trans_a = false,
+                     bool trans_b = false);
 
 // ---- linear -----------------------------------------------------------------
 // out[..., OC] = x[..., IC] @ weight[OC, IC]^T + bias[OC] (bias may be undefined).
@@ -43,8 +43,8 @@ void linear_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor& d
 // ---- layernorm --------------------------------------------------------------
 // out = (x - mean) * rstd * weight + bias over the last dim C; x [..., C].
 // mean and rstd ([rows], f32) are saved for backward.
-void layernorm(Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& x, const Tensor& weight,
-               const Tensor& bias, float eps = 1e-5f);
+void layernorm(Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& x, const Tensor& weight, const Tensor& bias,
+               float eps = 1e-5f);
 void layernorm_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor& dout, const Tensor& x,
                         const Tensor& weight, const Tensor& mean, const Tensor& rstd);
 
@@ -58,8 +58,8 @@ void gelu_backward(Tensor& dx, const Tensor& dout, const Tensor& x);
 // receives each row's log-sum-exp, which backward uses to rebuild the softmax
 // (memory linear in T).
 void attention(Tensor& out, Tensor& lse, const Tensor& qkv, int64_t num_heads);
-void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& qkv, const Tensor& out,
-                        const Tensor& lse, int64_t num_heads);
+void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& qkv, const Tensor& out, const Tensor& lse,
+                        int64_t num_heads);
 
 // ---- softmax cross-entropy, fused with its gradient --------------------------------
 // logits [N, V], targets [N] (i32). losses [N] (f32) gets -log softmax(logits)[target]

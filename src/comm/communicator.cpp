@@ -280,6 +280,7 @@ struct Communicator::Impl : std::enable_shared_from_this<Communicator::Impl> {
     const std::string base = "desync/" + std::to_string(seq) + "/";
     store->set(base + std::to_string(rank), mine);
     std::vector<std::string> keys;
+    keys.reserve(static_cast<size_t>(size));
     for (int r = 0; r < size; ++r) keys.push_back(base + std::to_string(r));
     store->wait(keys, options.timeout + std::chrono::seconds(2));
     std::map<std::string, std::vector<int>> groups;
@@ -307,7 +308,7 @@ struct Communicator::Impl : std::enable_shared_from_this<Communicator::Impl> {
     try {
       for (;;) {
         if (auto poison = job_store->try_get(keys::kPoison))
-          return prefix_text + *poison + " (transport error: " + what + ")";
+          return prefix_text.append(*poison).append(" (transport error: ").append(what).append(")");
         if (Clock::now() >= until) break;
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
       }
@@ -515,7 +516,7 @@ struct Communicator::Impl : std::enable_shared_from_this<Communicator::Impl> {
 // ---- Communicator ----------------------------------------------------------------
 
 Communicator::Communicator(std::shared_ptr<Store> store, int rank, int size, CommOptions options)
-    : Communicator(store, "world", rank, size, std::move(options)) {}
+    : Communicator(std::move(store), "world", rank, size, std::move(options)) {}
 
 Communicator::Communicator(std::shared_ptr<Store> job_store, std::string prefix, int rank, int size,
                            CommOptions options)
@@ -529,9 +530,9 @@ Communicator::Communicator(std::shared_ptr<Store> job_store, std::string prefix,
   if (options.debug_collectives < 0) options.debug_collectives = env_or(env::kDebugCollectives, "0") == "1" ? 1 : 0;
   if (options.gloo_address.empty())
     options.gloo_address = env_or(env::kGlooAddr, net::local_address_towards(store_host(job_store)));
-  m.job_store = job_store;
-  m.prefix = prefix;
-  m.store = std::make_shared<PrefixStore>(prefix, job_store);
+  m.job_store = std::move(job_store);
+  m.prefix = std::move(prefix);
+  m.store = std::make_shared<PrefixStore>(m.prefix, m.job_store);
   m.rank = rank;
   m.size = size;
   m.options = options;
@@ -548,7 +549,7 @@ Communicator::Communicator(std::shared_ptr<Store> job_store, std::string prefix,
     const auto value = m.store->try_get("connected");
     if (value && std::stoll(*value) >= size) break;
     DTRAIN_CHECK(Clock::now() < deadline, "rank ", rank, ": only ", value ? *value : "0", " of ", size,
-                 " ranks finished connecting communicator '", prefix, "' within ", options.timeout.count() / 1000.0,
+                 " ranks finished connecting communicator '", m.prefix, "' within ", options.timeout.count() / 1000.0,
                  " s; is every rank running? (DTRAIN_TIMEOUT_S)");
     std::this_thread::sleep_for(delay);
   }
@@ -758,7 +759,8 @@ std::shared_ptr<Communicator> Communicator::split(int color, int key) {
 }
 
 #ifndef DTRAIN_WITH_CUDA
-std::unique_ptr<Backend> make_nccl_backend(std::shared_ptr<Store>, int, int, int, void*, std::chrono::milliseconds) {
+std::unique_ptr<Backend> make_nccl_backend(const std::shared_ptr<Store>&, int, int, int, void*,
+                                           std::chrono::milliseconds) {
   DTRAIN_THROW("CUDA tensors need the NCCL backend, but dtrain was built without CUDA");
 }
 #endif

@@ -8,6 +8,7 @@
 #include <functional>
 #include <mutex>
 #include <string>
+#include <utility>
 
 namespace dtrain::comm::detail {
 
@@ -36,7 +37,7 @@ struct WorkState {
       std::lock_guard<std::mutex> lock(mutex);
       if (done) return false;
       done = true;
-      error = err;
+      error = std::move(err);
       device_poll = nullptr;
     }
     cv.notify_all();

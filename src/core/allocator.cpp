@@ -39,8 +39,14 @@ Allocator& allocator_for(const Device& device) {
 #endif
 }
 
-MemoryStats memory_stats(const Device& device) { return allocator_for(device).stats(); }
-void reset_peak_memory(const Device& device) { allocator_for(device).reset_peak(); }
-void empty_cache(const Device& device) { allocator_for(device).empty_cache(); }
+MemoryStats memory_stats(const Device& device) {
+  return allocator_for(device).stats();
+}
+void reset_peak_memory(const Device& device) {
+  allocator_for(device).reset_peak();
+}
+void empty_cache(const Device& device) {
+  allocator_for(device).empty_cache();
+}
 
 }  // namespace dtrain

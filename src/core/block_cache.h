@@ -34,8 +34,8 @@ class BlockCacheBackend {
   virtual ~BlockCacheBackend() = default;
   virtual void* raw_alloc(size_t nbytes) = 0;  // nullptr when out of memory
   virtual void raw_free(void* ptr) = 0;
-  virtual void synchronize_device() = 0;       // all queued work done
-  virtual void* current_stream() = 0;          // the stream new blocks belong to
+  virtual void synchronize_device() = 0;         // all queued work done
+  virtual void* current_stream() = 0;            // the stream new blocks belong to
   virtual void* record_event(void* stream) = 0;  // an event after the work queued on stream so far
   virtual bool event_done(void* event) = 0;
   virtual void destroy_event(void* event) = 0;

@@ -15,8 +15,7 @@ class CpuAllocator final : public Allocator {
   void* allocate(size_t nbytes) override {
     const size_t rounded = (nbytes + kCpuAlignment - 1) / kCpuAlignment * kCpuAlignment;
     void* ptr = std::aligned_alloc(kCpuAlignment, rounded == 0 ? kCpuAlignment : rounded);
-    DTRAIN_CHECK(ptr != nullptr, "out of host memory allocating ", nbytes,
-                 " bytes; reduce the batch or model size");
+    DTRAIN_CHECK(ptr != nullptr, "out of host memory allocating ", nbytes, " bytes; reduce the batch or model size");
     tracker_.on_allocate(nbytes);
     tracker_.on_reserve(static_cast<int64_t>(nbytes));
     return ptr;

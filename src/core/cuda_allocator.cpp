@@ -98,7 +98,9 @@ CudaAllocator& cuda_allocator_impl(int device_index) {
 
 }  // namespace
 
-Allocator& cuda_allocator(int device_index) { return cuda_allocator_impl(device_index); }
+Allocator& cuda_allocator(int device_index) {
+  return cuda_allocator_impl(device_index);
+}
 
 void cuda_allocator_record_stream(int device_index, void* ptr, void* stream) {
   cuda_allocator_impl(device_index).cache().record_stream(ptr, stream);

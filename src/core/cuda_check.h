@@ -20,16 +20,16 @@ namespace dtrain::detail {
 [[noreturn]] void throw_gpu_error(const char* library, const char* stmt, const char* file, int line,
                                   const std::string& detail);
 // Library-specific descriptions of a failed status.
-std::string describe_cuda_error(cudaError_t status);      // also clears the sticky last error
+std::string describe_cuda_error(cudaError_t status);  // also clears the sticky last error
 std::string describe_cublas_error(cublasStatus_t status);
 }  // namespace dtrain::detail
 
-#define DTRAIN_GPU_CHECK_GEN(library, stmt, ok, describe)                                       \
-  do {                                                                                          \
-    const auto dtrain_status_ = (stmt);                                                         \
-    if (dtrain_status_ != (ok)) {                                                               \
+#define DTRAIN_GPU_CHECK_GEN(library, stmt, ok, describe)                                              \
+  do {                                                                                                 \
+    const auto dtrain_status_ = (stmt);                                                                \
+    if (dtrain_status_ != (ok)) {                                                                      \
       ::dtrain::detail::throw_gpu_error(library, #stmt, __FILE__, __LINE__, describe(dtrain_status_)); \
-    }                                                                                           \
+    }                                                                                                  \
   } while (0)
 
 #define DTRAIN_CUDA_CHECK(stmt) DTRAIN_GPU_CHECK_GEN("CUDA", stmt, cudaSuccess, ::dtrain::detail::describe_cuda_error)

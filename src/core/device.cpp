@@ -28,7 +28,9 @@ Device Device::parse(const std::string& text) {
   DTRAIN_THROW("cannot parse device '", text, "'; expected 'cpu', 'cuda' or 'cuda:N'");
 }
 
-std::string Device::str() const { return is_cpu() ? std::string("cpu") : "cuda:" + std::to_string(index_); }
+std::string Device::str() const {
+  return is_cpu() ? std::string("cpu") : "cuda:" + std::to_string(index_);
+}
 
 bool cuda_compiled() {
 #ifdef DTRAIN_WITH_CUDA

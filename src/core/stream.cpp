@@ -65,6 +65,17 @@ std::vector<void*>& thread_current() {
   return current;
 }
 
+// Result of cudaStreamQuery / cudaEventQuery: not ready is an answer, not an
+// error, so it is cleared from the thread's last-error slot; others throw.
+bool query_done(cudaError_t status) {
+  if (status == cudaErrorNotReady) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  DTRAIN_CUDA_CHECK(status);
+  return true;
+}
+
 }  // namespace
 #endif  // DTRAIN_WITH_CUDA
 
@@ -99,21 +110,17 @@ void Stream::synchronize() const {
 bool Stream::query() const {
 #ifdef DTRAIN_WITH_CUDA
   if (handle_ == nullptr) return true;
-  const cudaError_t status = cudaStreamQuery(static_cast<cudaStream_t>(handle_));
-  if (status == cudaErrorNotReady) {
-    (void)cudaGetLastError();
-    return false;
-  }
-  DTRAIN_CUDA_CHECK(status);
-#endif
+  return query_done(cudaStreamQuery(static_cast<cudaStream_t>(handle_)));
+#else
   return true;
+#endif
 }
 
 void Stream::wait(const Event& event) const {
 #ifdef DTRAIN_WITH_CUDA
   if (handle_ == nullptr || event.native_handle() == nullptr) return;
-  DTRAIN_CUDA_CHECK(cudaStreamWaitEvent(static_cast<cudaStream_t>(handle_),
-                                        static_cast<cudaEvent_t>(event.native_handle()), 0));
+  DTRAIN_CUDA_CHECK(
+      cudaStreamWaitEvent(static_cast<cudaStream_t>(handle_), static_cast<cudaEvent_t>(event.native_handle()), 0));
 #else
   (void)event;
 #endif
@@ -151,7 +158,9 @@ void set_current_stream(const Stream& stream) {
 StreamGuard::StreamGuard(const Stream& stream) : previous_(current_stream(stream.device())) {
   set_current_stream(stream);
 }
-StreamGuard::~StreamGuard() { set_current_stream(previous_); }
+StreamGuard::~StreamGuard() {
+  set_current_stream(previous_);
+}
 
 // ---- Event -----------------------------------------------------------------
 
@@ -166,7 +175,9 @@ struct Event::State {
   }
 };
 
-Event::Event(bool enable_timing) : state_(std::make_shared<State>()) { state_->enable_timing = enable_timing; }
+Event::Event(bool enable_timing) : state_(std::make_shared<State>()) {
+  state_->enable_timing = enable_timing;
+}
 
 void Event::record(const Stream& stream) {
 #ifdef DTRAIN_WITH_CUDA
@@ -179,13 +190,13 @@ void Event::record(const Stream& stream) {
   }
   if (state_->handle == nullptr) {
     cudaEvent_t event = nullptr;
-    DTRAIN_CUDA_CHECK(cudaEventCreateWithFlags(&event, state_->enable_timing ? cudaEventDefault
-                                                                              : cudaEventDisableTiming));
+    DTRAIN_CUDA_CHECK(
+        cudaEventCreateWithFlags(&event, state_->enable_timing ? cudaEventDefault : cudaEventDisableTiming));
     state_->handle = event;
     state_->device = stream.device();
   }
-  DTRAIN_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(state_->handle),
-                                    static_cast<cudaStream_t>(stream.native_handle())));
+  DTRAIN_CUDA_CHECK(
+      cudaEventRecord(static_cast<cudaEvent_t>(state_->handle), static_cast<cudaStream_t>(stream.native_handle())));
 #else
   (void)stream;
 #endif
@@ -200,14 +211,10 @@ void Event::synchronize() const {
 bool Event::query() const {
 #ifdef DTRAIN_WITH_CUDA
   if (state_->handle == nullptr) return true;
-  const cudaError_t status = cudaEventQuery(static_cast<cudaEvent_t>(state_->handle));
-  if (status == cudaErrorNotReady) {
-    (void)cudaGetLastError();
-    return false;
-  }
-  DTRAIN_CUDA_CHECK(status);
-#endif
+  return query_done(cudaEventQuery(static_cast<cudaEvent_t>(state_->handle)));
+#else
   return true;
+#endif
 }
 
 float Event::elapsed_ms(const Event& end) const {
@@ -222,8 +229,12 @@ float Event::elapsed_ms(const Event& end) const {
   return ms;
 }
 
-bool Event::recorded() const { return state_->handle != nullptr; }
-void* Event::native_handle() const { return state_->handle; }
+bool Event::recorded() const {
+  return state_->handle != nullptr;
+}
+void* Event::native_handle() const {
+  return state_->handle;
+}
 
 void synchronize(const Device& device) {
   if (device.is_cpu()) return;
@@ -236,8 +247,8 @@ void synchronize(const Device& device) {
 
 void record_stream(const Tensor& tensor, const Stream& stream) {
   if (!tensor.defined() || stream.native_handle() == nullptr) return;
-  DTRAIN_CHECK(tensor.device() == stream.device(), "record_stream: tensor ", tensor.describe(),
-               " and stream on ", stream.device().str(), " are on different devices");
+  DTRAIN_CHECK(tensor.device() == stream.device(), "record_stream: tensor ", tensor.describe(), " and stream on ",
+               stream.device().str(), " are on different devices");
 #ifdef DTRAIN_WITH_CUDA
   cuda_allocator_record_stream(stream.device().index(), tensor.storage()->data(), stream.native_handle());
 #endif

@@ -78,8 +78,8 @@ Tensor Tensor::from_blob(void* data, const Shape& shape, DType dtype, Device dev
                          std::function<void(void*)> deleter) {
   const int64_t n = shape_numel(shape);
   DTRAIN_CHECK(data != nullptr || n == 0, "from_blob: data pointer is null for shape ", shape_str(shape));
-  auto storage = std::make_shared<Storage>(data, static_cast<size_t>(n) * dtype_size(dtype), device,
-                                           std::move(deleter));
+  auto storage =
+      std::make_shared<Storage>(data, static_cast<size_t>(n) * dtype_size(dtype), device, std::move(deleter));
   return Tensor(std::move(storage), 0, shape, dtype);
 }
 
@@ -94,8 +94,7 @@ Tensor Tensor::from_vector(const std::vector<float>& values, const Shape& shape,
 int64_t Tensor::size(int64_t d) const {
   const int64_t nd = dim();
   const int64_t index = d < 0 ? d + nd : d;
-  DTRAIN_CHECK(index >= 0 && index < nd, "dimension ", d, " is out of range for a tensor of shape ",
-               shape_str(shape_));
+  DTRAIN_CHECK(index >= 0 && index < nd, "dimension ", d, " is out of range for a tensor of shape ", shape_str(shape_));
   return shape_[index];
 }
 
@@ -182,7 +181,8 @@ Tensor& Tensor::zero_() {
   }
 #ifdef DTRAIN_WITH_CUDA
   CudaDeviceGuard guard(device().index());
-  DTRAIN_CUDA_CHECK(cudaMemsetAsync(data_ptr(), 0, nbytes(), static_cast<cudaStream_t>(current_stream(device()).native_handle())));
+  DTRAIN_CUDA_CHECK(
+      cudaMemsetAsync(data_ptr(), 0, nbytes(), static_cast<cudaStream_t>(current_stream(device()).native_handle())));
   return *this;
 #else
   DTRAIN_THROW("zero_ on ", device().str(), " needs a CUDA build");
@@ -218,13 +218,20 @@ double Tensor::item(int64_t i) const {
   DTRAIN_CHECK(i >= 0 && i < numel_, "item(", i, ") is out of range for ", describe());
   const void* p = data_ptr();
   switch (dtype_) {
-    case DType::f32: return static_cast<const float*>(p)[i];
-    case DType::bf16: return bf16_to_float(static_cast<const uint16_t*>(p)[i]);
-    case DType::f16: return f16_to_float(static_cast<const uint16_t*>(p)[i]);
-    case DType::i32: return static_cast<const int32_t*>(p)[i];
-    case DType::i64: return static_cast<double>(static_cast<const int64_t*>(p)[i]);
-    case DType::u8: return static_cast<const uint8_t*>(p)[i];
-    case DType::u16: return static_cast<const uint16_t*>(p)[i];
+    case DType::f32:
+      return static_cast<const float*>(p)[i];
+    case DType::bf16:
+      return bf16_to_float(static_cast<const uint16_t*>(p)[i]);
+    case DType::f16:
+      return f16_to_float(static_cast<const uint16_t*>(p)[i]);
+    case DType::i32:
+      return static_cast<const int32_t*>(p)[i];
+    case DType::i64:
+      return static_cast<double>(static_cast<const int64_t*>(p)[i]);
+    case DType::u8:
+      return static_cast<const uint8_t*>(p)[i];
+    case DType::u16:
+      return static_cast<const uint16_t*>(p)[i];
   }
   return 0.0;
 }
@@ -234,13 +241,27 @@ void Tensor::set_item(int64_t i, double v) {
   DTRAIN_CHECK(i >= 0 && i < numel_, "set_item(", i, ") is out of range for ", describe());
   void* p = data_ptr();
   switch (dtype_) {
-    case DType::f32: static_cast<float*>(p)[i] = static_cast<float>(v); break;
-    case DType::bf16: static_cast<uint16_t*>(p)[i] = float_to_bf16(static_cast<float>(v)); break;
-    case DType::f16: static_cast<uint16_t*>(p)[i] = float_to_f16(static_cast<float>(v)); break;
-    case DType::i32: static_cast<int32_t*>(p)[i] = static_cast<int32_t>(v); break;
-    case DType::i64: static_cast<int64_t*>(p)[i] = static_cast<int64_t>(v); break;
-    case DType::u8: static_cast<uint8_t*>(p)[i] = static_cast<uint8_t>(v); break;
-    case DType::u16: static_cast<uint16_t*>(p)[i] = static_cast<uint16_t>(v); break;
+    case DType::f32:
+      static_cast<float*>(p)[i] = static_cast<float>(v);
+      break;
+    case DType::bf16:
+      static_cast<uint16_t*>(p)[i] = float_to_bf16(static_cast<float>(v));
+      break;
+    case DType::f16:
+      static_cast<uint16_t*>(p)[i] = float_to_f16(static_cast<float>(v));
+      break;
+    case DType::i32:
+      static_cast<int32_t*>(p)[i] = static_cast<int32_t>(v);
+      break;
+    case DType::i64:
+      static_cast<int64_t*>(p)[i] = static_cast<int64_t>(v);
+      break;
+    case DType::u8:
+      static_cast<uint8_t*>(p)[i] = static_cast<uint8_t>(v);
+      break;
+    case DType::u16:
+      static_cast<uint16_t*>(p)[i] = static_cast<uint16_t>(v);
+      break;
   }
 }
 

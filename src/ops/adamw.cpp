@@ -11,9 +11,12 @@ void adamw_step(std::vector<AdamWTensor>& tensors, const AdamWConfig& config) {
   const detail::OpChecker c("adamw_step");
   c.finite("lr", config.lr);
   c.finite("grad_scale", config.grad_scale);
-  if (!(config.beta1 >= 0.0f && config.beta1 < 1.0f)) c.fail(detail::concat("'beta1' must be in [0, 1), got ", config.beta1));
-  if (!(config.beta2 >= 0.0f && config.beta2 < 1.0f)) c.fail(detail::concat("'beta2' must be in [0, 1), got ", config.beta2));
-  if (!(config.eps >= 0.0f) || !std::isfinite(config.eps)) c.fail(detail::concat("'eps' must be finite and >= 0, got ", config.eps));
+  if (!(config.beta1 >= 0.0f && config.beta1 < 1.0f))
+    c.fail(detail::concat("'beta1' must be in [0, 1), got ", config.beta1));
+  if (!(config.beta2 >= 0.0f && config.beta2 < 1.0f))
+    c.fail(detail::concat("'beta2' must be in [0, 1), got ", config.beta2));
+  if (!(config.eps >= 0.0f) || !std::isfinite(config.eps))
+    c.fail(detail::concat("'eps' must be finite and >= 0, got ", config.eps));
   if (config.step < 1) c.fail(detail::concat("'step' is 1-based: expected >= 1, got ", config.step));
   if (tensors.empty()) return;
   const Device device = tensors[0].param.defined() ? tensors[0].param.device() : Device::cpu();

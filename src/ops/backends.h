@@ -20,6 +20,8 @@ namespace dtrain::cuda {
 #ifdef DTRAIN_WITH_CUDA
 #define DTRAIN_ON_CUDA(call) call
 #else
-#define DTRAIN_ON_CUDA(call) \
-  DTRAIN_THROW("a CUDA tensor reached an op but this dtrain was built without CUDA; rebuild with -DDTRAIN_WITH_CUDA=ON")
+#define DTRAIN_ON_CUDA(call)                                                              \
+  DTRAIN_THROW(                                                                           \
+      "a CUDA tensor reached an op but this dtrain was built without CUDA; rebuild with " \
+      "-DDTRAIN_WITH_CUDA=ON")
 #endif

@@ -4,7 +4,9 @@
 
 namespace dtrain::ops::detail {
 
-void OpChecker::fail(const std::string& message) const { DTRAIN_THROW(op_, ": ", message); }
+void OpChecker::fail(const std::string& message) const {
+  DTRAIN_THROW(op_, ": ", message);
+}
 
 void OpChecker::defined(const Arg& a) const {
   if (!a.tensor.defined()) fail(detail::concat("argument '", a.name, "' is undefined; pass an allocated tensor"));
@@ -19,8 +21,8 @@ void OpChecker::shape(const Arg& a, const Shape& expected) const {
 
 void OpChecker::dim(const Arg& a, int64_t expected) const {
   if (a.tensor.dim() != expected) {
-    fail(detail::concat("argument '", a.name, "' has the wrong number of dimensions: expected ", expected,
-                        ", got ", a.tensor.dim(), " (", shape_str(a.tensor.shape()), ")"));
+    fail(detail::concat("argument '", a.name, "' has the wrong number of dimensions: expected ", expected, ", got ",
+                        a.tensor.dim(), " (", shape_str(a.tensor.shape()), ")"));
   }
 }
 

@@ -45,7 +45,8 @@ void layernorm(Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& x, const T
   check_stats(c, {"mean", mean}, x);
   check_stats(c, {"rstd", rstd}, x);
   c.same_device({{"out", out}, {"mean", mean}, {"rstd", rstd}, {"x", x}, {"weight", weight}, {"bias", bias}});
-  if (!(eps >= 0.0f) || !std::isfinite(eps)) c.fail(detail::concat("argument 'eps' must be finite and >= 0, got ", eps));
+  if (!(eps >= 0.0f) || !std::isfinite(eps))
+    c.fail(detail::concat("argument 'eps' must be finite and >= 0, got ", eps));
   c.no_overlap({"out", out}, {"x", x});
   c.no_overlap({"out", out}, {"weight", weight});
   c.no_overlap({"out", out}, {"bias", bias});
@@ -72,8 +73,14 @@ void layernorm_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor
   c.shape({"dout", dout}, x.shape());
   check_stats(c, {"mean", mean}, x);
   check_stats(c, {"rstd", rstd}, x);
-  c.same_device({{"dout", dout}, {"x", x}, {"weight", weight}, {"mean", mean}, {"rstd", rstd}, {"dx", dx},
-                 {"dweight", dweight}, {"dbias", dbias}});
+  c.same_device({{"dout", dout},
+                 {"x", x},
+                 {"weight", weight},
+                 {"mean", mean},
+                 {"rstd", rstd},
+                 {"dx", dx},
+                 {"dweight", dweight},
+                 {"dbias", dbias}});
   const detail::Arg grads[] = {{"dx", dx}, {"dweight", dweight}, {"dbias", dbias}};
   const Shape grad_shapes[] = {x.shape(), weight.shape(), weight.shape()};
   for (int i = 0; i < 3; ++i) {

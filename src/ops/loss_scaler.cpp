@@ -25,8 +25,7 @@ DynamicLossScaler::DynamicLossScaler(const LossScalerConfig& config) : config_(c
   DTRAIN_CHECK(config.growth_interval >= 1, "DynamicLossScaler: growth_interval must be >= 1, got ",
                config.growth_interval);
   DTRAIN_CHECK(config.min_scale > 0.0f && config.min_scale <= config.max_scale,
-               "DynamicLossScaler: need 0 < min_scale <= max_scale, got ", config.min_scale, " and ",
-               config.max_scale);
+               "DynamicLossScaler: need 0 < min_scale <= max_scale, got ", config.min_scale, " and ", config.max_scale);
   scale_ = std::clamp(scale_, config.min_scale, config.max_scale);
 }
 
@@ -66,7 +65,8 @@ bool cpu_all_finite(const Tensor& t) {
       }
       return true;
     }
-    default: break;
+    default:
+      break;
   }
   DTRAIN_THROW("DynamicLossScaler::all_finite: ", t.describe(), " is not a floating tensor (f32, bf16, f16)");
 }

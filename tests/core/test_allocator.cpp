@@ -9,7 +9,7 @@ TEST_CASE("CPU allocator tracks current, peak and counts", "[allocator]") {
   const MemoryStats before = memory_stats(Device::cpu());
   reset_peak_memory(Device::cpu());
   {
-    Tensor a = Tensor::empty({1000});       // 4000 bytes
+    Tensor a = Tensor::empty({1000});             // 4000 bytes
     Tensor b = Tensor::empty({500}, DType::u16);  // 1000 bytes
     const MemoryStats during = memory_stats(Device::cpu());
     CHECK(during.current_bytes - before.current_bytes == 5000);

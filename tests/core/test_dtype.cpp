@@ -42,7 +42,7 @@ TEST_CASE("f16 conversion: exact values, ties to even, subnormals, overflow", "[
   CHECK(float_to_f16(65504.0f) == 0x7bff);
   CHECK(float_to_f16(65520.0f) == 0x7c00);  // halfway to 65536 rounds to even (inf)
   CHECK(float_to_f16(65519.0f) == 0x7bff);
-  CHECK(float_to_f16(5.9604644775390625e-08f) == 0x0001);  // smallest subnormal
+  CHECK(float_to_f16(5.9604644775390625e-08f) == 0x0001);   // smallest subnormal
   CHECK(float_to_f16(2.98023223876953125e-08f) == 0x0000);  // half of it: ties to even (0)
   CHECK(float_to_f16(4.0e-08f) == 0x0001);
   // 1 + 2^-11 is halfway between 1 and 1 + 2^-10: ties to even (1.0).

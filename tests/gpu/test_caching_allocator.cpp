@@ -1,7 +1,6 @@
 // The stream-ordered caching allocator: its logic with a fake backend (runs
 // everywhere), then the real CUDA allocator (skips without a GPU).
 #include <catch2/catch.hpp>
-
 #include <cstdlib>
 #include <set>
 #include <vector>
@@ -122,6 +121,7 @@ TEST_CASE("BlockCache: a repeated step reaches the backend only in its first ite
   const std::vector<size_t> step_sizes = {4096, 123457, 3 << 20, 77, 4096, 50 << 20, 1};
   for (int step = 0; step < 5; ++step) {
     std::vector<std::pair<void*, size_t>> live;
+    live.reserve(step_sizes.size());
     for (size_t n : step_sizes) live.emplace_back(cache.allocate(n), n);
     for (auto& [p, n] : live) cache.deallocate(p, n);
     CHECK(backend.allocs == static_cast<int>(step_sizes.size()));

@@ -5,7 +5,6 @@
 // CUDA op's own rounding. Odd shapes on purpose: sizes that are not multiples
 // of 8 or of a warp, and misaligned views that take the scalar paths.
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <cstdlib>
 #include <random>
@@ -47,16 +46,20 @@ Tensor on_gpu(const Tensor& t, DType dt) {
   return low.to(kGpu);
 }
 
-Tensor gpu_empty(const Shape& shape, DType dt) { return Tensor::empty(shape, dt, kGpu); }
+Tensor gpu_empty(const Shape& shape, DType dt) {
+  return Tensor::empty(shape, dt, kGpu);
+}
 
 // Tolerance on the normalised error for the dtype.
-double tol(DType dt, double f32_tol, double bf16_tol) { return dt == DType::f32 ? f32_tol : bf16_tol; }
+double tol(DType dt, double f32_tol, double bf16_tol) {
+  return dt == DType::f32 ? f32_tol : bf16_tol;
+}
 
-#define CHECK_CLOSE(gpu, cpu, tolerance)                                         \
-  do {                                                                           \
-    const double err_ = normalized_error((gpu), (cpu));                          \
-    INFO(#gpu << " vs " << #cpu << ": normalised error " << err_);               \
-    CHECK(err_ <= (tolerance));                                                  \
+#define CHECK_CLOSE(gpu, cpu, tolerance)                           \
+  do {                                                             \
+    const double err_ = normalized_error((gpu), (cpu));            \
+    INFO(#gpu << " vs " << #cpu << ": normalised error " << err_); \
+    CHECK(err_ <= (tolerance));                                    \
   } while (0)
 
 }  // namespace
@@ -220,8 +223,8 @@ TEST_CASE("gpu ops: causal attention forward and backward, both implementations"
     ::setenv("DTRAIN_ATTENTION", impl, 1);
     for (DType dt : kDtypes) {
       for (const Case& c : {Case{2, 37, 48, 3}, Case{1, 70, 128, 2}, Case{2, 1, 64, 2}, Case{1, 129, 256, 2}}) {
-        INFO("impl " << impl << " dtype " << dtype_name(dt) << " B " << c.B << " T " << c.T << " C " << c.C
-                     << " NH " << c.NH);
+        INFO("impl " << impl << " dtype " << dtype_name(dt) << " B " << c.B << " T " << c.T << " C " << c.C << " NH "
+                     << c.NH);
         const Tensor qkv = rounded(random_tensor({c.B, c.T, 3 * c.C}, 40), dt);
         Tensor out_cpu = Tensor::empty({c.B, c.T, c.C}), lse_cpu = Tensor::empty({c.B, c.NH, c.T});
         ops::attention(out_cpu, lse_cpu, qkv, c.NH);
@@ -439,8 +442,7 @@ TEST_CASE("gpu ops: ops run on the current stream, and a warm step allocates not
     ops::gelu(g, ln);
     ops::linear(logits, g.reshape({B * T, C}), head, Tensor());
     ops::softmax_cross_entropy(losses, dlogits, logits, targets, 1.0f / (B * T), -100);
-    Tensor dg = Tensor::zeros({B * T, C}, DType::f32, kGpu), dhead = Tensor::zeros({V, C}, DType::f32, kGpu),
-           none;
+    Tensor dg = Tensor::zeros({B * T, C}, DType::f32, kGpu), dhead = Tensor::zeros({V, C}, DType::f32, kGpu), none;
     ops::linear_backward(dg, dhead, none, dlogits, g.reshape({B * T, C}), head);
     Tensor dln = Tensor::zeros({B, T, C}, DType::f32, kGpu);
     ops::gelu_backward(dln, dg.reshape({B, T, C}), ln);

@@ -1,7 +1,6 @@
 // Dynamic loss scaler: the schedule (skip and back off on overflow, grow after
 // N good steps, clamps) and inf/nan detection on CPU and, with a GPU, CUDA.
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <limits>
 

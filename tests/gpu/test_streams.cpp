@@ -1,6 +1,5 @@
 // Streams, events, the check macro family and the CUDA backend's symbols.
 #include <catch2/catch.hpp>
-
 #include <cstdlib>
 #include <string>
 
@@ -78,16 +77,25 @@ TEST_CASE("check macros: CUDA, cuBLAS and NCCL failures throw with statement, lo
 TEST_CASE("CUDA backend: every op of backend_ops.inc is defined", "[stream][link]") {
   // Taking each address makes this binary fail to link if one is missing.
   const void* ops[] = {
-      reinterpret_cast<const void*>(&cuda::matmul),        reinterpret_cast<const void*>(&cuda::matmul_backward),
-      reinterpret_cast<const void*>(&cuda::linear),        reinterpret_cast<const void*>(&cuda::linear_backward),
-      reinterpret_cast<const void*>(&cuda::layernorm),     reinterpret_cast<const void*>(&cuda::layernorm_backward),
-      reinterpret_cast<const void*>(&cuda::gelu),          reinterpret_cast<const void*>(&cuda::gelu_backward),
-      reinterpret_cast<const void*>(&cuda::attention),     reinterpret_cast<const void*>(&cuda::attention_backward),
+      reinterpret_cast<const void*>(&cuda::matmul),
+      reinterpret_cast<const void*>(&cuda::matmul_backward),
+      reinterpret_cast<const void*>(&cuda::linear),
+      reinterpret_cast<const void*>(&cuda::linear_backward),
+      reinterpret_cast<const void*>(&cuda::layernorm),
+      reinterpret_cast<const void*>(&cuda::layernorm_backward),
+      reinterpret_cast<const void*>(&cuda::gelu),
+      reinterpret_cast<const void*>(&cuda::gelu_backward),
+      reinterpret_cast<const void*>(&cuda::attention),
+      reinterpret_cast<const void*>(&cuda::attention_backward),
       reinterpret_cast<const void*>(&cuda::softmax_cross_entropy),
-      reinterpret_cast<const void*>(&cuda::embedding),     reinterpret_cast<const void*>(&cuda::embedding_backward),
-      reinterpret_cast<const void*>(&cuda::add),           reinterpret_cast<const void*>(&cuda::add_),
-      reinterpret_cast<const void*>(&cuda::scale),         reinterpret_cast<const void*>(&cuda::cast),
-      reinterpret_cast<const void*>(&cuda::adamw_step),    reinterpret_cast<const void*>(&cuda::global_norm_squared),
+      reinterpret_cast<const void*>(&cuda::embedding),
+      reinterpret_cast<const void*>(&cuda::embedding_backward),
+      reinterpret_cast<const void*>(&cuda::add),
+      reinterpret_cast<const void*>(&cuda::add_),
+      reinterpret_cast<const void*>(&cuda::scale),
+      reinterpret_cast<const void*>(&cuda::cast),
+      reinterpret_cast<const void*>(&cuda::adamw_step),
+      reinterpret_cast<const void*>(&cuda::global_norm_squared),
   };
   int distinct = 0;
   for (const void* a : ops) {

@@ -7,9 +7,8 @@
 // error in a comparison is the op's own.
 #pragma once
 
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <functional>
 #include <initializer_list>
@@ -123,6 +122,8 @@ class IsaScope {
   IsaScope& operator=(const IsaScope&) = delete;
 };
 
-inline const char* isa_name(cpu::Isa isa) { return isa == cpu::Isa::avx2 ? "avx2" : "avx512"; }
+inline const char* isa_name(cpu::Isa isa) {
+  return isa == cpu::Isa::avx2 ? "avx2" : "avx512";
+}
 
 }  // namespace dtrain::testing

@@ -171,12 +171,31 @@ TEST_CASE("global_norm_squared and global_norm sum squares over many tensors", "
   CHECK(ops::global_norm(ts) == Approx(std::sqrt(ref)).epsilon(1e-6));
   CHECK(ops::global_norm({}) == 0.0f);
   Tensor none;
-  check_error([&] { ops::global_norm_squared(out, {ts[0], none}); }, {"global_norm_squared", "'tensors[1]'", "undefined"});
+  check_error(
+      [&] {
+        ops::global_norm_squared(out, {ts[0], none});
+      },
+      {"global_norm_squared", "'tensors[1]'", "undefined"});
   check_error([&] { ops::global_norm_squared(out, {Tensor::zeros({2}, DType::i32)}); }, {"'tensors[0]'", "dtype"});
-  check_error([&] { Tensor o = Tensor::zeros({2}); ops::global_norm_squared(o, ts); }, {"'out'", "[1]", "[2]"});
-  check_error([&] { Tensor o = Tensor::zeros({1}, DType::bf16); ops::global_norm_squared(o, ts); }, {"'out'", "dtype"});
+  check_error(
+      [&] {
+        Tensor o = Tensor::zeros({2});
+        ops::global_norm_squared(o, ts);
+      },
+      {"'out'", "[1]", "[2]"});
+  check_error(
+      [&] {
+        Tensor o = Tensor::zeros({1}, DType::bf16);
+        ops::global_norm_squared(o, ts);
+      },
+      {"'out'", "dtype"});
   check_error([&] { ops::global_norm_squared(out, {fake_cuda({3})}); }, {"'tensors[0]'", "device"});
-  check_error([&] { Tensor o = ts[2].narrow(0, 1); ops::global_norm_squared(o, ts); }, {"'out'", "overlaps"});
+  check_error(
+      [&] {
+        Tensor o = ts[2].narrow(0, 1);
+        ops::global_norm_squared(o, ts);
+      },
+      {"'out'", "overlaps"});
 }
 
 }  // namespace dtrain::testing

@@ -111,19 +111,45 @@ TEST_CASE("attention validates its arguments", "[ops][attention][validation]") {
   check_error([&] { ops::attention(out, lse, Tensor::zeros({6, 12}), 2); }, {"'qkv'", "dimensions"});
   check_error([&] { ops::attention(out, lse, qkv, 3); }, {"'num_heads'", "divide", "4", "got 3"});
   check_error([&] { ops::attention(out, lse, qkv, 0); }, {"'num_heads'"});
-  check_error([&] { Tensor o = Tensor::zeros({2, 3, 5}); ops::attention(o, lse, qkv, 2); }, {"'out'", "shape"});
-  check_error([&] { Tensor l = Tensor::zeros({2, 3, 2}); ops::attention(out, l, qkv, 2); },
-              {"'lse'", "[2, 2, 3]", "[2, 3, 2]"});
-  check_error([&] { Tensor l = Tensor::zeros({2, 2, 3}, DType::bf16); ops::attention(out, l, qkv, 2); },
-              {"'lse'", "dtype"});
+  check_error(
+      [&] {
+        Tensor o = Tensor::zeros({2, 3, 5});
+        ops::attention(o, lse, qkv, 2);
+      },
+      {"'out'", "shape"});
+  check_error(
+      [&] {
+        Tensor l = Tensor::zeros({2, 3, 2});
+        ops::attention(out, l, qkv, 2);
+      },
+      {"'lse'", "[2, 2, 3]", "[2, 3, 2]"});
+  check_error(
+      [&] {
+        Tensor l = Tensor::zeros({2, 2, 3}, DType::bf16);
+        ops::attention(out, l, qkv, 2);
+      },
+      {"'lse'", "dtype"});
   check_error([&] { ops::attention(out, lse, Tensor::zeros({2, 3, 12}, DType::bf16), 2); }, {"'qkv'", "f32"});
-  check_error([&] { Tensor l = fake_cuda({2, 2, 3}); ops::attention(out, l, qkv, 2); }, {"'lse'", "device"});
-  check_error([&] { Tensor o = qkv.reshape({6, 12}).narrow(0, 2).reshape({2, 3, 4}); ops::attention(o, lse, qkv, 2); },
-              {"'out'", "overlaps", "'qkv'"});
+  check_error(
+      [&] {
+        Tensor l = fake_cuda({2, 2, 3});
+        ops::attention(out, l, qkv, 2);
+      },
+      {"'lse'", "device"});
+  check_error(
+      [&] {
+        Tensor o = qkv.reshape({6, 12}).narrow(0, 2).reshape({2, 3, 4});
+        ops::attention(o, lse, qkv, 2);
+      },
+      {"'out'", "overlaps", "'qkv'"});
   Tensor dout = Tensor::zeros({2, 3, 4}), dqkv = Tensor::zeros({2, 3, 12});
   check_error([&] { ops::attention_backward(none, dout, qkv, out, lse, 2); }, {"attention_backward", "'dqkv'"});
-  check_error([&] { Tensor d = Tensor::zeros({2, 3, 6}); ops::attention_backward(d, dout, qkv, out, lse, 2); },
-              {"'dqkv'", "shape"});
+  check_error(
+      [&] {
+        Tensor d = Tensor::zeros({2, 3, 6});
+        ops::attention_backward(d, dout, qkv, out, lse, 2);
+      },
+      {"'dqkv'", "shape"});
   check_error([&] { ops::attention_backward(dqkv, Tensor::zeros({2, 4, 4}), qkv, out, lse, 2); }, {"'dout'", "shape"});
   check_error([&] { ops::attention_backward(dqkv, dout, qkv, out, Tensor::zeros({2, 3}), 2); }, {"'lse'", "shape"});
   check_error([&] { ops::attention_backward(qkv, dout, qkv, out, lse, 2); }, {"'dqkv'", "overlaps", "'qkv'"});

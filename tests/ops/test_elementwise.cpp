@@ -35,8 +35,8 @@ TEST_CASE("add, add_ and scale match direct loops, in place included", "[ops][el
 
 TEST_CASE("cast f32 <-> bf16 and f32 <-> f16 agree bit for bit with dtype.h", "[ops][cast]") {
   // Ordinary values, ties, subnormals, overflow, infinities and NaN.
-  std::vector<float> values = {0.0f, -0.0f, 1.0f, -2.5f, 65504.0f, 65520.0f, 1e-8f, 6e-8f, 1e-40f, 3.4e38f,
-                               INFINITY, -INFINITY, NAN, 1.00390625f, 1.01171875f, 0.333333f};
+  std::vector<float> values = {0.0f,   -0.0f,   1.0f,     -2.5f,     65504.0f, 65520.0f,    1e-8f,       6e-8f,
+                               1e-40f, 3.4e38f, INFINITY, -INFINITY, NAN,      1.00390625f, 1.01171875f, 0.333333f};
   std::mt19937 rng(5);
   for (int i = 0; i < 5000; ++i) values.push_back(bits_float(rng()));
   const int64_t n = static_cast<int64_t>(values.size());
@@ -78,7 +78,8 @@ TEST_CASE("cast f32 <-> bf16 and f32 <-> f16 agree bit for bit with dtype.h", "[
   ops::cast(h_from_b, b16);
   ops::cast(same, b16);
   for (int64_t i = 0; i < 64; ++i) {
-    if (!std::isnan(values[i])) CHECK(static_cast<const uint16_t*>(h_from_b.data_ptr())[i] == float_to_f16(bf16_to_float(pb[i])));
+    if (!std::isnan(values[i]))
+      CHECK(static_cast<const uint16_t*>(h_from_b.data_ptr())[i] == float_to_f16(bf16_to_float(pb[i])));
     CHECK(static_cast<const uint16_t*>(same.data_ptr())[i] == pb[i]);
   }
 }
@@ -102,22 +103,59 @@ TEST_CASE("elementwise ops and cast validate their arguments", "[ops][elementwis
   check_error([&] { ops::add(out, a, Tensor::zeros({4, 3})); }, {"add", "'b'", "[3, 4]", "[4, 3]"});
   check_error([&] { ops::add(out, none, b); }, {"add", "'a'", "undefined"});
   check_error([&] { ops::add(out, a, Tensor::zeros({3, 4}, DType::bf16)); }, {"'b'", "dtype"});
-  check_error([&] { ops::add(out, Tensor::zeros({3, 4}, DType::bf16), Tensor::zeros({3, 4}, DType::bf16)); },
-              {"'a'", "f32", "bf16"});
-  check_error([&] { Tensor o = fake_cuda({3, 4}); ops::add(o, a, b); }, {"'out'", "device"});
+  check_error(
+      [&] {
+        ops::add(out, Tensor::zeros({3, 4}, DType::bf16), Tensor::zeros({3, 4}, DType::bf16));
+      },
+      {"'a'", "f32", "bf16"});
+  check_error(
+      [&] {
+        Tensor o = fake_cuda({3, 4});
+        ops::add(o, a, b);
+      },
+      {"'out'", "device"});
   Tensor flat = Tensor::zeros({13});
-  check_error([&] { Tensor o = flat.narrow(1, 12).reshape({3, 4}); ops::add(o, flat.narrow(0, 12).reshape({3, 4}), b); },
-              {"'out'", "partly overlaps", "'a'"});
+  check_error(
+      [&] {
+        Tensor o = flat.narrow(1, 12).reshape({3, 4});
+        ops::add(o, flat.narrow(0, 12).reshape({3, 4}), b);
+      },
+      {"'out'", "partly overlaps", "'a'"});
   check_error([&] { ops::add_(a, Tensor::zeros({12})); }, {"add_", "'x'", "shape"});
   check_error([&] { ops::add_(a, b, NAN); }, {"add_", "'alpha'"});
-  check_error([&] { Tensor y = flat.narrow(1, 12); ops::add_(y, flat.narrow(0, 12)); }, {"'y'", "partly overlaps"});
+  check_error(
+      [&] {
+        Tensor y = flat.narrow(1, 12);
+        ops::add_(y, flat.narrow(0, 12));
+      },
+      {"'y'", "partly overlaps"});
   check_error([&] { ops::scale(out, Tensor::zeros({3, 5}), 2.0f); }, {"scale", "'out'", "shape"});
   check_error([&] { ops::scale(out, a, INFINITY); }, {"scale", "'alpha'"});
-  check_error([&] { Tensor o = Tensor::zeros({3, 4}, DType::i32); ops::cast(o, a); }, {"cast", "'out'", "i32"});
+  check_error(
+      [&] {
+        Tensor o = Tensor::zeros({3, 4}, DType::i32);
+        ops::cast(o, a);
+      },
+      {"cast", "'out'", "i32"});
   check_error([&] { ops::cast(out, Tensor::zeros({3, 4}, DType::u8)); }, {"cast", "'x'", "u8"});
-  check_error([&] { Tensor o = Tensor::zeros({4, 3}, DType::bf16); ops::cast(o, a); }, {"'out'", "shape"});
-  check_error([&] { Tensor o = a.reshape({3, 4}); ops::cast(o, a); }, {"'out'", "overlaps", "'x'"});
-  check_error([&] { Tensor o = fake_cuda({3, 4}, DType::bf16); ops::cast(o, a); }, {"'out'", "device"});
+  check_error(
+      [&] {
+        Tensor o = Tensor::zeros({4, 3}, DType::bf16);
+        ops::cast(o, a);
+      },
+      {"'out'", "shape"});
+  check_error(
+      [&] {
+        Tensor o = a.reshape({3, 4});
+        ops::cast(o, a);
+      },
+      {"'out'", "overlaps", "'x'"});
+  check_error(
+      [&] {
+        Tensor o = fake_cuda({3, 4}, DType::bf16);
+        ops::cast(o, a);
+      },
+      {"'out'", "device"});
 }
 
 }  // namespace dtrain::testing

@@ -61,13 +61,17 @@ TEST_CASE("layernorm_backward matches finite differences and accumulates", "[ops
     const Vec w = random_vec(static_cast<size_t>(ch), seed++);
     const Vec b = random_vec(static_cast<size_t>(ch), seed++);
     const Vec dout = random_vec(x.size(), seed++);
-    const Vec dx0 = random_vec(x.size(), seed++), dw0 = random_vec(w.size(), seed++), db0 = random_vec(b.size(), seed++);
+    const Vec dx0 = random_vec(x.size(), seed++), dw0 = random_vec(w.size(), seed++),
+              db0 = random_vec(b.size(), seed++);
     Tensor out = Tensor::empty(xs), mean = Tensor::empty({rows}), rstd = Tensor::empty({rows});
     const Tensor xt = from_vec(x, xs), wt = from_vec(w, {ch});
     ops::layernorm(out, mean, rstd, xt, wt, from_vec(b, {ch}), 1e-5f);
     Tensor dx = from_vec(dx0, xs), dw = from_vec(dw0, {ch}), db = from_vec(db0, {ch});
     ops::layernorm_backward(dx, dw, db, from_vec(dout, xs), xt, wt, mean, rstd);
-    const auto f = [&](const Vec& xv, const Vec& wv, const Vec& bv) { return ref_layernorm(xv, wv, bv, rows, ch, 1e-5); };
+    // ch by copy: C++17 lambdas cannot capture a structured binding (clang rejects it).
+    const auto f = [&, ch = ch](const Vec& xv, const Vec& wv, const Vec& bv) {
+      return ref_layernorm(xv, wv, bv, rows, ch, 1e-5);
+    };
     CHECK(scaled_error(sub(to_vec(dx), dx0), fd_grad([&](const Vec& v) { return f(v, w, b); }, x, dout)) < 1e-4);
     CHECK(scaled_error(sub(to_vec(dw), dw0), fd_grad([&](const Vec& v) { return f(x, v, b); }, w, dout)) < 1e-5);
     CHECK(scaled_error(sub(to_vec(db), db0), fd_grad([&](const Vec& v) { return f(x, w, v); }, b, dout)) < 1e-5);
@@ -101,26 +105,55 @@ TEST_CASE("layernorm validates its arguments", "[ops][layernorm][validation]") {
   check_error([&] { ops::layernorm(out, mean, rstd, none, w, b); }, {"layernorm", "'x'", "undefined"});
   check_error([&] { ops::layernorm(out, mean, rstd, x, Tensor::zeros({3}), b); }, {"'weight'", "[4]", "[3]"});
   check_error([&] { ops::layernorm(out, mean, rstd, x, w, Tensor::zeros({5})); }, {"'bias'", "[4]", "[5]"});
-  check_error([&] { Tensor o = Tensor::zeros({2, 4, 3}); ops::layernorm(o, mean, rstd, x, w, b); }, {"'out'", "shape"});
-  check_error([&] { Tensor m = Tensor::zeros({5}); ops::layernorm(out, m, rstd, x, w, b); },
-              {"'mean'", "[2, 3] or [6]", "[5]"});
-  check_error([&] { Tensor r = Tensor::zeros({6}, DType::bf16); ops::layernorm(out, mean, r, x, w, b); },
-              {"'rstd'", "dtype", "f32"});
+  check_error(
+      [&] {
+        Tensor o = Tensor::zeros({2, 4, 3});
+        ops::layernorm(o, mean, rstd, x, w, b);
+      },
+      {"'out'", "shape"});
+  check_error(
+      [&] {
+        Tensor m = Tensor::zeros({5});
+        ops::layernorm(out, m, rstd, x, w, b);
+      },
+      {"'mean'", "[2, 3] or [6]", "[5]"});
+  check_error(
+      [&] {
+        Tensor r = Tensor::zeros({6}, DType::bf16);
+        ops::layernorm(out, mean, r, x, w, b);
+      },
+      {"'rstd'", "dtype", "f32"});
   check_error([&] { ops::layernorm(out, mean, rstd, Tensor::zeros({2, 3, 4}, DType::f16), w, b); }, {"'x'", "dtype"});
   check_error([&] { ops::layernorm(out, mean, rstd, x, w, b, -1.0f); }, {"'eps'"});
   check_error([&] { ops::layernorm(out, mean, rstd, x, w, b, NAN); }, {"'eps'"});
-  check_error([&] { Tensor m = fake_cuda({6}); ops::layernorm(out, m, rstd, x, w, b); }, {"'mean'", "device"});
+  check_error(
+      [&] {
+        Tensor m = fake_cuda({6});
+        ops::layernorm(out, m, rstd, x, w, b);
+      },
+      {"'mean'", "device"});
   check_error([&] { ops::layernorm(x, mean, rstd, x, w, b); }, {"'out'", "overlaps", "'x'"});
   check_error([&] { ops::layernorm(out, mean, mean, x, w, b); }, {"'mean'", "overlaps", "'rstd'"});
   Tensor dout = Tensor::zeros({2, 3, 4});
   check_error([&] { ops::layernorm_backward(none, none, none, dout, x, w, none, rstd); },
               {"layernorm_backward", "'mean'", "undefined"});
-  check_error([&] { ops::layernorm_backward(none, none, none, Tensor::zeros({6, 4}), x, w, mean, rstd); },
-              {"'dout'", "shape"});
-  check_error([&] { Tensor d = Tensor::zeros({5}); ops::layernorm_backward(none, d, none, dout, x, w, mean, rstd); },
-              {"'dweight'", "shape"});
-  check_error([&] { Tensor d = Tensor::zeros({4}); ops::layernorm_backward(none, d, d, dout, x, w, mean, rstd); },
-              {"'dbias'", "overlaps", "'dweight'"});
+  check_error(
+      [&] {
+        ops::layernorm_backward(none, none, none, Tensor::zeros({6, 4}), x, w, mean, rstd);
+      },
+      {"'dout'", "shape"});
+  check_error(
+      [&] {
+        Tensor d = Tensor::zeros({5});
+        ops::layernorm_backward(none, d, none, dout, x, w, mean, rstd);
+      },
+      {"'dweight'", "shape"});
+  check_error(
+      [&] {
+        Tensor d = Tensor::zeros({4});
+        ops::layernorm_backward(none, d, d, dout, x, w, mean, rstd);
+      },
+      {"'dbias'", "overlaps", "'dweight'"});
   check_error([&] { ops::layernorm_backward(dout, none, none, dout, x, w, mean, rstd); },
               {"'dx'", "overlaps", "'dout'"});
 }

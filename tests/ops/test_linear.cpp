@@ -59,10 +59,13 @@ TEST_CASE("linear_backward matches finite differences and accumulates", "[ops][l
     const Vec w = random_vec(static_cast<size_t>(c.oc * c.ic), seed++);
     const Vec b = random_vec(static_cast<size_t>(c.oc), seed++);
     const Vec dout = random_vec(static_cast<size_t>(rows * c.oc), seed++);
-    const Vec dx0 = random_vec(x.size(), seed++), dw0 = random_vec(w.size(), seed++), db0 = random_vec(b.size(), seed++);
+    const Vec dx0 = random_vec(x.size(), seed++), dw0 = random_vec(w.size(), seed++),
+              db0 = random_vec(b.size(), seed++);
     Tensor dx = from_vec(dx0, xs), dw = from_vec(dw0, {c.oc, c.ic}), db = from_vec(db0, {c.oc});
     ops::linear_backward(dx, dw, db, from_vec(dout, os), from_vec(x, xs), from_vec(w, {c.oc, c.ic}));
-    const auto f = [&](const Vec& xv, const Vec& wv, const Vec& bv) { return ref_linear(xv, wv, bv, rows, c.ic, c.oc); };
+    const auto f = [&](const Vec& xv, const Vec& wv, const Vec& bv) {
+      return ref_linear(xv, wv, bv, rows, c.ic, c.oc);
+    };
     CHECK(scaled_error(sub(to_vec(dx), dx0), fd_grad([&](const Vec& v) { return f(v, w, b); }, x, dout)) < 1e-5);
     CHECK(scaled_error(sub(to_vec(dw), dw0), fd_grad([&](const Vec& v) { return f(x, v, b); }, w, dout)) < 1e-5);
     CHECK(scaled_error(sub(to_vec(db), db0), fd_grad([&](const Vec& v) { return f(x, w, v); }, b, dout)) < 1e-5);
@@ -96,21 +99,50 @@ TEST_CASE("linear and linear_backward validate their arguments", "[ops][linear][
   check_error([&] { ops::linear(out, x, Tensor::zeros({12}), b); }, {"'weight'", "dimensions"});
   check_error([&] { ops::linear(out, x, w, Tensor::zeros({5})); }, {"'bias'", "[4]", "[5]"});
   check_error([&] { ops::linear(out, x, w, Tensor::zeros({4}, DType::bf16)); }, {"'bias'", "dtype"});
-  check_error([&] { Tensor o = Tensor::zeros({3, 4}); ops::linear(o, x, w, b); }, {"'out'", "[2, 4]", "[3, 4]"});
+  check_error(
+      [&] {
+        Tensor o = Tensor::zeros({3, 4});
+        ops::linear(o, x, w, b);
+      },
+      {"'out'", "[2, 4]", "[3, 4]"});
   check_error([&] { ops::linear(out, Tensor::zeros({2, 3}, DType::bf16), w, b); }, {"'x'", "f32", "bf16"});
   check_error([&] { ops::linear(out, x, fake_cuda({4, 3}), b); }, {"'weight'", "device"});
-  check_error([&] { Tensor o = x.reshape({2, 3}); ops::linear(o, x, Tensor::zeros({3, 3}), none); },
-              {"'out'", "overlaps", "'x'"});
+  check_error(
+      [&] {
+        Tensor o = x.reshape({2, 3});
+        ops::linear(o, x, Tensor::zeros({3, 3}), none);
+      },
+      {"'out'", "overlaps", "'x'"});
   Tensor dout = Tensor::zeros({2, 4});
-  check_error([&] { ops::linear_backward(none, none, none, Tensor::zeros({2, 5}), x, w); },
-              {"linear_backward", "'dout'", "shape"});
-  check_error([&] { Tensor d = Tensor::zeros({3, 2}); ops::linear_backward(d, none, none, dout, x, w); },
-              {"'dx'", "shape"});
-  check_error([&] { Tensor d = Tensor::zeros({3, 4}); ops::linear_backward(none, d, none, dout, x, w); },
-              {"'dweight'", "shape"});
-  check_error([&] { Tensor d = Tensor::zeros({3}); ops::linear_backward(none, none, d, dout, x, w); },
-              {"'dbias'", "shape", "[4]"});
-  check_error([&] { Tensor d = w; ops::linear_backward(none, d, none, dout, x, w); }, {"'dweight'", "overlaps"});
+  check_error(
+      [&] {
+        ops::linear_backward(none, none, none, Tensor::zeros({2, 5}), x, w);
+      },
+      {"linear_backward", "'dout'", "shape"});
+  check_error(
+      [&] {
+        Tensor d = Tensor::zeros({3, 2});
+        ops::linear_backward(d, none, none, dout, x, w);
+      },
+      {"'dx'", "shape"});
+  check_error(
+      [&] {
+        Tensor d = Tensor::zeros({3, 4});
+        ops::linear_backward(none, d, none, dout, x, w);
+      },
+      {"'dweight'", "shape"});
+  check_error(
+      [&] {
+        Tensor d = Tensor::zeros({3});
+        ops::linear_backward(none, none, d, dout, x, w);
+      },
+      {"'dbias'", "shape", "[4]"});
+  check_error(
+      [&] {
+        Tensor d = w;
+        ops::linear_backward(none, d, none, dout, x, w);
+      },
+      {"'dweight'", "overlaps"});
 }
 
 }  // namespace dtrain::testing

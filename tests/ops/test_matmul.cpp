@@ -50,7 +50,7 @@ Shape o_shape(const Case& c) {
 
 TEST_CASE("matmul forward matches a naive loop for all transposes, batched, alpha and beta", "[ops][matmul]") {
   const Case cases[] = {{1, 1, 1, 1, false}, {1, 7, 13, 5, false}, {1, 33, 17, 64, false},
-                        {3, 5, 11, 3, true}, {2, 1, 9, 31, true},   {1, 70, 65, 129, false}};
+                        {3, 5, 11, 3, true}, {2, 1, 9, 31, true},  {1, 70, 65, 129, false}};
   uint32_t seed = 1;
   for (const Case& c : cases) {
     for (int t = 0; t < 4; ++t) {
@@ -112,13 +112,13 @@ TEST_CASE("matmul_backward matches finite differences and accumulates", "[ops][m
       const Vec da0 = random_vec(a.size(), seed++);
       const Vec db0 = random_vec(b.size(), seed++);
       Tensor da = from_vec(da0, a_shape(c, ta)), db = from_vec(db0, b_shape(c, tb));
-      ops::matmul_backward(da, db, from_vec(dout, o_shape(c)), from_vec(a, a_shape(c, ta)),
-                           from_vec(b, b_shape(c, tb)), ta, tb);
+      ops::matmul_backward(da, db, from_vec(dout, o_shape(c)), from_vec(a, a_shape(c, ta)), from_vec(b, b_shape(c, tb)),
+                           ta, tb);
       const Vec none;
-      const Vec ga = fd_grad([&](const Vec& x) { return ref_matmul(x, b, none, c.batch, c.m, c.n, c.k, ta, tb, 1, 0); },
-                             a, dout);
-      const Vec gb = fd_grad([&](const Vec& x) { return ref_matmul(a, x, none, c.batch, c.m, c.n, c.k, ta, tb, 1, 0); },
-                             b, dout);
+      const Vec ga =
+          fd_grad([&](const Vec& x) { return ref_matmul(x, b, none, c.batch, c.m, c.n, c.k, ta, tb, 1, 0); }, a, dout);
+      const Vec gb =
+          fd_grad([&](const Vec& x) { return ref_matmul(a, x, none, c.batch, c.m, c.n, c.k, ta, tb, 1, 0); }, b, dout);
       CHECK(scaled_error(sub(to_vec(da), da0), ga) < 1e-5);
       CHECK(scaled_error(sub(to_vec(db), db0), gb) < 1e-5);
       // Only one gradient requested: the other stays untouched.
@@ -136,26 +136,47 @@ TEST_CASE("matmul validates its arguments", "[ops][matmul][validation]") {
   Tensor none;
   check_error([&] { ops::matmul(out, none, b); }, {"matmul", "'a'", "undefined"});
   check_error([&] { ops::matmul(none, a, b); }, {"matmul", "'out'", "undefined"});
-  check_error([&] { Tensor o = Tensor::zeros({2, 5}); ops::matmul(o, a, b); }, {"'out'", "[2, 4]", "[2, 5]"});
+  check_error(
+      [&] {
+        Tensor o = Tensor::zeros({2, 5});
+        ops::matmul(o, a, b);
+      },
+      {"'out'", "[2, 4]", "[2, 5]"});
   check_error([&] { ops::matmul(out, a, Tensor::zeros({4, 4})); }, {"matmul", "inner dimensions"});
   check_error([&] { ops::matmul(out, a, b, true); }, {"inner dimensions", "trans_a=1"});
   check_error([&] { ops::matmul(out, Tensor::zeros({3}), b); }, {"'a'", "2-D or 3-D"});
   check_error([&] { ops::matmul(out, a, Tensor::zeros({1, 3, 4})); }, {"'b'", "dimensions", "expected 2"});
-  check_error([&] { Tensor o = Tensor::zeros({2, 2, 4});
-                    ops::matmul(o, Tensor::zeros({2, 2, 3}), Tensor::zeros({3, 3, 4})); },
-              {"'b'", "batch", "expected 2", "got 3"});
+  check_error(
+      [&] {
+        Tensor o = Tensor::zeros({2, 2, 4});
+        ops::matmul(o, Tensor::zeros({2, 2, 3}), Tensor::zeros({3, 3, 4}));
+      },
+      {"'b'", "batch", "expected 2", "got 3"});
   check_error([&] { ops::matmul(out, Tensor::zeros({2, 3}, DType::bf16), b); }, {"'a'", "dtype", "f32", "bf16"});
   check_error([&] { ops::matmul(out, a, Tensor::zeros({3, 4}, DType::i32)); }, {"'b'", "dtype", "i32"});
-  check_error([&] { Tensor o = Tensor::zeros({2, 4}, DType::f16); ops::matmul(o, a, b); }, {"'out'", "dtype"});
-  check_error([&] { Tensor o = fake_cuda({2, 4}); ops::matmul(o, a, b); }, {"'out'", "device", "cpu", "cuda:0"});
+  check_error(
+      [&] {
+        Tensor o = Tensor::zeros({2, 4}, DType::f16);
+        ops::matmul(o, a, b);
+      },
+      {"'out'", "dtype"});
+  check_error(
+      [&] {
+        Tensor o = fake_cuda({2, 4});
+        ops::matmul(o, a, b);
+      },
+      {"'out'", "device", "cpu", "cuda:0"});
   check_error([&] { ops::matmul(out, a, b, false, false, NAN); }, {"'alpha'", "finite"});
   check_error([&] { ops::matmul(out, a, b, false, false, 1.0f, INFINITY); }, {"'beta'", "finite"});
   // out overlapping an input (GEMM reads inputs while writing out).
   Tensor big = Tensor::zeros({4, 4});
   Tensor view = big.narrow(0, 2);
   Tensor sq = big.narrow(2, 2).reshape({2, 4});
-  check_error([&] { ops::matmul(view, big.reshape({4, 4}).narrow(0, 2).reshape({2, 4}), Tensor::zeros({4, 4})); },
-              {"'out'", "overlaps", "'a'"});
+  check_error(
+      [&] {
+        ops::matmul(view, big.reshape({4, 4}).narrow(0, 2).reshape({2, 4}), Tensor::zeros({4, 4}));
+      },
+      {"'out'", "overlaps", "'a'"});
   check_error([&] { ops::matmul(sq, Tensor::zeros({2, 4}), big); }, {"'out'", "overlaps", "'b'"});
 }
 
@@ -164,16 +185,39 @@ TEST_CASE("matmul_backward validates its arguments", "[ops][matmul][validation]"
   Tensor da = Tensor::zeros({2, 3}), db = Tensor::zeros({3, 4}), none;
   check_error([&] { ops::matmul_backward(da, db, none, a, b); }, {"matmul_backward", "'dout'", "undefined"});
   check_error([&] { ops::matmul_backward(da, db, Tensor::zeros({2, 5}), a, b); }, {"'dout'", "shape"});
-  check_error([&] { Tensor x = Tensor::zeros({3, 2}); ops::matmul_backward(x, db, dout, a, b); }, {"'da'", "shape"});
-  check_error([&] { Tensor x = Tensor::zeros({4, 3}); ops::matmul_backward(da, x, dout, a, b); }, {"'db'", "shape"});
+  check_error(
+      [&] {
+        Tensor x = Tensor::zeros({3, 2});
+        ops::matmul_backward(x, db, dout, a, b);
+      },
+      {"'da'", "shape"});
+  check_error(
+      [&] {
+        Tensor x = Tensor::zeros({4, 3});
+        ops::matmul_backward(da, x, dout, a, b);
+      },
+      {"'db'", "shape"});
   check_error([&] { ops::matmul_backward(da, db, dout, a, b, false, true); }, {"inner dimensions"});
   check_error([&] { ops::matmul_backward(a, db, dout, a, b); }, {"'da'", "overlaps", "'a'"});
-  check_error([&] { Tensor x = dout.reshape({4, 2}).narrow(0, 3).reshape({3, 2}); Tensor y = x.reshape({2, 3});
-                    ops::matmul_backward(y, none, dout, a, b); },
-              {"'da'", "overlaps", "'dout'"});
-  check_error([&] { Tensor x = fake_cuda({3, 4}); ops::matmul_backward(da, x, dout, a, b); }, {"'db'", "device"});
-  check_error([&] { Tensor x = Tensor::zeros({2, 4}, DType::bf16); ops::matmul_backward(da, db, x, a, b); },
-              {"'dout'", "dtype"});
+  check_error(
+      [&] {
+        Tensor x = dout.reshape({4, 2}).narrow(0, 3).reshape({3, 2});
+        Tensor y = x.reshape({2, 3});
+        ops::matmul_backward(y, none, dout, a, b);
+      },
+      {"'da'", "overlaps", "'dout'"});
+  check_error(
+      [&] {
+        Tensor x = fake_cuda({3, 4});
+        ops::matmul_backward(da, x, dout, a, b);
+      },
+      {"'db'", "device"});
+  check_error(
+      [&] {
+        Tensor x = Tensor::zeros({2, 4}, DType::bf16);
+        ops::matmul_backward(da, db, x, a, b);
+      },
+      {"'dout'", "dtype"});
 }
 
 }  // namespace dtrain::testing

@@ -54,7 +54,7 @@ struct GlooBackend::PendingSend {
 
 GlooBackend::GlooBackend(std::shared_ptr<Store> store, int rank, int size, const std::string& address,
                          std::chrono::milliseconds timeout)
-    : rank_(rank), size_(size), timeout_(timeout) {
+    : size_(size), timeout_(timeout) {
   gloo::transport::tcp::attr attr;
   attr.hostname = address;
   auto device = gloo::transport::tcp::CreateDevice(attr);

@@ -46,7 +46,6 @@ class GlooBackend final : public Backend {
   void recv(const Tensor& tensor, int peer, uint32_t tag);
   void barrier();
 
-  int rank_;
   int size_;
   std::chrono::milliseconds timeout_;
   std::shared_ptr<gloo::Context> context_;

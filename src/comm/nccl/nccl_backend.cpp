@@ -86,7 +86,7 @@ std::shared_ptr<CUevent_st> make_event() {
 
 class NcclBackend final : public Backend {
  public:
-  NcclBackend(std::shared_ptr<Store> store, int rank, int size, int device, void* caller_stream,
+  NcclBackend(const std::shared_ptr<Store>& store, int rank, int size, int device, void* caller_stream,
               std::chrono::milliseconds timeout)
       : rank_(rank),
         size_(size),
@@ -292,10 +292,10 @@ class NcclBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_nccl_backend(std::shared_ptr<Store> store, int rank, int size, int device_index,
+std::unique_ptr<Backend> make_nccl_backend(const std::shared_ptr<Store>& store, int rank, int size, int device_index,
                                            void* caller_stream, std::chrono::milliseconds timeout) {
   check_device_available(Device::cuda(device_index));
-  return std::make_unique<NcclBackend>(std::move(store), rank, size, device_index, caller_stream, timeout);
+  return std::make_unique<NcclBackend>(store, rank, size, device_index, caller_stream, timeout);
 }
 
 }  // namespace dtrain::comm

@@ -13,7 +13,7 @@ namespace dtrain::comm {
 // Creates the NCCL communicator for `device_index` (rank 0 makes the unique
 // id and publishes it through `store`). `caller_stream` (a cudaStream_t,
 // nullptr = legacy default stream) is the compute stream work is ordered after.
-std::unique_ptr<Backend> make_nccl_backend(std::shared_ptr<Store> store, int rank, int size, int device_index,
+std::unique_ptr<Backend> make_nccl_backend(const std::shared_ptr<Store>& store, int rank, int size, int device_index,
                                            void* caller_stream, std::chrono::milliseconds timeout);
 
 }  // namespace dtrain::comm

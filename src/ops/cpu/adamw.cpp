@@ -33,14 +33,14 @@ void update_block(float* p, const float* g, float* m, float* v, int64_t n, const
   for (; i + kLanes <= n; i += kLanes) {
     const __m256 gi = _mm256_mul_ps(_mm256_loadu_ps(g + i), gs);
     const __m256 mi = _mm256_add_ps(_mm256_mul_ps(b1, _mm256_loadu_ps(m + i)), _mm256_mul_ps(omb1, gi));
-    const __m256 vi = _mm256_add_ps(_mm256_mul_ps(b2, _mm256_loadu_ps(v + i)),
-                                    _mm256_mul_ps(_mm256_mul_ps(omb2, gi), gi));
+    const __m256 vi =
+        _mm256_add_ps(_mm256_mul_ps(b2, _mm256_loadu_ps(v + i)), _mm256_mul_ps(_mm256_mul_ps(omb2, gi), gi));
     _mm256_storeu_ps(m + i, mi);
     _mm256_storeu_ps(v + i, vi);
     const __m256 pi = _mm256_loadu_ps(p + i);
-    const __m256 step = _mm256_add_ps(
-        _mm256_div_ps(_mm256_div_ps(mi, bc1), _mm256_add_ps(_mm256_sqrt_ps(_mm256_div_ps(vi, bc2)), eps)),
-        _mm256_mul_ps(wd, pi));
+    const __m256 step =
+        _mm256_add_ps(_mm256_div_ps(_mm256_div_ps(mi, bc1), _mm256_add_ps(_mm256_sqrt_ps(_mm256_div_ps(vi, bc2)), eps)),
+                      _mm256_mul_ps(wd, pi));
     _mm256_storeu_ps(p + i, _mm256_sub_ps(pi, _mm256_mul_ps(lr, step)));
   }
 #endif

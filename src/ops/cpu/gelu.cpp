@@ -36,9 +36,9 @@ void gelu_backward_span(const float* x, const float* dout, float* dx, int64_t n)
   for_each_lane_block(n, [&](int64_t i, int64_t count) {
     const __m256 xv = load8(x + i, count);
     const __m256 s = sigmoid_2u(xv);
-    const __m256 du = _mm256_mul_ps(_mm256_set1_ps(kSqrt2OverPi),
-                                    _mm256_fmadd_ps(_mm256_set1_ps(3.0f * kCoeff), _mm256_mul_ps(xv, xv),
-                                                    _mm256_set1_ps(1.0f)));
+    const __m256 du =
+        _mm256_mul_ps(_mm256_set1_ps(kSqrt2OverPi),
+                      _mm256_fmadd_ps(_mm256_set1_ps(3.0f * kCoeff), _mm256_mul_ps(xv, xv), _mm256_set1_ps(1.0f)));
     // s + 2 x s (1 - s) u'
     const __m256 two_x_s = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(2.0f), xv), s);
     const __m256 local = _mm256_fmadd_ps(_mm256_mul_ps(two_x_s, _mm256_sub_ps(_mm256_set1_ps(1.0f), s)), du, s);

@@ -15,8 +15,9 @@
 #define EIGEN_USE_BLAS
 #include "ops/cpu/gemm.h"
 
-#include <Eigen/Core>
 #include <omp.h>
+
+#include <Eigen/Core>
 
 // OpenBLAS's thread control, if the BLAS is OpenBLAS (weak: absent otherwise).
 extern "C" {
@@ -41,8 +42,7 @@ constexpr double kParallelWork = 1 << 25;
 constexpr int64_t kBlockAlign = 16;
 
 void blas_single_threaded() {
-  if (openblas_get_num_threads != nullptr && openblas_set_num_threads != nullptr &&
-      openblas_get_num_threads() != 1) {
+  if (openblas_get_num_threads != nullptr && openblas_set_num_threads != nullptr && openblas_get_num_threads() != 1) {
     openblas_set_num_threads(1);
   }
 }
@@ -57,8 +57,8 @@ void product(Map& c, float alpha, const A& a, const B& b, bool overwrite) {
 }
 
 // One block on the calling thread; lda/ldb/ldc are row strides of the stored matrices.
-void gemm_block(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-                int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+void gemm_block(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+                const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
   Map cm(c, m, n, Stride(ldc));
   if (k == 0 || alpha == 0.0f) {

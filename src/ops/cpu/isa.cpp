@@ -25,6 +25,8 @@ Isa active_isa() {
   return avx512_available() ? Isa::avx512 : Isa::avx2;
 }
 
-void force_isa(Isa isa) { g_forced.store(static_cast<int>(isa), std::memory_order_relaxed); }
+void force_isa(Isa isa) {
+  g_forced.store(static_cast<int>(isa), std::memory_order_relaxed);
+}
 
 }  // namespace dtrain::cpu

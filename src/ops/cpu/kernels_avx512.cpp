@@ -97,9 +97,9 @@ void gelu_backward(const float* x, const float* dout, float* dx, int64_t n) {
   for_each_vector(n, [&](int64_t i, __mmask16 m) {
     const __m512 xv = load(x + i, m);
     const __m512 s = sigmoid_2u(xv);
-    const __m512 du = _mm512_mul_ps(_mm512_set1_ps(kSqrt2OverPi),
-                                    _mm512_fmadd_ps(_mm512_set1_ps(3.0f * kCoeff), _mm512_mul_ps(xv, xv),
-                                                    _mm512_set1_ps(1.0f)));
+    const __m512 du =
+        _mm512_mul_ps(_mm512_set1_ps(kSqrt2OverPi),
+                      _mm512_fmadd_ps(_mm512_set1_ps(3.0f * kCoeff), _mm512_mul_ps(xv, xv), _mm512_set1_ps(1.0f)));
     const __m512 two_x_s = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(2.0f), xv), s);
     const __m512 local = _mm512_fmadd_ps(_mm512_mul_ps(two_x_s, _mm512_sub_ps(_mm512_set1_ps(1.0f), s)), du, s);
     store(dx + i, _mm512_fmadd_ps(local, load(dout + i, m), load(dx + i, m)), m);
@@ -131,6 +131,8 @@ float exp_shifted_sum(const float* x, float* out, int64_t n, float shift) {
 namespace dtrain::cpu::avx512 {
 void gelu(const float*, float*, int64_t) {}
 void gelu_backward(const float*, const float*, float*, int64_t) {}
-float exp_shifted_sum(const float*, float*, int64_t, float) { return 0.0f; }
+float exp_shifted_sum(const float*, float*, int64_t, float) {
+  return 0.0f;
+}
 }  // namespace dtrain::cpu::avx512
 #endif

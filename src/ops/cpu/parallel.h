@@ -1,9 +1,9 @@
 // Small helpers for the CPU backend's OpenMP loops.
 #pragma once
 
-#include <cstdint>
-
 #include <omp.h>
+
+#include <cstdint>
 
 namespace dtrain::cpu {
 

@@ -151,6 +151,7 @@ pid_t spawn(const std::vector<std::string>& command, const std::vector<std::pair
     ::dup2(err[1], STDERR_FILENO);
     for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
     std::vector<char*> argv;
+    argv.reserve(command.size() + 1);
     for (const auto& a : command) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
     ::execvp(argv[0], argv.data());
@@ -174,7 +175,9 @@ void signal_all(std::vector<Rank>& ranks, int sig) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+// Nothing here throws on user input (bad options and failures return codes); what can
+// throw is allocation (bad_alloc), and ending the launcher then is right.
+int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   CLI::App app{"dtrain-run: start the local ranks of a dtrain job"};
   int nproc = 1, nnodes = 1, node_rank = 0, master_port = 0;
   double grace_s = 5.0;
