@@ -50,7 +50,7 @@ struct Options {
   int64_t seq_len = 64;
   int steps = 12;
   int warmup = 2;
-  int buckets = 8;  // stages 0-2: aim for about this many buckets
+  int buckets = 8;   // stages 0-2: aim for about this many buckets
   int prefetch = 1;  // stage 3: units gathered ahead
   bool quick = false;
   std::string metrics_out;
@@ -212,7 +212,8 @@ void measure_time(comm::Communicator& c, const std::shared_ptr<comm::Communicato
 
 }  // namespace
 
-int main(int argc, char** argv) {
+namespace {
+int run(int argc, char** argv) {
   CLI::App app{"bench_ddp: step time, memory and hidden communication of ZeRO stages 0-3"};
   Options opt;
   std::string presets = "tiny,mid";
@@ -317,4 +318,14 @@ int main(int argc, char** argv) {
     return 1;
   }
   return 0;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (...) {
+    std::fprintf(stderr, "bench_ddp: unexpected error\n");
+    return 1;
+  }
 }

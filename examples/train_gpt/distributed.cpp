@@ -167,9 +167,11 @@ int run_distributed(const TrainOptions& base, const DistributedOptions& d) {
     const auto per_rank = gather_pairs(*comm, static_cast<float>(step_ms), static_cast<float>(peak));
     double max_ms = 0, max_peak = 0;
     std::vector<double> rank_ms, rank_peak;
-    for (int i = 0; i < world; ++i) {
-      rank_ms.push_back(per_rank[static_cast<size_t>(2 * i)]);
-      rank_peak.push_back(per_rank[static_cast<size_t>(2 * i + 1)]);
+    rank_ms.reserve(static_cast<size_t>(world));
+    rank_peak.reserve(static_cast<size_t>(world));
+    for (size_t i = 0; i < static_cast<size_t>(world); ++i) {
+      rank_ms.push_back(per_rank[2 * i]);
+      rank_peak.push_back(per_rank[2 * i + 1]);
       max_ms = std::max(max_ms, rank_ms.back());
       max_peak = std::max(max_peak, rank_peak.back());
     }
@@ -195,7 +197,7 @@ int run_distributed(const TrainOptions& base, const DistributedOptions& d) {
     if (r.skipped) record["skipped"] = true;
     if (lead) {
       std::printf("step %5lld/%lld | loss %.4f | lr %.2e | norm %.3f | %7.1f ms | %9.0f tok/s | peak %.1f MiB%s\n",
-                  static_cast<long long>(step + 1), static_cast<long long>(steps), loss, lr, r.grad_norm, max_ms, tok_s,
+                  static_cast<long long>(step) + 1, static_cast<long long>(steps), loss, lr, r.grad_norm, max_ms, tok_s,
                   mib(static_cast<int64_t>(max_peak)), r.skipped ? " | skipped (f16 overflow)" : "");
     }
     const bool last = step + 1 == steps;
@@ -204,7 +206,7 @@ int run_distributed(const TrainOptions& base, const DistributedOptions& d) {
       last_eval = evaluate(t);
       if (last_eval.val_loss >= 0) last_eval.val_loss = dp.average(static_cast<float>(last_eval.val_loss));
       if (lead) {
-        std::printf("eval @ step %lld:", static_cast<long long>(step + 1));
+        std::printf("eval @ step %lld:", static_cast<long long>(step) + 1);
         if (last_eval.val_loss >= 0) {
           std::printf(" val loss %.4f", last_eval.val_loss);
           record["val_loss"] = last_eval.val_loss;
@@ -229,7 +231,8 @@ int run_distributed(const TrainOptions& base, const DistributedOptions& d) {
   const auto model_states = gather_pairs(*comm, static_cast<float>(measured.model_state()),
                                          static_cast<float>(memory_stats(t.device).peak_bytes));
   std::vector<double> rank_model_state;
-  for (int i = 0; i < world; ++i) rank_model_state.push_back(model_states[static_cast<size_t>(2 * i)]);
+  rank_model_state.reserve(static_cast<size_t>(world));
+  for (size_t i = 0; i < static_cast<size_t>(world); ++i) rank_model_state.push_back(model_states[2 * i]);
   nlohmann::json summary = {{"final", true},
                             {"steps", steps},
                             {"final_loss", last_loss},

@@ -359,6 +359,7 @@ struct DataParallel::Impl {
     }
     if (opt.broadcast_parameters && world > 1) {
       std::vector<comm::Work> works;
+      works.reserve(fulls.size());
       for (auto& f : fulls) works.push_back(comm->broadcast(f, 0));
       for (auto& w : works) w.wait();
     }
@@ -1062,7 +1063,7 @@ std::string DataParallel::describe_plan() const {
     std::snprintf(line, sizeof(line), "  %-16s %10lld elements (padded %lld), %3zu params, shard [%lld, %lld)",
                   G.info.name.c_str(), static_cast<long long>(G.info.numel),
                   static_cast<long long>(G.info.padded_numel), G.slots.size(), static_cast<long long>(G.lo),
-                  static_cast<long long>(G.lo + G.len));
+                  static_cast<long long>(G.lo) + static_cast<long long>(G.len));
     os << line << ": " << G.info.params.front();
     if (G.info.params.size() > 1) os << " ... " << G.info.params.back();
     os << "\n";

@@ -40,6 +40,7 @@ std::vector<ProcessResult> run_ranks(int world, const std::vector<std::string>& 
     ranks.push_back(std::make_unique<Process>(argv, env));
   }
   std::vector<ProcessResult> out;
+  out.reserve(ranks.size());
   for (auto& p : ranks) out.push_back(p->wait(std::chrono::milliseconds(static_cast<int64_t>(limit_s * 1000))));
   return out;
 }
