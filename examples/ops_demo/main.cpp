@@ -4,15 +4,14 @@
 //
 // The data: x ~ U(-1, 1)^D, label = argmax of a fixed random linear "teacher".
 // The model: logits = W2 gelu(W1 x + b1) + b2. It runs in about a second.
+#include <CLI/CLI.hpp>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <vector>
-
-#include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
 
 #include "dtrain/ops.h"
 #include "dtrain/tensor.h"
@@ -37,14 +36,15 @@ struct Param {
   float weight_decay;
 };
 
-Param make_param(const char* name, Tensor value, float weight_decay) {
+Param make_param(const char* name, const Tensor& value, float weight_decay) {
   const dtrain::Shape& s = value.shape();
   return {name, value, Tensor::zeros(s), Tensor::zeros(s), Tensor::zeros(s), weight_decay};
 }
 
 }  // namespace
 
-int main(int argc, char** argv) {
+// Only option setup runs outside the try below; what it can throw (bad_alloc) may end the program.
+int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   CLI::App app{"Fits a tiny MLP with dtrain's CPU ops and prints the loss falling"};
   int steps = 50, batch = 256, dim = 32, hidden = 128, classes = 10;
   float lr = 3e-3f;
@@ -118,6 +118,7 @@ int main(int argc, char** argv) {
       cfg.step = step;
       cfg.grad_scale = grad_norm > 1.0f ? 1.0f / grad_norm : 1.0f;
       std::vector<ops::AdamWTensor> state;
+      state.reserve(params.size());
       for (Param& p : params) state.push_back({p.value, p.grad, p.m, p.v, Tensor(), p.weight_decay});
       ops::adamw_step(state, cfg);
       const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
@@ -128,7 +129,10 @@ int main(int argc, char** argv) {
         std::printf("step %3d  loss %.4f  grad_norm %.3f  %.2f ms\n", step, loss, grad_norm, ms);
       }
       if (metrics) {
-        metrics << nlohmann::json{{"step", step}, {"loss", loss}, {"grad_norm", grad_norm}, {"step_ms", ms},
+        metrics << nlohmann::json{{"step", step},
+                                  {"loss", loss},
+                                  {"grad_norm", grad_norm},
+                                  {"step_ms", ms},
                                   {"samples_per_s", batch / (ms / 1e3)}}
                        .dump()
                 << "\n";
@@ -136,8 +140,11 @@ int main(int argc, char** argv) {
     }
     std::printf("loss %.4f -> %.4f over %d steps (%.1f ms)\n", first_loss, last_loss, steps, total_ms);
     if (metrics) {
-      metrics << nlohmann::json{{"final", true}, {"steps", steps}, {"first_loss", first_loss},
-                                {"loss", last_loss}, {"total_ms", total_ms}}
+      metrics << nlohmann::json{{"final", true},
+                                {"steps", steps},
+                                {"first_loss", first_loss},
+                                {"loss", last_loss},
+                                {"total_ms", total_ms}}
                      .dump()
               << "\n";
     }

@@ -97,6 +97,7 @@ AdditionDataset::Score AdditionDataset::evaluate(const std::vector<std::pair<int
   Score score;
   if (pairs.empty()) return score;
   std::vector<std::vector<int32_t>> prompts;
+  prompts.reserve(pairs.size());
   for (auto& [a, b] : pairs) prompts.push_back(encode_bytes_i32(prompt_text(a, b)));
   const int64_t max_answer = digits_ + 2;  // digits of the sum, plus '\n'
   const auto outputs = decode(prompts, max_answer);
@@ -125,7 +126,7 @@ namespace dtrain::data {
 
 AdditionDataset::Score AdditionDataset::baseline(const std::vector<std::pair<int64_t, int64_t>>& pairs) const {
   // Most frequent character per answer position, over a deterministic sample of all pairs.
-  const size_t width = static_cast<size_t>(digits_ + 1);
+  const size_t width = static_cast<size_t>(digits_) + 1;
   std::vector<std::array<int64_t, 10>> counts(width, std::array<int64_t, 10>{});
   uint64_t state = 99;
   for (int i = 0; i < 20000; ++i) {

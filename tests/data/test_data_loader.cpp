@@ -71,6 +71,7 @@ TEST_CASE("position report and restore resume exactly", "[data][loader]") {
   for (int i = 0; i < 7; ++i) first.next();
   const data::LoaderPosition saved = first.position();
   std::vector<std::vector<int32_t>> expected;
+  expected.reserve(11);
   for (int i = 0; i < 11; ++i) expected.push_back(values(first.next().inputs));
 
   auto resumed = data::DataLoader::from_pattern(dir.file("shard_*.bin"), 3, 4, 1, 3);

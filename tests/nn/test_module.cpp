@@ -14,6 +14,7 @@ TEST_CASE("parameters have stable dotted names in execution order", "[nn][module
   nn::GPT model(testing::micro_config());
   const auto params = model.named_parameters();
   std::vector<std::string> names;
+  names.reserve(params.size());
   for (auto& np : params) names.push_back(np.name);
   REQUIRE(names.front() == "embed.wte");
   REQUIRE(names[1] == "embed.wpe");

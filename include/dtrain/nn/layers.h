@@ -67,7 +67,7 @@ class Embedding : public Module {
   const Tensor& output() const { return out_buf_; }
 
  private:
-  int64_t vocab_, max_seq_len_, channels_;
+  int64_t max_seq_len_, channels_;
   Tensor tokens_, out_buf_;
 };
 

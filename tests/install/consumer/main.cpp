@@ -1,6 +1,6 @@
-#include <cstdio>
-
 #include <dtrain/dtrain.h>
+
+#include <cstdio>
 
 int main() {
   dtrain::Tensor t = dtrain::Tensor::full({2, 3}, 1.5);
