@@ -11,6 +11,7 @@
 #include <random>
 
 #include "dtrain/data/byte_tokenizer.h"
+#include "distributed.h"
 #include "trainer.h"
 
 using namespace dtrain;
@@ -59,8 +60,11 @@ int main(int argc, char** argv) {
   CLI::App app{"train_gpt: train a GPT-2 family model with dtrain"};
   TrainOptions opt;
   add_options(app, opt);
+  DistributedOptions dist;  // data-parallel options (distributed.h)
+  add_distributed_options(app, dist);
   CLI11_PARSE(app, argc, argv);
   try {
+    if (wants_distributed(dist)) return run_distributed(opt, dist);
     Trainer t;
     t.opt = opt;
     make_model(t);

@@ -1,0 +1,285 @@
+#include "distributed.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "dtrain/allocator.h"
+#include "dtrain/comm/init.h"
+#include "dtrain/data/byte_tokenizer.h"
+#include "dtrain/parallel/data_parallel.h"
+
+using namespace dtrain;
+
+void add_distributed_options(CLI::App& app, DistributedOptions& d) {
+  app.add_option("--zero", d.zero, "ZeRO stage of the data-parallel engine: 0 (DDP), 1, 2 or 3")
+      ->check(CLI::Range(0, 3));
+  app.add_option("--grad-accum", d.grad_accum,
+                 "micro-steps per optimizer step (per-rank micro-batch = "
+                 "batch / world / grad-accum)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--precision", d.precision, "f32; bf16 or f16 (mixed precision, GPU only)")->capture_default_str();
+  app.add_flag("--dry-run", d.dry_run, "print the data-parallel plan and memory ledger, then exit");
+  app.add_option("--first-bucket-mb", d.first_bucket_mb, "size of the first gradient bucket (stages 0-2)")
+      ->capture_default_str();
+  app.add_option("--bucket-mb", d.bucket_mb, "size of the other gradient buckets (stages 0-2)")->capture_default_str();
+  app.add_option("--prefetch", d.prefetch, "ZeRO-3: units gathered ahead of use")->capture_default_str();
+  app.add_flag("--no-overlap", d.no_overlap, "communicate after backward instead of during it (a baseline)");
+  app.add_option("--trace-out", d.trace_out, "write rank 0's engine trace (JSON Lines) to this file");
+}
+
+bool wants_distributed(const DistributedOptions& d) {
+  return d.zero >= 0 || d.grad_accum != 1 || d.precision != "f32" || d.dry_run || !d.trace_out.empty() ||
+         std::getenv("WORLD_SIZE") != nullptr || std::getenv("SLURM_NTASKS") != nullptr ||
+         std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr;
+}
+
+namespace {
+
+bool launched_by_a_launcher() {
+  return std::getenv("WORLD_SIZE") != nullptr || std::getenv("SLURM_NTASKS") != nullptr ||
+         std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr;
+}
+
+// A one-rank communicator over a private file store, for runs without a launcher.
+struct LocalGroup {
+  std::string dir;
+  ~LocalGroup() {
+    std::error_code ec;
+    if (!dir.empty()) std::filesystem::remove_all(dir, ec);
+  }
+};
+
+std::shared_ptr<comm::Communicator> make_communicator(LocalGroup& local) {
+  if (launched_by_a_launcher()) return comm::init_process_group();
+  char tmpl[] = "/tmp/dtrain_train_gpt_XXXXXX";
+  DTRAIN_CHECK(::mkdtemp(tmpl) != nullptr, "cannot create a temporary directory for the single-process store");
+  local.dir = tmpl;
+  return std::make_shared<comm::Communicator>(std::make_shared<comm::FileStore>(local.dir), 0, 1);
+}
+
+double mib(int64_t b) {
+  return static_cast<double>(b) / (1024.0 * 1024.0);
+}
+
+// Every rank's (a, b) pair, gathered (for per-rank metrics).
+std::vector<float> gather_pairs(comm::Communicator& c, float a, float b) {
+  Tensor in = Tensor::from_vector({a, b}, {2});
+  Tensor out = Tensor::empty({2 * static_cast<int64_t>(c.size())}, DType::f32);
+  if (c.size() == 1) {
+    out.copy_(in);
+  } else {
+    c.all_gather(in, out).wait();
+  }
+  return out.to_vector();
+}
+
+}  // namespace
+
+int run_distributed(const TrainOptions& base, const DistributedOptions& d) {
+  LocalGroup local;
+  struct GroupGuard {  // tears the default communicator down after the engine
+    ~GroupGuard() {
+      if (comm::is_initialized()) comm::destroy_process_group();
+    }
+  } group_guard;
+  auto comm = make_communicator(local);
+  const int rank = comm->rank(), world = comm->size();
+  const bool lead = rank == 0;
+  TrainOptions opt = base;
+  opt.rank = rank;
+  opt.world_size = world;
+  if (opt.device == "cuda" && launched_by_a_launcher()) {  // one GPU per local rank
+    opt.device = "cuda:" + std::to_string(comm::job_env_from_environment().local_rank);
+  }
+  DTRAIN_CHECK(opt.batch % (static_cast<int64_t>(world) * d.grad_accum) == 0, "--batch ", opt.batch,
+               " must be divisible by world size x --grad-accum = ", world, " x ", d.grad_accum,
+               " (the global batch is split evenly over ranks and micro-steps)");
+  const int64_t micro_rows = opt.batch / world / d.grad_accum;
+
+  Trainer t;
+  t.opt = opt;
+  make_model(t);
+  make_data(t);
+  make_optimizer(t);  // the schedule; the optimizer is rebuilt on the engine's shards below
+
+  parallel::DataParallelOptions o;
+  o.stage = d.zero < 0 ? 0 : d.zero;
+  o.grad_accumulation = d.grad_accum;
+  o.precision = parallel::parse_precision(d.precision);
+  o.first_bucket_bytes = std::max<int64_t>(1, static_cast<int64_t>(d.first_bucket_mb * 1024 * 1024));
+  o.bucket_bytes = std::max<int64_t>(1, static_cast<int64_t>(d.bucket_mb * 1024 * 1024));
+  o.prefetch_depth = d.prefetch;
+  o.overlap = !d.no_overlap;
+  o.trace = !d.trace_out.empty();
+  parallel::DataParallel dp(*t.model, comm, o);
+  t.optimizer = std::make_unique<optim::AdamW>(dp.param_groups(opt.weight_decay));
+  t.optimizer->init_state();  // so the ledger shows the optimizer state from the start
+
+  if (lead) {
+    std::printf("model: %s, %.2fM parameters, device %s\n", t.model->config().str().c_str(),
+                static_cast<double>(t.model->num_parameters()) / 1e6, t.device.str().c_str());
+    std::printf("data: %s, global batch %lld x %lld tokens = %d rank(s) x %d micro-step(s) x %lld sequences\n",
+                opt.data.empty() ? "built-in additions" : opt.data.c_str(), static_cast<long long>(opt.batch),
+                static_cast<long long>(opt.seq_len), world, d.grad_accum, static_cast<long long>(micro_rows));
+    std::printf("%s", dp.describe_plan().c_str());
+    std::printf("at start: %s",
+                parallel::format_ledger(dp.ledger(t.optimizer.get()), dp.predicted(), o.stage, world).c_str());
+    std::fflush(stdout);
+  }
+  if (d.dry_run) {
+    if (!lead) {
+      const auto m = dp.ledger(t.optimizer.get());
+      std::printf("rank %d: model state %.3f MiB (predicted %.3f MiB)\n", rank, mib(m.model_state()),
+                  mib(dp.predicted().model_state()));
+    }
+    return 0;
+  }
+
+  MetricsWriter metrics(lead ? opt.metrics_out : std::string());
+  const int64_t steps = opt.steps;
+  double total_ms = 0.0, total_tokens = 0.0;
+  float last_loss = 0.0f;
+  EvalResult last_eval;
+  for (int64_t step = 0; step < steps; ++step) {
+    reset_peak_memory(t.device);
+    const auto start = std::chrono::steady_clock::now();
+    const data::Batch& batch = t.train_data->next();
+    float loss_sum = 0.0f;
+    for (int m = 0; m < d.grad_accum; ++m) {
+      Tensor x = batch.inputs.narrow(m * micro_rows, micro_rows);
+      Tensor y = batch.targets.narrow(m * micro_rows, micro_rows);
+      loss_sum += t.model->forward(x, y, dp.grad_scale());
+      t.model->backward();
+    }
+    const float lr = t.schedule.lr(step);
+    const parallel::StepResult r = dp.step(*t.optimizer, lr, opt.grad_clip);
+    const double step_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    const float loss = dp.average(loss_sum / static_cast<float>(d.grad_accum));
+    const int64_t peak = memory_stats(t.device).peak_bytes;
+    const auto per_rank = gather_pairs(*comm, static_cast<float>(step_ms), static_cast<float>(peak));
+    double max_ms = 0, max_peak = 0;
+    std::vector<double> rank_ms, rank_peak;
+    rank_ms.reserve(static_cast<size_t>(world));
+    rank_peak.reserve(static_cast<size_t>(world));
+    for (size_t i = 0; i < static_cast<size_t>(world); ++i) {
+      rank_ms.push_back(per_rank[2 * i]);
+      rank_peak.push_back(per_rank[2 * i + 1]);
+      max_ms = std::max(max_ms, rank_ms.back());
+      max_peak = std::max(max_peak, rank_peak.back());
+    }
+    const double tokens = static_cast<double>(opt.batch * opt.seq_len);
+    const double tok_s = tokens / (max_ms / 1000.0);
+    last_loss = loss;
+    if (step > 0) {  // the first step allocates; leave it out of the average
+      total_ms += max_ms;
+      total_tokens += tokens;
+    }
+    if (step == 0 && lead) {
+      std::printf("after step 1: %s",
+                  parallel::format_ledger(dp.ledger(t.optimizer.get()), dp.predicted(), o.stage, world).c_str());
+    }
+    nlohmann::json record = {{"step", step + 1},
+                             {"loss", loss},
+                             {"tokens_per_s", tok_s},
+                             {"step_ms", max_ms},
+                             {"lr", lr},
+                             {"grad_norm", r.grad_norm},
+                             {"rank_step_ms", rank_ms},
+                             {"rank_peak_bytes", rank_peak}};
+    if (r.skipped) record["skipped"] = true;
+    if (lead) {
+      std::printf("step %5lld/%lld | loss %.4f | lr %.2e | norm %.3f | %7.1f ms | %9.0f tok/s | peak %.1f MiB%s\n",
+                  static_cast<long long>(step) + 1, static_cast<long long>(steps), loss, lr, r.grad_norm, max_ms, tok_s,
+                  mib(static_cast<int64_t>(max_peak)), r.skipped ? " | skipped (f16 overflow)" : "");
+    }
+    const bool last = step + 1 == steps;
+    if ((opt.eval_every > 0 && (step + 1) % opt.eval_every == 0) || last) {
+      // Every rank evaluates (ZeRO-3 gathers parameters collectively); losses are averaged.
+      last_eval = evaluate(t);
+      if (last_eval.val_loss >= 0) last_eval.val_loss = dp.average(static_cast<float>(last_eval.val_loss));
+      if (lead) {
+        std::printf("eval @ step %lld:", static_cast<long long>(step) + 1);
+        if (last_eval.val_loss >= 0) {
+          std::printf(" val loss %.4f", last_eval.val_loss);
+          record["val_loss"] = last_eval.val_loss;
+        }
+        if (last_eval.addition) {
+          std::printf(" | held-out sums: exact %.1f%%, digits %.1f%% (format-only baseline %.1f%%)",
+                      100.0 * last_eval.addition->exact, 100.0 * last_eval.addition->digits,
+                      100.0 * last_eval.baseline->digits);
+          record["accuracy_exact"] = last_eval.addition->exact;
+          record["accuracy_digits"] = last_eval.addition->digits;
+          record["baseline_digits"] = last_eval.baseline->digits;
+        }
+        std::printf("\n");
+      }
+    }
+    std::fflush(stdout);
+    metrics.write(record);
+  }
+
+  const parallel::MemoryLedger measured = dp.ledger(t.optimizer.get());
+  const parallel::MemoryLedger predicted = dp.predicted();
+  const auto model_states = gather_pairs(*comm, static_cast<float>(measured.model_state()),
+                                         static_cast<float>(memory_stats(t.device).peak_bytes));
+  std::vector<double> rank_model_state;
+  rank_model_state.reserve(static_cast<size_t>(world));
+  for (size_t i = 0; i < static_cast<size_t>(world); ++i) rank_model_state.push_back(model_states[2 * i]);
+  nlohmann::json summary = {{"final", true},
+                            {"steps", steps},
+                            {"final_loss", last_loss},
+                            {"tokens_per_s", total_ms > 0 ? total_tokens / (total_ms / 1000.0) : 0.0},
+                            {"parameters", t.model->num_parameters()},
+                            {"config", t.model->config().str()},
+                            {"zero_stage", o.stage},
+                            {"world_size", world},
+                            {"grad_accum", d.grad_accum},
+                            {"precision", d.precision},
+                            {"model_state_bytes", measured.model_state()},
+                            {"model_state_bytes_predicted", predicted.model_state()},
+                            {"rank_model_state_bytes", rank_model_state},
+                            {"parameter_bytes", measured.parameters},
+                            {"gradient_bytes", measured.gradients},
+                            {"optimizer_state_bytes", measured.optimizer_state}};
+  if (last_eval.val_loss >= 0) summary["val_loss"] = last_eval.val_loss;
+  if (last_eval.addition) {
+    summary["accuracy_exact"] = last_eval.addition->exact;
+    summary["accuracy_digits"] = last_eval.addition->digits;
+    summary["baseline_digits"] = last_eval.baseline->digits;
+  }
+  metrics.write(summary);
+  if (lead) {
+    std::printf("model state per rank: %.3f MiB measured, %.3f MiB predicted (ZeRO stage %d, %d ranks)\n",
+                mib(measured.model_state()), mib(predicted.model_state()), o.stage, world);
+  }
+
+  if (opt.sample_tokens > 0 && !opt.sample_prompt.empty()) {  // every rank runs it (ZeRO-3 gathers)
+    std::mt19937_64 rng(opt.seed);
+    const auto prompt = data::encode_bytes_i32(opt.sample_prompt);
+    const auto out = nn::generate(*t.model, prompt, opt.sample_tokens, opt.temperature, rng);
+    if (lead) {
+      std::printf("sample (%s): %s%s\n", opt.temperature > 0 ? "temperature" : "greedy", opt.sample_prompt.c_str(),
+                  data::decode_bytes(out).c_str());
+    }
+  }
+  if (lead && dp.trace() != nullptr) {  // written aside, then renamed: never a half-written file
+    const std::string tmp = d.trace_out + ".tmp";
+    {
+      std::ofstream out(tmp);
+      out << dp.trace()->to_jsonl();
+      out.close();
+      DTRAIN_CHECK(out.good(), "writing the trace to ", tmp, " failed (disk full?)");
+    }
+    std::filesystem::rename(tmp, d.trace_out);
+  }
+  std::fflush(stdout);
+  return 0;
+}

@@ -1,0 +1,405 @@
+// One rank of the data-parallel tests, started by test_parallel with
+// RANK/WORLD_SIZE/MASTER_* set. Every rank also trains a single-process
+// reference model locally (the whole global batch, no communication), so it
+// can compare its data-parallel run with it. Rank 0 prints the results as
+//   dp_check <name> <value> <limit>
+// lines (value <= limit passes), which the Catch2 test asserts one by one.
+//
+//   dp_worker train [--accum 1,2] [--stages 0,1,2,3]   equality, ledger, overlap
+//   dp_worker mismatch                                ranks disagree -> error on all ranks
+// Exit codes: 0 done (checks printed), 2 setup failure, 3 expected error raised, 4 it did not.
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "dtrain/comm/init.h"
+#include "dtrain/nn/gpt.h"
+#include "dtrain/ops.h"
+#include "dtrain/optim/adamw.h"
+#include "dtrain/optim/clip.h"
+#include "dtrain/parallel/data_parallel.h"
+
+using namespace dtrain;
+
+namespace {
+
+constexpr int kSteps = 10;
+constexpr int64_t kGlobalBatch = 12;  // divisible by 1, 2, 3, 4 and by 2 x accumulation 2
+constexpr int64_t kSeqLen = 8;
+constexpr float kLr = 3e-3f;
+constexpr float kClip = 0.5f;  // low enough that clipping is active in the first steps
+constexpr float kWeightDecay = 0.1f;
+constexpr uint64_t kSeed = 4242;
+
+// Stated f32 tolerances: reduction order differs (averaging across ranks,
+// the norm over shards), AdamW amplifies that a little over 10 steps.
+constexpr double kLossTol = 2e-5;
+constexpr double kParamTol = 2e-5;
+
+int g_rank = 0;
+
+void report(const std::string& name, double value, double limit) {
+  if (g_rank == 0) std::printf("dp_check %s %.9g %.9g\n", name.c_str(), value, limit);
+}
+
+nn::GPTConfig tiny_config() {
+  nn::GPTConfig c;
+  c.n_layer = 2;
+  c.n_head = 2;
+  c.n_embd = 32;
+  c.vocab_size = 64;
+  c.max_seq_len = 16;
+  return c;
+}
+
+// Rows [row0, row0 + rows) of step `step`'s global batch: inputs and targets [rows, T].
+std::pair<Tensor, Tensor> batch_rows(int step, int64_t row0, int64_t rows) {
+  std::mt19937 rng(static_cast<uint32_t>(1000 + step));
+  std::uniform_int_distribution<int32_t> tok(0, 63);
+  std::vector<int32_t> all(static_cast<size_t>(kGlobalBatch * (kSeqLen + 1)));
+  for (auto& t : all) t = tok(rng);
+  Tensor x = Tensor::empty({rows, kSeqLen}, DType::i32), y = Tensor::empty({rows, kSeqLen}, DType::i32);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t t = 0; t < kSeqLen; ++t) {
+      const size_t base = static_cast<size_t>((row0 + r) * (kSeqLen + 1) + t);
+      x.data<int32_t>()[r * kSeqLen + t] = all[base];
+      y.data<int32_t>()[r * kSeqLen + t] = all[base + 1];
+    }
+  }
+  return {x, y};
+}
+
+struct Run {
+  std::vector<float> losses;
+  std::vector<float> norms;
+  std::vector<std::pair<std::string, Tensor>> params;
+};
+
+Run train_reference() {
+  nn::GPT model(tiny_config(), Device::cpu(), kSeed);
+  optim::AdamW opt(optim::param_groups(model, kWeightDecay));
+  Run r;
+  for (int s = 0; s < kSteps; ++s) {
+    auto [x, y] = batch_rows(s, 0, kGlobalBatch);
+    model.zero_grad();
+    r.losses.push_back(model.forward(x, y));
+    model.backward();
+    const float norm = optim::grad_norm(opt.grads());
+    r.norms.push_back(norm);
+    opt.step(kLr, optim::clip_scale(norm, kClip));
+  }
+  for (auto& np : model.named_parameters()) r.params.emplace_back(np.name, np.param->value.clone());
+  return r;
+}
+
+double max_abs_diff(const Tensor& a, const Tensor& b) {
+  const auto va = a.to_vector(), vb = b.to_vector();
+  if (va.size() != vb.size()) return INFINITY;
+  double m = 0;
+  for (size_t i = 0; i < va.size(); ++i) m = std::max(m, std::fabs(static_cast<double>(va[i]) - vb[i]));
+  return m;
+}
+
+// Stage 0: the first bucket's collective is issued before backward ends.
+// Returns (backward end - first reduce start) in µs of the last backward (> 0: overlapped).
+double stage0_overlap_margin(const std::vector<parallel::TraceEvent>& ev) {
+  const parallel::TraceEvent* bw = nullptr;
+  for (const auto& e : ev) {
+    if (e.kind == "backward") bw = &e;
+  }
+  if (bw == nullptr) return -1;
+  for (const auto& e : ev) {
+    if (e.kind == "reduce" && e.start_us >= bw->start_us) return bw->end_us - e.start_us;
+  }
+  return -1;
+}
+
+// Stage 3: for consecutive unit computations A then B (B != A), B's gather
+// (the last one issued before B computes) was issued before A finished
+// computing: the prefetch. Returns how many such pairs the trace holds.
+int stage3_prefetch_overlaps(const std::vector<parallel::TraceEvent>& ev) {
+  std::vector<const parallel::TraceEvent*> computes;
+  for (const auto& e : ev) {
+    if (e.kind == "compute") computes.push_back(&e);
+  }
+  int n = 0;
+  for (size_t i = 1; i < computes.size(); ++i) {
+    const auto* a = computes[i - 1];
+    const auto* b = computes[i];
+    if (a->name == b->name) continue;
+    const parallel::TraceEvent* gather = nullptr;
+    for (const auto& g : ev) {
+      if (g.kind == "gather" && g.name == b->name && g.start_us <= b->start_us) gather = &g;
+    }
+    if (gather != nullptr && gather->start_us < a->end_us && gather->start_us > a->start_us - 1e6) ++n;
+  }
+  return n;
+}
+
+// Engine variants beyond the defaults (equality only).
+struct Variant {
+  bool overlap = true;
+  int prefetch = 1;
+  bool checkpointing = false;
+  std::string suffix() const {
+    std::string s;
+    if (!overlap) s += "_no_overlap";
+    if (prefetch != 1) s += "_prefetch" + std::to_string(prefetch);
+    if (checkpointing) s += "_checkpointing";
+    return s;
+  }
+};
+
+void run_stage(const std::shared_ptr<comm::Communicator>& comm, const Run& ref, int stage, int accum,
+               const Variant& variant = {}) {
+  const int world = comm->size();
+  // Each rank initialises differently; the engine starts everyone from rank
+  // 0's weights (kSeed, as the reference), so equality also tests that.
+  nn::GPTConfig config = tiny_config();
+  config.checkpoint_activations = variant.checkpointing;
+  nn::GPT model(config, Device::cpu(), kSeed + static_cast<uint64_t>(comm->rank()));
+  parallel::DataParallelOptions o;
+  o.stage = stage;
+  o.overlap = variant.overlap;
+  o.prefetch_depth = variant.prefetch;
+  o.grad_accumulation = accum;
+  o.first_bucket_bytes = 4 << 10;  // several buckets even for the tiny model
+  o.bucket_bytes = 16 << 10;
+  o.trace = true;
+  parallel::DataParallel dp(model, comm, o);
+  optim::AdamW opt(dp.param_groups(kWeightDecay));
+  const int64_t local = kGlobalBatch / world;
+  const int64_t micro_rows = local / accum;
+  double loss_diff = 0, norm_diff = 0;
+  for (int s = 0; s < kSteps; ++s) {
+    float loss_sum = 0;
+    for (int m = 0; m < accum; ++m) {
+      auto [x, y] = batch_rows(s, comm->rank() * local + m * micro_rows, micro_rows);
+      loss_sum += model.forward(x, y, dp.grad_scale());
+      model.backward();
+    }
+    const float loss = dp.average(loss_sum / static_cast<float>(accum));
+    const auto res = dp.step(opt, kLr, kClip);
+    loss_diff = std::max(loss_diff, std::fabs(static_cast<double>(loss) - ref.losses[static_cast<size_t>(s)]));
+    norm_diff = std::max(norm_diff, std::fabs(static_cast<double>(res.grad_norm) - ref.norms[static_cast<size_t>(s)]));
+  }
+  const auto params = dp.full_parameters();
+  double param_diff = 0;
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (params[i].first != ref.params[i].first) param_diff = INFINITY;
+    param_diff = std::max(param_diff, max_abs_diff(params[i].second, ref.params[i].second));
+  }
+  const std::string tag = "stage" + std::to_string(stage) + "_world" + std::to_string(world) + "_accum" +
+                          std::to_string(accum) + variant.suffix();
+  report(tag + "_loss_max_abs_diff", loss_diff, kLossTol);
+  report(tag + "_grad_norm_max_abs_diff", norm_diff, kLossTol * 10);
+  report(tag + "_param_max_abs_diff", param_diff, kParamTol);
+
+  if (!variant.suffix().empty()) return;
+  if (accum == 1 && (world == 2 || world == 4)) {
+    const auto m = dp.ledger(&opt);
+    const auto p = dp.predicted();
+    if (g_rank == 0) std::printf("%s", parallel::format_ledger(m, p, stage, world).c_str());
+    auto rel = [](int64_t a, int64_t b) {
+      return b == 0 ? (a == 0 ? 0.0 : INFINITY) : std::fabs(static_cast<double>(a) / static_cast<double>(b) - 1.0);
+    };
+    report(tag + "_ledger_parameters_rel_err", rel(m.parameters, p.parameters), 0.05);
+    report(tag + "_ledger_gradients_rel_err", rel(m.gradients, p.gradients), 0.05);
+    report(tag + "_ledger_optimizer_rel_err", rel(m.optimizer_state, p.optimizer_state), 0.05);
+    report(tag + "_ledger_model_state_rel_err", rel(m.model_state(), p.model_state()), 0.05);
+  }
+  if (accum == 1 && world == 2 && stage == 0) {
+    const double margin = stage0_overlap_margin(dp.trace()->events());
+    if (g_rank == 0) std::printf("stage 0: first bucket all-reduce issued %.1f us before backward ended\n", margin);
+    report(tag + "_first_bucket_starts_after_backward_end_us", -margin, -1e-3);
+    report(tag + "_buckets_minus_2", -static_cast<double>(dp.groups().size()), -3);
+  }
+  if (accum == 1 && world == 2 && stage == 3) {
+    const int n = stage3_prefetch_overlaps(dp.trace()->events());
+    if (g_rank == 0) std::printf("stage 3: %d gathers issued while another unit computed\n", n);
+    report(tag + "_prefetched_gathers_negated", -n, -1);
+  }
+}
+
+// ---- mismatch ------------------------------------------------------------------------
+
+// A module whose parameter only gets a gradient when `skip` is false (a branch
+// not taken). Its "gradient" is a constant, so any dtype works on the CPU.
+class Gate : public nn::Module {
+ public:
+  explicit Gate(DType dtype = DType::f32, int64_t n = 8)
+      : Module("Gate"), w(add_parameter("w", Tensor::zeros({n}, dtype), false)) {}
+  void forward() {
+    run_hooks(nn::HookPoint::pre_forward);
+    run_hooks(nn::HookPoint::post_forward);
+  }
+  void backward(bool skip, double value = 1.0) {
+    run_hooks(nn::HookPoint::pre_backward);
+    if (!skip) {
+      w.require_grad().fill_(value);
+      grad_ready(w);
+    }
+    run_hooks(nn::HookPoint::post_backward);
+  }
+  nn::Parameter& w;
+};
+
+// Two gates in bf16/f16: the mixed-precision plumbing (low-precision
+// parameters and gradients, f32 master, f32 reductions, loss scaling) without
+// compute ops, which are f32-only on the CPU.
+class Gates : public nn::Module {
+ public:
+  explicit Gates(DType dtype) : Module("Gates"), g1(dtype, 8), g2(dtype, 5) {
+    add_module("g1", g1);
+    add_module("g2", g2);
+    g1.w.value.fill_(1.0);
+    g2.w.value.fill_(1.0);
+  }
+  void train(double grad) {
+    run_hooks(nn::HookPoint::pre_forward);
+    g1.forward();
+    g2.forward();
+    run_hooks(nn::HookPoint::post_forward);
+    run_hooks(nn::HookPoint::pre_backward);
+    g2.backward(false, grad);
+    g1.backward(false, grad);
+    run_hooks(nn::HookPoint::post_backward);
+  }
+  Gate g1, g2;
+};
+
+// Rank r's gradient is (r + 1) / 4 x grad_scale, so the average over 2 ranks
+// is 0.375 x scale. AdamW's first step moves each weight by lr x sign(g):
+// 1 -> 0.875, exact in bf16 and f16. f16 starts at loss scale 2^17: rank 1's
+// 0.5 x 2^17 overflows f16 (max 65504), so the first step is skipped and the
+// scale halves; the second step applies.
+void run_mixed(const std::shared_ptr<comm::Communicator>& comm) {
+  for (int stage = 0; stage <= 3; ++stage) {
+    for (auto precision : {parallel::Precision::bf16, parallel::Precision::f16}) {
+      const DType dt = precision == parallel::Precision::bf16 ? DType::bf16 : DType::f16;
+      Gates model(dt);
+      parallel::DataParallelOptions o;
+      o.stage = stage;
+      o.precision = precision;
+      o.initial_loss_scale = 131072.0f;
+      parallel::DataParallel dp(model, comm, o);
+      optim::AdamW opt(dp.param_groups(0.0f));
+      const std::string tag =
+          std::string("mixed_") + parallel::precision_name(precision) + "_stage" + std::to_string(stage);
+      int skipped = 0;
+      float norm = 0;
+      for (int s = 0; s < (precision == parallel::Precision::f16 ? 2 : 1); ++s) {
+        model.train((comm->rank() + 1) / 4.0 * static_cast<double>(dp.grad_scale()));
+        const auto r = dp.step(opt, 0.125f, 0.0f);
+        skipped += r.skipped ? 1 : 0;
+        norm = r.grad_norm;
+      }
+      double err = 0;
+      for (auto& [name, t] : dp.full_parameters()) {
+        for (float v : t.to_vector()) err = std::max(err, std::fabs(v - 0.875));
+      }
+      report(tag + "_param_err", err, 1e-3);
+      report(tag + "_grad_norm_err", std::fabs(norm - 0.375 * std::sqrt(13.0)), 1e-3);
+      report(tag + "_skipped_steps_err", std::abs(skipped - (precision == parallel::Precision::f16 ? 1 : 0)), 0);
+    }
+  }
+}
+
+class Toy : public nn::Module {
+ public:
+  Toy() : Module("Toy"), a(8, 8) {
+    add_module("a", a);
+    add_module("gate", gate);
+  }
+  void train(const Tensor& x, bool skip_gate, bool extra_forward) {
+    run_hooks(nn::HookPoint::pre_forward);
+    a.forward(x);
+    if (extra_forward) a.forward(x);
+    gate.forward();
+    run_hooks(nn::HookPoint::post_forward);
+    run_hooks(nn::HookPoint::pre_backward);
+    Tensor dout = Tensor::full({4, 8}, 1.0), none;
+    gate.backward(skip_gate);
+    a.backward(dout, none);
+    run_hooks(nn::HookPoint::post_backward);
+  }
+  nn::Linear a;
+  Gate gate;
+};
+
+int run_mismatch(const std::shared_ptr<comm::Communicator>& comm) {
+  int raised = 0, cases = 0;
+  for (int stage = 0; stage <= 3; ++stage) {
+    for (int kind = 0; kind < (stage == 0 ? 2 : 1); ++kind) {  // kind 1: a module ran twice on rank 1
+      ++cases;
+      Toy toy;
+      parallel::DataParallelOptions o;
+      o.stage = stage;
+      parallel::DataParallel dp(toy, comm, o);
+      Tensor x = Tensor::full({4, 8}, 0.5);
+      const bool odd = comm->rank() == 1;
+      try {
+        toy.train(x, kind == 0 && odd, kind == 1 && odd);
+        std::printf("rank %d stage %d: no error raised\n", comm->rank(), stage);
+      } catch (const Error& e) {
+        std::printf("rank %d stage %d: error: %s\n", comm->rank(), stage, e.what());
+        ++raised;
+      }
+    }
+  }
+  if (comm->size() == 2) run_mixed(comm);
+  std::fflush(stdout);
+  return raised == cases ? 3 : 4;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    const std::string mode = argc > 1 ? argv[1] : "train";
+    std::vector<int> accums = {1};
+    std::vector<int> stages = {0, 1, 2, 3};
+    auto digits = [](const char* s) {
+      std::vector<int> out;
+      for (; *s; ++s) {
+        if (*s >= '0' && *s <= '9') out.push_back(*s - '0');
+      }
+      return out;
+    };
+    for (int i = 2; i + 1 < argc; i += 2) {
+      const std::string k = argv[i];
+      if (k == "--accum") accums = digits(argv[i + 1]);
+      if (k == "--stages") stages = digits(argv[i + 1]);
+    }
+    auto comm = comm::init_process_group();
+    g_rank = comm->rank();
+    if (mode == "mismatch") return run_mismatch(comm);
+    const Run ref = train_reference();
+    if (g_rank == 0) {
+      std::printf("reference losses:");
+      for (float l : ref.losses) std::printf(" %.5f", l);
+      std::printf("\nreference grad norms:");
+      for (float n : ref.norms) std::printf(" %.4f", n);
+      std::printf("\n");
+    }
+    for (int accum : accums) {
+      for (int stage : stages) run_stage(comm, ref, stage, accum);
+    }
+    if (comm->size() == 2) {  // overlap off, deeper and no prefetch, activation checkpointing
+      run_stage(comm, ref, 0, 1, Variant{false, 1, false});
+      run_stage(comm, ref, 3, 1, Variant{false, 0, false});
+      run_stage(comm, ref, 3, 1, Variant{true, 2, true});
+      run_stage(comm, ref, 2, 2, Variant{true, 1, true});
+    }
+    std::fflush(stdout);
+    comm::destroy_process_group();
+    return 0;
+  } catch (const std::exception& e) {
+    std::printf("dp_worker rank %d: error: %s\n", g_rank, e.what());
+    std::fflush(stdout);
+    return 2;
+  }
+}
