@@ -19,5 +19,6 @@
 #include "dtrain/optim/clip.h"
 #include "dtrain/optim/schedule.h"
 #include "dtrain/optim/sgd.h"
+#include "dtrain/parallel/data_parallel.h"
 #include "dtrain/stream.h"
 #include "dtrain/tensor.h"
