@@ -10,8 +10,8 @@
 #include <cstdio>
 #include <random>
 
-#include "dtrain/data/byte_tokenizer.h"
 #include "distributed.h"
+#include "dtrain/data/byte_tokenizer.h"
 #include "trainer.h"
 
 using namespace dtrain;
