@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The README's test command: installs dependencies, builds dtrain (with CUDA
-# when nvcc is present), runs the whole suite, then rebuilds with
+# The README's test command: installs dependencies, checks formatting, builds
+# dtrain (with CUDA when nvcc is present), runs the whole suite, then rebuilds with
 # AddressSanitizer + UndefinedBehaviorSanitizer and runs the suite again.
 # GPU tests report "Skipped" (with the reason) on machines without a GPU.
 set -euo pipefail
@@ -10,6 +10,12 @@ jobs=$(nproc)
 start=$(date +%s)
 
 bash scripts/install-deps.sh
+
+echo "== clang-format (the project's .clang-format; clang-tidy: scripts/lint.sh) =="
+if git rev-parse --git-dir > /dev/null 2>&1; then
+  git ls-files -z '*.cpp' '*.h' '*.cu' '*.cuh' | xargs -0 -r clang-format --dry-run -Werror
+  echo "clang-format: clean"
+fi
 
 echo "== build (release) =="
 bash scripts/build.sh build
