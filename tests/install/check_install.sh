@@ -8,6 +8,8 @@ test -f "$scratch/prefix/include/dtrain/tensor.h"
 ls "$scratch"/prefix/lib*/cmake/dtrain/dtrainConfig.cmake > /dev/null
 cmake -S "$consumer" -B "$scratch/build" -DCMAKE_PREFIX_PATH="$scratch/prefix" -DCMAKE_CXX_FLAGS="$flags" > /dev/null
 cmake --build "$scratch/build" > /dev/null
+# Installed programs start from the prefix alone (RPATH $ORIGIN/../lib).
+"$scratch/prefix/bin/dtrain-run" --help > /dev/null
 out=$("$scratch/build/consumer")
 echo "$out"
 grep -q "consumer ok" <<<"$out"
