@@ -56,7 +56,8 @@ void print_sample(Trainer& t) {
 }
 }  // namespace
 
-int main(int argc, char** argv) {
+// Only option setup runs outside the try below; what it can throw (bad_alloc) may end the program.
+int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   CLI::App app{"train_gpt: train a GPT-2 family model with dtrain"};
   TrainOptions opt;
   add_options(app, opt);

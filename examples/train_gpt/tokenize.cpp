@@ -5,7 +5,8 @@
 
 #include "dtrain/data/byte_tokenizer.h"
 
-int main(int argc, char** argv) {
+// Only option setup runs outside the try below; what it can throw (bad_alloc) may end the program.
+int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   CLI::App app{"dtrain_tokenize: text file -> byte-level token shards (llm.c format)"};
   std::string input, prefix;
   int64_t tokens_per_shard = 100'000'000;

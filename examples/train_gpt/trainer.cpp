@@ -192,7 +192,7 @@ void train_loop(Trainer& t, MetricsWriter& metrics) {
       total_tokens += static_cast<double>(t.train_data->local_batch() * t.opt.seq_len);
     }
     std::printf("step %5lld/%lld | loss %.4f | lr %.2e | norm %.3f | %7.1f ms | %9.0f tok/s\n",
-                static_cast<long long>(step + 1), static_cast<long long>(steps), s.loss, s.lr, s.grad_norm, s.step_ms,
+                static_cast<long long>(step) + 1, static_cast<long long>(steps), s.loss, s.lr, s.grad_norm, s.step_ms,
                 s.tokens_per_s);
     nlohmann::json record = {{"step", step + 1},     {"loss", s.loss}, {"tokens_per_s", s.tokens_per_s},
                              {"step_ms", s.step_ms}, {"lr", s.lr},     {"grad_norm", s.grad_norm}};
