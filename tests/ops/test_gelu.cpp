@@ -109,9 +109,9 @@ TEST_CASE("validation accepts bf16 on cuda and f32 only on cpu", "[ops][validati
   // ... but not mixed with f32 in one call.
   Tensor f = fake_cuda({4, 8});
   check_error([&] { ops::gelu(f, x); }, {"'out'", "dtype", "bf16"});
-  check_error([&] { ops::gelu(out, fake_cuda({4, 8}, DType::f16)); }, {"'x'", "dtype", "expected bf16", "f16"});
+  check_error([&] { ops::gelu(out, fake_cuda({4, 8}, DType::f16)); }, {"'out'", "dtype", "expected f16", "bf16"});
   Tensor i = fake_cuda({4, 8}, DType::i32);
-  check_error([&] { ops::gelu(i, i); }, {"'out'", "f32, bf16 or f16 on cuda", "i32"});
+  check_error([&] { ops::gelu(i, i); }, {"'x'", "f32, bf16 or f16 on cuda", "i32"});
 }
 
 }  // namespace dtrain::testing
