@@ -158,15 +158,23 @@ void head_gemm(const OpContext& ctx, DType in_type, const void* a, const void* b
 
 constexpr int kThreads = 256;
 
+// q, k and v of every head, each [BH, T, hs], one after another in scratch.
+template <typename T>
+Tensor qkv_to_heads(const OpContext& ctx, const Tensor& qkv, const Dims& d) {
+  const int64_t head = d.BH * d.T * d.hs;
+  Tensor qkv_h = ctx.scratch({3, head}, qkv.dtype());
+  permute_heads_kernel<T><<<blocks_for(3 * head, kThreads, 16384), kThreads, 0, ctx.stream()>>>(
+      ptr<T>(qkv_h), ptr<T>(qkv), d.B, d.T, d.NH, d.hs, 3);
+  DTRAIN_LAUNCH_CHECK();
+  return qkv_h;
+}
+
 template <typename T>
 void attention_matmul(const OpContext& ctx, Tensor& out, Tensor& lse, const Tensor& qkv, const Dims& d) {
   const DType dt = qkv.dtype();
   const int64_t head = d.BH * d.T * d.hs;  // elements of one of q, k, v
   const float scale = 1.0f / std::sqrt(static_cast<float>(d.hs));
-  Tensor qkv_h = ctx.scratch({3, head}, dt);
-  permute_heads_kernel<T><<<blocks_for(3 * head, kThreads, 16384), kThreads, 0, ctx.stream()>>>(
-      ptr<T>(qkv_h), ptr<T>(qkv), d.B, d.T, d.NH, d.hs, 3);
-  DTRAIN_LAUNCH_CHECK();
+  const Tensor qkv_h = qkv_to_heads<T>(ctx, qkv, d);
   const T* q = ptr<T>(qkv_h);
   const T* k = q + head;
   const T* v = k + head;
@@ -192,10 +200,7 @@ void attention_backward_matmul(const OpContext& ctx, Tensor& dqkv, const Tensor&
   const int64_t head = d.BH * d.T * d.hs;
   const int64_t rows = d.BH * d.T;
   const float scale = 1.0f / std::sqrt(static_cast<float>(d.hs));
-  Tensor qkv_h = ctx.scratch({3, head}, dt);
-  permute_heads_kernel<T><<<blocks_for(3 * head, kThreads, 16384), kThreads, 0, ctx.stream()>>>(
-      ptr<T>(qkv_h), ptr<T>(qkv), d.B, d.T, d.NH, d.hs, 3);
-  DTRAIN_LAUNCH_CHECK();
+  const Tensor qkv_h = qkv_to_heads<T>(ctx, qkv, d);
   const T* q = ptr<T>(qkv_h);
   const T* k = q + head;
   const T* v = k + head;
