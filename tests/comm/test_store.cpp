@@ -18,7 +18,11 @@ using namespace std::chrono_literals;
 
 namespace {
 
-TcpStoreOptions server_options(const std::string& token = "secret-1") {
+// Test tokens: random hex of 128+ bits, as the store requires.
+const std::string kToken = "3f9a1c07d2b84e6590a7c3e1f4b2d8069e5c71a3";
+const std::string kOtherToken = "c4e8a2f61b9d07355e2a9c8f14d6b3a0";
+
+TcpStoreOptions server_options(const std::string& token = kToken) {
   TcpStoreOptions o;
   o.is_server = true;
   o.port = 0;
@@ -28,7 +32,7 @@ TcpStoreOptions server_options(const std::string& token = "secret-1") {
   return o;
 }
 
-TcpStoreOptions client_options(int port, const std::string& token = "secret-1") {
+TcpStoreOptions client_options(int port, const std::string& token = kToken) {
   TcpStoreOptions o;
   o.port = port;
   o.timeout = 5s;
@@ -79,15 +83,15 @@ TEST_CASE("FileStore and PrefixStore behave like the TCP store", "[comm][store]"
 }
 
 TEST_CASE("TcpStore refuses a wrong or missing token, and a server needs one", "[comm][store][auth]") {
-  TcpStore server(server_options("right"));
+  TcpStore server(server_options(kToken));
   const auto start = std::chrono::steady_clock::now();
-  CHECK_THROWS_WITH(TcpStore(client_options(server.port(), "wrong")),
+  CHECK_THROWS_WITH(TcpStore(client_options(server.port(), kOtherToken)),
                     Catch::Contains("refused this process") && Catch::Contains("DTRAIN_AUTH_TOKEN"));
   ::unsetenv("DTRAIN_AUTH_TOKEN");
   CHECK_THROWS_WITH(TcpStore(client_options(server.port(), "")), Catch::Contains("DTRAIN_AUTH_TOKEN is not set"));
   CHECK(std::chrono::steady_clock::now() - start < 2s);
   // The server still serves the right token.
-  TcpStore ok(client_options(server.port(), "right"));
+  TcpStore ok(client_options(server.port(), kToken));
   ok.set("a", "b");
   CHECK(server.get("a") == "b");
   CHECK_THROWS_WITH(TcpStore(server_options("")), Catch::Contains("DTRAIN_AUTH_TOKEN is not set"));
@@ -130,4 +134,32 @@ TEST_CASE("store protocol round-trips and rejects malformed bodies", "[comm][sto
   CHECK_THROWS_AS(protocol::parse_length(huge_len), protocol::ProtocolError);
   const uint8_t big_value[] = {10, 1, 0, 0, 0, 'k', 0xff, 0xff, 0xff, 0x0f};
   CHECK_THROWS_WITH(protocol::parse_body(big_value, sizeof(big_value)), Catch::Contains("exceeds the limit"));
+}
+
+TEST_CASE("TcpStore refuses tokens under 128 bits and says how to make one", "[comm][store][auth]") {
+  for (const std::string& weak :
+       {std::string("a"), std::string("s3cret"), std::string("0123456789abcdef0123456789abcde"), std::string(40, '0'),
+        std::string("correct horse battery staple, quite long")}) {
+    INFO(weak);
+    CHECK_THROWS_WITH(TcpStore(server_options(weak)),
+                      Catch::Contains("DTRAIN_AUTH_TOKEN") && Catch::Contains("dtrain-run --new-token"));
+  }
+  TcpStore server(server_options());
+  CHECK_THROWS_WITH(TcpStore(client_options(server.port(), "s3cret")), Catch::Contains("dtrain-run --new-token"));
+}
+
+TEST_CASE("TcpStore: values up to 16 MiB and many clients through one server thread", "[comm][store]") {
+  TcpStore server(server_options());
+  std::vector<std::unique_ptr<TcpStore>> clients;
+  for (int i = 0; i < 20; ++i) clients.push_back(std::make_unique<TcpStore>(client_options(server.port())));
+  const std::string big(16u << 20, 'x');
+  clients[3]->set("big", big);
+  CHECK(clients[17]->get("big") == big);
+  std::vector<std::thread> adders;
+  for (auto& c : clients)
+    adders.emplace_back([&c] {
+      for (int i = 0; i < 50; ++i) c->add("counter", 1);
+    });
+  for (auto& t : adders) t.join();
+  CHECK(server.add("counter", 0) == 20 * 50);
 }
