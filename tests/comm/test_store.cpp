@@ -1,5 +1,8 @@
 // Store tests in one process: TcpStore (server + clients), FileStore,
 // PrefixStore, authentication, malformed messages, the wire parser.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -9,6 +12,7 @@
 
 #include "comm/socket_util.h"
 #include "comm/store_protocol.h"
+#include "comm/store_server.h"
 #include "dtrain/comm/store.h"
 #include "dtrain/error.h"
 
@@ -162,4 +166,64 @@ TEST_CASE("TcpStore: values up to 16 MiB and many clients through one server thr
     });
   for (auto& t : adders) t.join();
   CHECK(server.add("counter", 0) == 20 * 50);
+}
+
+namespace {
+// A connection from a chosen loopback address; -1 if connect failed.
+net::Fd connect_from(const char* source, int port) {
+  net::Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in from{}, to{};
+  from.sin_family = to.sin_family = AF_INET;
+  ::inet_pton(AF_INET, source, &from.sin_addr);
+  ::inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+  to.sin_port = htons(static_cast<uint16_t>(port));
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&from), sizeof(from)) != 0 ||
+      ::connect(fd.get(), reinterpret_cast<sockaddr*>(&to), sizeof(to)) != 0)
+    return net::Fd();
+  return fd;
+}
+// Seconds until the server closes `fd` (EOF or reset), at most `limit`.
+double seconds_until_closed(int fd, double limit) {
+  const auto start = std::chrono::steady_clock::now();
+  pollfd p{fd, POLLIN, 0};
+  ::poll(&p, 1, static_cast<int>(limit * 1000));
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+}  // namespace
+
+TEST_CASE("StoreServer caps unauthenticated connections in all and per address, and times out handshakes",
+          "[comm][store][security]") {
+  StoreServerLimits limits;
+  limits.max_unauthenticated = 4;
+  limits.max_unauthenticated_per_address = 2;
+  limits.handshake_timeout = 600ms;
+  StoreServer server("127.0.0.1", 0, false, kToken, limits);
+  auto a1 = connect_from("127.0.0.2", server.port());
+  auto a2 = connect_from("127.0.0.2", server.port());
+  auto a3 = connect_from("127.0.0.2", server.port());  // over the per-address cap: closed at once
+  REQUIRE(a3.valid());
+  CHECK(seconds_until_closed(a3.get(), 2) < 0.3);
+  auto b1 = connect_from("127.0.0.3", server.port());
+  auto b2 = connect_from("127.0.0.3", server.port());
+  auto c1 = connect_from("127.0.0.4", server.port());  // over the total cap: closed at once
+  REQUIRE(c1.valid());
+  CHECK(seconds_until_closed(c1.get(), 2) < 0.3);
+  // The held ones are closed when their handshake time is up.
+  const double held = seconds_until_closed(a1.get(), 3);
+  CHECK(held > 0.3);
+  CHECK(held < 1.5);
+  // Then a member gets in, and the slots are free again.
+  TcpStoreOptions o = client_options(server.port());
+  TcpStore member(o);
+  member.set("in", "yes");
+  CHECK(member.get("in") == "yes");
+}
+
+TEST_CASE("StoreServer closes a connection declaring a frame over the hello size before authentication",
+          "[comm][store][security]") {
+  StoreServer server("127.0.0.1", 0, false, kToken);
+  auto fd = net::connect_once("127.0.0.1", server.port(), net::deadline_after(2s));
+  const std::string declare("\x51\x00\x00\x00", 4);  // 81 bytes: one more than a hello may have
+  net::write_all(fd.get(), declare.data(), declare.size(), net::deadline_after(2s));
+  CHECK(seconds_until_closed(fd.get(), 3) < 0.5);
 }
