@@ -156,10 +156,14 @@ void authenticate_gloo_pairs(gloo::Context& context, const std::shared_ptr<Store
                     std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()));
   };
 
+  // Named now: a Gloo timeout closes every pair, and their sockets with them.
+  std::vector<std::string> addresses(size);
+  for (int p = 0; p < size; ++p)
+    if (p != rank) addresses[p] = peer_address(context, p);
   auto fail = [&](int peer, const std::string& what) {
-    DTRAIN_THROW("Gloo pair of rank ", rank, " with rank ", peer, ": the peer connected at ",
-                 peer_address(context, peer), " ", what, ". A stranger may have taken the connection meant for rank ",
-                 peer, "; the job stops rather than compute with it (see docs/security.md)");
+    DTRAIN_THROW("Gloo pair of rank ", rank, " with rank ", peer, ": the peer connected at ", addresses[peer], " ",
+                 what, ". A stranger may have taken the connection meant for rank ", peer,
+                 "; the job stops rather than compute with it (see docs/security.md)");
   };
 
   for (int round = 0; round < 2; ++round) {
