@@ -3,6 +3,7 @@
 
 #include <sodium.h>
 
+#include <atomic>
 #include <cstring>
 
 #include "comm/store_protocol.h"
@@ -28,22 +29,33 @@ static_assert(crypto_aead_aes256gcm_ABYTES == kTagBytes && crypto_aead_chacha20p
 static_assert(crypto_aead_aes256gcm_NPUBBYTES == 12 && crypto_aead_chacha20poly1305_ietf_NPUBBYTES == 12,
               "both ciphers take 12-byte nonces");
 
+std::atomic<bool> g_plaintext{false};
+
 }  // namespace
+
+void allow_plaintext_for_benchmark(bool allow) {
+  g_plaintext = allow;
+}
 
 uint8_t supported_ciphers() {
   ensure_sodium();
+  if (g_plaintext) return kPlaintextForBenchmark;
   return kChaCha20Poly1305 | (crypto_aead_aes256gcm_is_available() ? kAes256Gcm : 0);
 }
 
 uint8_t choose_cipher(uint8_t offered) {
   const uint8_t shared = offered & supported_ciphers();
+  if (shared & kPlaintextForBenchmark) return kPlaintextForBenchmark;
   if (shared & kAes256Gcm) return kAes256Gcm;  // several times faster with AES-NI
   if (shared & kChaCha20Poly1305) return kChaCha20Poly1305;
   return 0;
 }
 
 const char* cipher_name(uint8_t cipher) {
-  return cipher == kAes256Gcm ? "AES-256-GCM" : cipher == kChaCha20Poly1305 ? "ChaCha20-Poly1305" : "none";
+  return cipher == kAes256Gcm               ? "AES-256-GCM"
+         : cipher == kChaCha20Poly1305      ? "ChaCha20-Poly1305"
+         : cipher == kPlaintextForBenchmark ? "plaintext (benchmark)"
+                                            : "none";
 }
 
 SessionKeys derive_session_keys(const std::string& job_key, const std::string& transcript) {
@@ -60,7 +72,8 @@ SessionKeys derive_session_keys(const std::string& job_key, const std::string& t
 
 Channel::Channel(uint8_t cipher, std::string key) : cipher_(cipher), key_(std::move(key)) {
   ensure_sodium();
-  DTRAIN_CHECK(cipher_ == kChaCha20Poly1305 || (cipher_ == kAes256Gcm && crypto_aead_aes256gcm_is_available()),
+  DTRAIN_CHECK(cipher_ == kChaCha20Poly1305 || (cipher_ == kAes256Gcm && crypto_aead_aes256gcm_is_available()) ||
+                   (cipher_ == kPlaintextForBenchmark && g_plaintext),
                "store session: cipher ", static_cast<int>(cipher_), " is not available on this machine");
   DTRAIN_CHECK(key_.size() == kKeyBytes, "store session: key must be ", kKeyBytes, " bytes");
 }
@@ -84,7 +97,9 @@ std::string Channel::seal(const std::string& body) {
   uint8_t iv[12];
   nonce(iv);
   unsigned long long written = 0;
-  if (cipher_ == kAes256Gcm)
+  if (cipher_ == kPlaintextForBenchmark)
+    std::memcpy(out + 4, body.data(), body.size());  // and a zero tag
+  else if (cipher_ == kAes256Gcm)
     crypto_aead_aes256gcm_encrypt(out + 4, &written, bytes(body), body.size(), out, 4, nullptr, iv, bytes(key_));
   else
     crypto_aead_chacha20poly1305_ietf_encrypt(out + 4, &written, bytes(body), body.size(), out, 4, nullptr, iv,
@@ -99,7 +114,8 @@ bool Channel::open(const uint8_t prefix[4], uint8_t* ciphertext, size_t size) {
   nonce(iv);
   unsigned long long written = 0;
   const int rc =
-      cipher_ == kAes256Gcm
+      cipher_ == kPlaintextForBenchmark ? 0
+      : cipher_ == kAes256Gcm
           ? crypto_aead_aes256gcm_decrypt(ciphertext, &written, nullptr, ciphertext, size, prefix, 4, iv, bytes(key_))
           : crypto_aead_chacha20poly1305_ietf_decrypt(ciphertext, &written, nullptr, ciphertext, size, prefix, 4, iv,
                                                       bytes(key_));

@@ -22,6 +22,12 @@ namespace dtrain::comm::session {
 // Cipher bits offered in the hello; exactly one is chosen by the server.
 constexpr uint8_t kChaCha20Poly1305 = 1;
 constexpr uint8_t kAes256Gcm = 2;
+// No protection (same framing, tag bytes left zero): exists only so that the
+// store benchmark can measure what sealing costs in the same run. A process
+// offers and accepts it only after allow_plaintext_for_benchmark(true), so
+// it cannot be negotiated with a process that did not call it.
+constexpr uint8_t kPlaintextForBenchmark = 4;
+void allow_plaintext_for_benchmark(bool allow);
 constexpr size_t kTagBytes = 16;
 constexpr size_t kKeyBytes = 32;
 

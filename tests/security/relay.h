@@ -25,7 +25,7 @@ class Relay {
   enum class Attack { flip_request, replay_request, inject_request, flip_reply, none };
   static constexpr int kAttacks = 4;
 
-  explicit Relay(int store_port) : store_port_(store_port) {
+  explicit Relay(int store_port, bool attack = true) : store_port_(store_port), attack_(attack) {
     listen_ = comm::net::listen_on("127.0.0.1", 0, false, &port_);
     accept_thread_ = std::thread([this] { accept_loop(); });
   }
@@ -45,9 +45,7 @@ class Relay {
       if (::poll(&p, 1, 50) <= 0) continue;
       const int fd = ::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC);
       if (fd < 0) continue;
-      const int index = connections_++;
-      const Attack attack = index < kAttacks ? static_cast<Attack>(index) : Attack::none;
-      threads_.emplace_back([this, fd, attack] { carry(comm::net::Fd(fd), attack); });
+      threads_.emplace_back([this, fd] { carry(comm::net::Fd(fd)); });
     }
   }
 
@@ -76,13 +74,17 @@ class Relay {
 
   // Frames 0 and 1 each way are the plain handshake; later ones are sealed.
   // The attack hits the fourth sealed frame of its direction.
-  void carry(comm::net::Fd down, Attack attack) {
+  // Connections that reach the store are numbered (a rank that starts before
+  // the store listens makes some that do not) and the n-th gets attack n.
+  void carry(comm::net::Fd down) {
     comm::net::Fd up;
     try {
       up = comm::net::connect_once("127.0.0.1", store_port_, comm::net::deadline_after(std::chrono::seconds(5)));
     } catch (const std::exception&) {
       return;
     }
+    const int index = connections_++;
+    const Attack attack = attack_ && index < kAttacks ? static_cast<Attack>(index) : Attack::none;
     int from_client = 0, from_server = 0;
     constexpr int kHit = 2 + 3;
     while (!stop_) {
@@ -125,6 +127,7 @@ class Relay {
   }
 
   int store_port_;
+  bool attack_;
   int port_ = 0;
   comm::net::Fd listen_;
   std::atomic<bool> stop_{false};
