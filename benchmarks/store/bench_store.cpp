@@ -56,7 +56,7 @@ double median(std::vector<double> v) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   CLI::App app{"dtrain-bench-store: TCP store latency, sealed vs plaintext framing"};
   int iters = 400, rounds = 5;
   app.add_option("--iters", iters, "operations per measurement")->check(CLI::Range(1, 1000000));
@@ -101,4 +101,13 @@ int main(int argc, char** argv) {
                 op.bytes ? op.bytes / sealed : 0.0, sealed / plain);
   }
   return 0;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "dtrain-bench-store: %s\n", e.what());
+    return 1;
+  }
 }

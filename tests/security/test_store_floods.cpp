@@ -21,6 +21,15 @@ using namespace std::chrono_literals;
 
 namespace {
 
+#if defined(__SANITIZE_ADDRESS__)
+// Under AddressSanitizer freed memory stays resident in its quarantine and
+// everything runs several times slower: the floods still run (for the
+// sanitizer's findings) but rates and memory are not asserted.
+constexpr bool kMeasured = false;
+#else
+constexpr bool kMeasured = true;
+#endif
+
 const std::vector<std::string> kSources = {"127.0.0.2", "127.0.0.3", "127.0.0.4"};
 
 bool closed_by_peer(int fd) {
@@ -143,14 +152,16 @@ TEST_CASE("store floods leave the job training and rank 0's memory and threads f
     CHECK(opened > 0);
     // Declaring a 16 MiB frame before authenticating closes the connection at
     // once: each of the 60 is reopened on (nearly) every 100 ms round.
-    if (flood.name == "oversized") CHECK(opened > 60 * 12);
+    if (flood.name == "oversized" && kMeasured) CHECK(opened > 60 * 12);
     CHECK(joined);
     CHECK(::kill(rank0, 0) == 0);
     // Goal 0.9; 2 shared cores also run the attacker and the other rank, and
     // step rates on them vary by 30% between windows, so the assertion keeps
     // a margin for noise (it still catches a store that stalls the job).
-    CHECK(ratio >= 0.5);
-    CHECK(rss_growth_kb < 50 * 1024);
+    if (kMeasured) {
+      CHECK(ratio >= 0.5);
+      CHECK(rss_growth_kb < 50 * 1024);
+    }
     CHECK(during.max_threads <= threads_start + 1);
   }
   const auto rs = job.stop_and_wait(60s);
@@ -158,7 +169,7 @@ TEST_CASE("store floods leave the job training and rank 0's memory and threads f
   CHECK(rs[0].exit_code == 0);
   CHECK(rs[1].exit_code == 0);
   const std::string& log = rs[0].output;
-  CHECK(log.find("too many connections that have not authenticated") != std::string::npos);
+  if (kMeasured) CHECK(log.find("too many connections that have not authenticated") != std::string::npos);
   // Refusal lines are rate-limited: 20 per 10 s window, plus one summary line per window.
   size_t store_lines = 0;
   for (size_t at = log.find("[dtrain store]"); at != std::string::npos; at = log.find("[dtrain store]", at + 1))

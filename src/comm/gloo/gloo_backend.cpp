@@ -68,7 +68,7 @@ GlooBackend::GlooBackend(std::shared_ptr<Store> store, int rank, int size, const
                  "): ", e.what(),
                  ". If ranks run on different hosts, set DTRAIN_GLOO_ADDR to an address peers can reach");
   }
-  authenticate_gloo_pairs(*context, store, rank, size, timeout);  // before any collective: docs/security.md
+  authenticate_gloo_pairs(*context, std::move(store), rank, size, timeout);  // before any collective: docs/security.md
   context_ = std::move(context);
   sender_ = std::thread([this] { sender_loop(); });
 }

@@ -138,11 +138,12 @@ class PoisonWatch {
 
 }  // namespace
 
-void authenticate_gloo_pairs(gloo::Context& context, const std::shared_ptr<Store>& store, int rank, int size,
+void authenticate_gloo_pairs(gloo::Context& context, std::shared_ptr<Store> store, int rank, int size,
                              std::chrono::milliseconds timeout) {
   if (size == 1) return;
   if (rank == 0) store->set(kSecretKey, auth::random_bytes(kBytes));
   const std::string key = auth::derive_key(store->get(kSecretKey, timeout) + kLabel);
+  const std::shared_ptr<Store> root = root_of(std::move(store));
 
   // Two rounds (nonces, then proofs); in each, every receive is posted
   // before any send, so no pair waits on another.
@@ -188,7 +189,7 @@ void authenticate_gloo_pairs(gloo::Context& context, const std::shared_ptr<Store
       sends[p]->send(p, slot);
       all.push_back(sends[p].get());
     }
-    PoisonWatch watch(root_of(store), all);
+    PoisonWatch watch(root, all);
     for (int p = 0; p < size; ++p) {
       if (p == rank) continue;
       bool got = false;

@@ -26,7 +26,7 @@ namespace dtrain::comm {
 // `store` is the communicator's Gloo rendezvous prefix (the pair secret lives
 // under it); its root store holds the job's poison key, which is watched so
 // that a job failing elsewhere ends the wait at once. Throws dtrain::Error.
-void authenticate_gloo_pairs(gloo::Context& context, const std::shared_ptr<Store>& store, int rank, int size,
+void authenticate_gloo_pairs(gloo::Context& context, std::shared_ptr<Store> store, int rank, int size,
                              std::chrono::milliseconds timeout);
 
 }  // namespace dtrain::comm
