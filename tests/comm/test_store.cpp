@@ -3,11 +3,14 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "comm/socket_util.h"
@@ -231,4 +234,52 @@ TEST_CASE("StoreServer closes a connection declaring a frame over the hello size
   const std::string declare("\x51\x00\x00\x00", 4);  // 81 bytes: one more than a hello may have
   net::write_all(fd.get(), declare.data(), declare.size(), net::deadline_after(2s));
   CHECK(seconds_until_closed(fd.get(), 3) < 0.5);
+}
+
+TEST_CASE("StoreServer keeps serving after running out of file descriptors", "[comm][store][security]") {
+  // The server runs in a child process whose descriptor limit is 64; the
+  // test holds 150 connections to it, then lets them go.
+  char log_path[] = "/tmp/dtrain_store_emfile_XXXXXX";
+  const int log_fd = ::mkstemp(log_path);
+  int ports[2];
+  REQUIRE(::pipe(ports) == 0);
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ::dup2(log_fd, 2);
+    rlimit limit{64, 64};
+    ::setrlimit(RLIMIT_NOFILE, &limit);
+    StoreServerLimits limits;
+    limits.max_unauthenticated = limits.max_unauthenticated_per_address = 1000;  // the fd limit comes first
+    limits.handshake_timeout = 20s;
+    StoreServer server("127.0.0.1", 0, false, kToken, limits);
+    const int port = server.port();
+    (void)!::write(ports[1], &port, sizeof(port));
+    std::this_thread::sleep_for(30s);
+    ::_exit(0);
+  }
+  ::close(log_fd);
+  int port = 0;
+  REQUIRE(::read(ports[0], &port, sizeof(port)) == sizeof(port));
+  std::vector<net::Fd> held;
+  held.reserve(150);
+  for (int i = 0; i < 150; ++i) held.push_back(net::connect_once("127.0.0.1", port, net::deadline_after(2s)));
+  std::this_thread::sleep_for(500ms);
+  held.clear();  // the server sees them close, frees their descriptors, accepts the rest
+  std::this_thread::sleep_for(300ms);
+  bool served = false;
+  try {
+    TcpStore member(client_options(port));
+    member.set("after", "emfile");
+    served = member.get("after") == "emfile";
+  } catch (const std::exception& e) {
+    INFO(e.what());
+  }
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  std::ifstream in(log_path);
+  const std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ::unlink(log_path);
+  INFO(log);
+  CHECK(served);
+  CHECK(log.find("accept failed: Too many open files; still serving") != std::string::npos);
 }

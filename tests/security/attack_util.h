@@ -120,6 +120,7 @@ class TrainingJob {
   Env& env(int rank) { return env_[rank]; }
   int store_port() const { return store_port_; }
   void start(int rank) {
+    started_[rank] = std::chrono::steady_clock::now();
     ranks_[rank] = std::make_unique<Process>(
         std::vector<std::string>{DTRAIN_SECURITY_WORKER, "train", stop_file_, std::to_string(max_seconds_)},
         env_[rank]);
@@ -163,10 +164,16 @@ class TrainingJob {
     return w;
   }
 
+  // Asks the ranks to stop and waits up to `limit` from now for each
+  // (Process::wait counts from the process's start).
   std::vector<ProcessResult> stop_and_wait(std::chrono::milliseconds limit) {
     std::ofstream(stop_file_) << "stop";
+    const auto now = std::chrono::steady_clock::now();
     std::vector<ProcessResult> out;
-    for (auto& p : ranks_) out.push_back(p ? p->wait(limit) : ProcessResult{});
+    for (int r = 0; r < 2; ++r) {
+      const auto age = std::chrono::duration_cast<std::chrono::milliseconds>(now - started_[r]);
+      out.push_back(ranks_[r] ? ranks_[r]->wait(limit + age) : ProcessResult{});
+    }
     return out;
   }
 
@@ -176,6 +183,7 @@ class TrainingJob {
   int store_port_ = 0;
   Env env_[2];
   std::unique_ptr<Process> ranks_[2];
+  std::chrono::steady_clock::time_point started_[2];
 };
 
 inline std::string dump(const std::vector<ProcessResult>& rs) {
