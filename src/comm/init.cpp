@@ -137,6 +137,8 @@ std::shared_ptr<Communicator> init_process_group(const InitOptions& o) {
   std::lock_guard<std::mutex> lock(g_mutex);
   DTRAIN_CHECK(g_world == nullptr, "init_process_group was already called; call destroy_process_group first");
   const JobEnv e = job_env_from_environment(o);
+  // --iface / DTRAIN_IFACE pins NCCL's sockets too (unless the user set NCCL's own variable).
+  if (auto iface = getenv_opt(env::kIface)) ::setenv("NCCL_SOCKET_IFNAME", iface->c_str(), 0);
   CommOptions comm = o.comm;
   if (comm.timeout.count() <= 0) comm.timeout = timeout_from_environment();
   std::shared_ptr<Store> store;

@@ -102,12 +102,22 @@ void send_message(int fd, const protocol::Message& message, Deadline deadline) {
   write_all(fd, frame.data(), frame.size(), deadline);
 }
 
+std::string recv_frame(int fd, Deadline deadline, size_t limit, uint8_t prefix[4]) {
+  read_exact(fd, prefix, 4, deadline);
+  const uint32_t n = protocol::parse_length(prefix, limit);
+  std::string body;
+  constexpr size_t kChunk = size_t{1} << 20;
+  while (body.size() < n) {
+    const size_t have = body.size();
+    body.resize(have + std::min<size_t>(kChunk, n - have));
+    read_exact(fd, body.data() + have, body.size() - have, deadline);
+  }
+  return body;
+}
+
 protocol::Message recv_message(int fd, Deadline deadline) {
   uint8_t prefix[4];
-  read_exact(fd, prefix, 4, deadline);
-  const uint32_t n = protocol::parse_length(prefix);
-  std::string body(n, '\0');
-  read_exact(fd, body.data(), n, deadline);
+  const std::string body = recv_frame(fd, deadline, protocol::kMaxBodyBytes, prefix);
   return protocol::parse_body(reinterpret_cast<const uint8_t*>(body.data()), body.size());
 }
 

@@ -62,6 +62,10 @@ void read_exact(int fd, void* data, size_t size, Deadline deadline);
 void send_message(int fd, const protocol::Message& message, Deadline deadline);
 // Reads one frame; throws protocol::ProtocolError for malformed/oversized frames.
 protocol::Message recv_message(int fd, Deadline deadline);
+// Reads one frame's length prefix (into `prefix`) and body, refusing bodies
+// over `limit` before allocating. The body grows as bytes arrive, so a peer
+// that only declares a large frame costs nothing.
+std::string recv_frame(int fd, Deadline deadline, size_t limit, uint8_t prefix[4]);
 
 // Listening socket on host:port (port 0 = any free port). Returns the fd and
 // writes the bound port.

@@ -105,7 +105,7 @@ const char* message_type_name(MessageType type) {
   return "unknown";
 }
 
-std::string encode(const Message& m) {
+std::string encode_body(const Message& m) {
   std::string body;
   body.push_back(static_cast<char>(m.type));
   switch (m.type) {
@@ -113,12 +113,15 @@ std::string encode(const Message& m) {
       put_u32(body, m.version);
       put_bytes(body, m.nonce);
       put_u32(body, static_cast<uint32_t>(m.rank));
+      put_bytes(body, m.client_id);
+      body.push_back(static_cast<char>(m.ciphers));
       break;
     case MessageType::server_challenge:
       put_bytes(body, m.nonce);
-      put_bytes(body, m.proof);
+      body.push_back(static_cast<char>(m.ciphers));
       break;
     case MessageType::client_proof:
+    case MessageType::auth_ok:
       put_bytes(body, m.proof);
       break;
     case MessageType::auth_fail:
@@ -136,6 +139,7 @@ std::string encode(const Message& m) {
     case MessageType::add:
       put_bytes(body, m.key);
       put_u64(body, static_cast<uint64_t>(m.number));
+      put_u64(body, m.request_id);
       break;
     case MessageType::check:
       put_u32(body, static_cast<uint32_t>(m.keys.size()));
@@ -151,23 +155,30 @@ std::string encode(const Message& m) {
     case MessageType::boolean:
       body.push_back(m.found ? 1 : 0);
       break;
-    case MessageType::auth_ok:
     case MessageType::bye:
     case MessageType::ok:
       break;
   }
-  std::string frame;
-  put_u32(frame, static_cast<uint32_t>(body.size()));
-  return frame + body;
+  return body;
 }
 
-uint32_t parse_length(const uint8_t prefix[4]) {
+std::string length_prefix(uint32_t n) {
+  std::string out;
+  put_u32(out, n);
+  return out;
+}
+
+std::string encode(const Message& m) {
+  const std::string body = encode_body(m);
+  return length_prefix(static_cast<uint32_t>(body.size())) + body;
+}
+
+uint32_t parse_length(const uint8_t prefix[4], size_t limit) {
   const uint32_t n = static_cast<uint32_t>(prefix[0]) | static_cast<uint32_t>(prefix[1]) << 8 |
                      static_cast<uint32_t>(prefix[2]) << 16 | static_cast<uint32_t>(prefix[3]) << 24;
   if (n == 0) throw ProtocolError("empty message");
-  if (n > kMaxBodyBytes)
-    throw ProtocolError("message of " + std::to_string(n) + " bytes exceeds the limit of " +
-                        std::to_string(kMaxBodyBytes));
+  if (n > limit)
+    throw ProtocolError("message of " + std::to_string(n) + " bytes exceeds the limit of " + std::to_string(limit));
   return n;
 }
 
@@ -183,12 +194,15 @@ Message parse_body(const uint8_t* data, size_t size) {
       m.nonce = r.fixed(kNonceBytes, "nonce");
       m.rank = static_cast<int32_t>(r.u32());
       if (m.rank < -1) throw ProtocolError("rank must be -1 or non-negative");
+      m.client_id = r.fixed(kClientIdBytes, "client id");
+      m.ciphers = r.u8();
       break;
     case MessageType::server_challenge:
       m.nonce = r.fixed(kNonceBytes, "nonce");
-      m.proof = r.fixed(kProofBytes, "proof");
+      m.ciphers = r.u8();
       break;
     case MessageType::client_proof:
+    case MessageType::auth_ok:
       m.proof = r.fixed(kProofBytes, "proof");
       break;
     case MessageType::auth_fail:
@@ -206,6 +220,7 @@ Message parse_body(const uint8_t* data, size_t size) {
     case MessageType::add:
       m.key = r.bytes(kMaxKeyBytes, "key");
       m.number = static_cast<int64_t>(r.u64());
+      m.request_id = r.u64();
       break;
     case MessageType::check: {
       const uint32_t n = r.u32();
@@ -229,7 +244,6 @@ Message parse_body(const uint8_t* data, size_t size) {
       m.found = found == 1;
       break;
     }
-    case MessageType::auth_ok:
     case MessageType::bye:
     case MessageType::ok:
       break;

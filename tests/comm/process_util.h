@@ -116,7 +116,10 @@ class Process {
   std::chrono::steady_clock::time_point start_;
 };
 
-inline Env job_env(int rank, int world, int port, const std::string& token = "test-token-0123456789") {
+// A test job's token: random hex of 128+ bits, as the store requires.
+inline const std::string kTestToken = "7d41e0b9a3c58f26d1e74b0a9c3f5e82";
+
+inline Env job_env(int rank, int world, int port, const std::string& token = kTestToken) {
   return Env{{"RANK", std::to_string(rank)},       {"WORLD_SIZE", std::to_string(world)},
              {"LOCAL_RANK", std::to_string(rank)}, {"LOCAL_WORLD_SIZE", std::to_string(world)},
              {"MASTER_ADDR", "127.0.0.1"},         {"MASTER_PORT", std::to_string(port)},

@@ -29,7 +29,7 @@ TEST_CASE("dtrain-run sets the rank environment and prefixes output", "[comm][la
 TEST_CASE("dtrain-run node arguments give global ranks", "[comm][launcher]") {
   Process p({DTRAIN_RUN, "--nproc-per-node", "2", "--nnodes", "3", "--node-rank", "2", "--master-addr", "10.1.2.3",
              "--master-port", "4567", DTRAIN_COMM_WORKER, "print-env"},
-            {{"DTRAIN_AUTH_TOKEN", "tok"}, {"OMP_NUM_THREADS", "3"}});
+            {{"DTRAIN_AUTH_TOKEN", kTestToken}, {"OMP_NUM_THREADS", "3"}});
   auto r = p.wait(20s);
   INFO(r.output);
   CHECK(r.exit_code == 0);
@@ -37,7 +37,7 @@ TEST_CASE("dtrain-run node arguments give global ranks", "[comm][launcher]") {
   CHECK(r.output.find("[rank 4] WORLD_SIZE=6") != std::string::npos);
   CHECK(r.output.find("[rank 5] MASTER_PORT=4567") != std::string::npos);
   CHECK(r.output.find("[rank 4] OMP_NUM_THREADS=3") != std::string::npos);
-  CHECK(r.output.find("[rank 4] TOKEN_LEN=3") != std::string::npos);
+  CHECK(r.output.find("[rank 4] TOKEN_LEN=32") != std::string::npos);
   // Multi-node needs a token given by the user.
   Process q({DTRAIN_RUN, "--nproc-per-node", "1", "--nnodes", "2", "--node-rank", "0", DTRAIN_COMM_WORKER, "exit"},
             {{"DTRAIN_AUTH_TOKEN", "<unset>"}});

@@ -66,7 +66,7 @@ TEST_CASE("all_reduce and all_gather across two network namespaces (2 ranks each
         std::vector<std::string>{ip, "netns", "exec", name, DTRAIN_RUN, "--nproc-per-node", "2", "--nnodes", "2",
                                  "--node-rank", std::to_string(node_rank), "--master-addr", subnet + "1",
                                  "--master-port", "29411", DTRAIN_COMM_WORKER, "two-hosts"},
-        Env{{"DTRAIN_AUTH_TOKEN", "netns-secret"}, {"DTRAIN_TIMEOUT_S", "20"}, {"OMP_NUM_THREADS", "1"}});
+        Env{{"DTRAIN_AUTH_TOKEN", kTestToken}, {"DTRAIN_TIMEOUT_S", "20"}, {"OMP_NUM_THREADS", "1"}});
   };
   auto n0 = node(ns.a, 0);
   auto n1 = node(ns.b, 1);

@@ -28,6 +28,8 @@ inline constexpr const char* kTimeoutS = "DTRAIN_TIMEOUT_S";
 inline constexpr const char* kDebugCollectives = "DTRAIN_DEBUG_COLLECTIVES";
 inline constexpr const char* kGlooAddr = "DTRAIN_GLOO_ADDR";
 inline constexpr const char* kStoreBindAll = "DTRAIN_STORE_BIND_ALL";
+// One network interface for Gloo and NCCL sockets (also sets NCCL_SOCKET_IFNAME).
+inline constexpr const char* kIface = "DTRAIN_IFACE";
 }  // namespace env
 
 struct JobEnv {

@@ -12,7 +12,9 @@
 #include <cstring>
 
 #include "comm/cpu_reduce.h"
+#include "comm/gloo/gloo_device.h"
 #include "comm/gloo/gloo_store_adapter.h"
+#include "comm/gloo/pair_auth.h"
 #include "dtrain/error.h"
 
 namespace dtrain::comm {
@@ -55,12 +57,10 @@ struct GlooBackend::PendingSend {
 GlooBackend::GlooBackend(std::shared_ptr<Store> store, int rank, int size, const std::string& address,
                          std::chrono::milliseconds timeout)
     : size_(size), timeout_(timeout) {
-  gloo::transport::tcp::attr attr;
-  attr.hostname = address;
-  auto device = gloo::transport::tcp::CreateDevice(attr);
+  auto device = gloo::transport::tcp::CreateDevice(gloo_device_attr(address));
   auto context = std::make_shared<gloo::rendezvous::Context>(rank, size);
   context->setTimeout(timeout);
-  GlooStoreAdapter adapter(std::move(store));
+  GlooStoreAdapter adapter(store);
   try {
     context->connectFullMesh(adapter, device);
   } catch (const std::exception& e) {
@@ -68,6 +68,7 @@ GlooBackend::GlooBackend(std::shared_ptr<Store> store, int rank, int size, const
                  "): ", e.what(),
                  ". If ranks run on different hosts, set DTRAIN_GLOO_ADDR to an address peers can reach");
   }
+  authenticate_gloo_pairs(*context, std::move(store), rank, size, timeout);  // before any collective: docs/security.md
   context_ = std::move(context);
   sender_ = std::thread([this] { sender_loop(); });
 }

@@ -1,6 +1,8 @@
 // dtrain-run: starts the local ranks of a job with torchrun's environment.
 //
-//   dtrain-run --nproc-per-node N [--nnodes M --node-rank R --master-addr A --master-port P] PROG ARGS...
+//   dtrain-run --nproc-per-node N [--nnodes M --node-rank R --master-addr A --master-port P]
+//              [--iface IFACE] PROG ARGS...
+//   dtrain-run --new-token      prints a fresh job token (32 random bytes, hex) for multi-node jobs
 //
 // Each rank gets RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR,
 // MASTER_PORT, OMP_NUM_THREADS (cores / local ranks unless already set) and,
@@ -57,10 +59,10 @@ struct Rank {
   std::string how;    // "exited with code 3" / "was killed by signal 9 (Killed)"
 };
 
-std::string random_token() {
-  unsigned char bytes[24];
+std::string random_token(size_t n = 24) {
+  std::vector<unsigned char> bytes(n);
   std::ifstream in("/dev/urandom", std::ios::binary);
-  in.read(reinterpret_cast<char*>(bytes), sizeof(bytes));
+  in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
   if (!in) {
     std::fprintf(stderr, "dtrain-run: cannot read /dev/urandom for the job token\n");
     std::exit(1);
@@ -182,7 +184,8 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   int nproc = 1, nnodes = 1, node_rank = 0, master_port = 0;
   double grace_s = 5.0;
   std::string master_addr = "127.0.0.1";
-  app.add_option("--nproc-per-node", nproc, "ranks to start on this node")->required()->check(CLI::Range(1, 4096));
+  auto* nproc_option =
+      app.add_option("--nproc-per-node", nproc, "ranks to start on this node (required)")->check(CLI::Range(1, 4096));
   app.add_option("--nnodes", nnodes, "number of nodes in the job")->check(CLI::Range(1, 100000));
   app.add_option("--node-rank", node_rank, "this node's index in [0, nnodes)")->check(CLI::NonNegativeNumber);
   app.add_option("--master-addr", master_addr, "address of node 0 (hosts the store)");
@@ -190,8 +193,24 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
       ->check(CLI::Range(0, 65535));
   app.add_option("--grace-s", grace_s, "seconds between SIGTERM and SIGKILL when stopping ranks")
       ->check(CLI::NonNegativeNumber);
+  bool new_token = false;
+  app.add_flag("--new-token", new_token,
+               "print a fresh job token (32 random bytes in hex) and exit: export DTRAIN_AUTH_TOKEN=$(dtrain-run "
+               "--new-token) on one node, then give every node the same value");
+  std::string iface;
+  app.add_option("--iface", iface,
+                 "network interface for Gloo and NCCL sockets (sets DTRAIN_IFACE and NCCL_SOCKET_IFNAME), e.g. the "
+                 "job's private network or WireGuard interface");
   app.prefix_command();
   CLI11_PARSE(app, argc, argv);
+  if (new_token) {
+    std::printf("%s\n", random_token(32).c_str());
+    return 0;
+  }
+  if (nproc_option->count() == 0) {
+    std::fprintf(stderr, "dtrain-run: --nproc-per-node is required\n%s", app.help().c_str());
+    return 2;
+  }
   std::vector<std::string> command = app.remaining();
   if (command.empty()) {
     std::fprintf(stderr, "dtrain-run: no program given\n%s", app.help().c_str());
@@ -207,7 +226,7 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
     if (nnodes > 1) {
       std::fprintf(stderr,
                    "dtrain-run: multi-node jobs need DTRAIN_AUTH_TOKEN set to the same secret on every node "
-                   "(e.g. export DTRAIN_AUTH_TOKEN=$(openssl rand -hex 24))\n");
+                   "(make one with: export DTRAIN_AUTH_TOKEN=$(dtrain-run --new-token))\n");
       return 2;
     }
     token = random_token();
@@ -233,15 +252,19 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   for (int i = 0; i < nproc; ++i) {
     Rank& r = ranks[static_cast<size_t>(i)];
     r.global_rank = node_rank * nproc + i;
-    const std::vector<std::pair<std::string, std::string>> env = {{"RANK", std::to_string(r.global_rank)},
-                                                                  {"WORLD_SIZE", std::to_string(world)},
-                                                                  {"LOCAL_RANK", std::to_string(i)},
-                                                                  {"LOCAL_WORLD_SIZE", std::to_string(nproc)},
-                                                                  {"GROUP_RANK", std::to_string(node_rank)},
-                                                                  {"MASTER_ADDR", master_addr},
-                                                                  {"MASTER_PORT", std::to_string(master_port)},
-                                                                  {"OMP_NUM_THREADS", omp},
-                                                                  {"DTRAIN_AUTH_TOKEN", token}};
+    std::vector<std::pair<std::string, std::string>> env = {{"RANK", std::to_string(r.global_rank)},
+                                                            {"WORLD_SIZE", std::to_string(world)},
+                                                            {"LOCAL_RANK", std::to_string(i)},
+                                                            {"LOCAL_WORLD_SIZE", std::to_string(nproc)},
+                                                            {"GROUP_RANK", std::to_string(node_rank)},
+                                                            {"MASTER_ADDR", master_addr},
+                                                            {"MASTER_PORT", std::to_string(master_port)},
+                                                            {"OMP_NUM_THREADS", omp},
+                                                            {"DTRAIN_AUTH_TOKEN", token}};
+    if (!iface.empty()) {
+      env.emplace_back("DTRAIN_IFACE", iface);
+      env.emplace_back("NCCL_SOCKET_IFNAME", iface);
+    }
     r.pid = spawn(command, env, &r.out_fd, &r.err_fd);
   }
 
