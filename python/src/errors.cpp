@@ -45,7 +45,8 @@ PyObject* class_for(const char* message) {
   if (contains_any(message, {"did not finish within"})) return g_timeout_error;
   if (contains_any(message, {"has the wrong shape", "wrong number of dimensions", "too few dimensions",
                              "is out of range", "must be finite", "is on the wrong device", "overlaps argument",
-                             "unknown dtype", "cannot parse device", "unknown GPT preset", "device index must be"})) {
+                             "unknown dtype", "cannot parse device", "unknown GPT preset", "device index must be",
+                             "unknown precision"})) {
     return g_value_error;
   }
   return g_error;

@@ -85,6 +85,18 @@ Tensor dx_arg(py::handle dx) {
   return as_optional_tensor(dx, "dx", true);
 }
 
+// Copies an array into a parameter's existing storage (same shape), so views
+// an engine made of that storage stay valid.
+void copy_into(const Tensor& dst, py::handle src, const char* what) {
+  Tensor s = as_tensor(src, what);
+  if (s.shape() != dst.shape()) {
+    throw_value_error(std::string("Parameter.") + what + " has the wrong shape: expected " + shape_str(dst.shape()) +
+                      ", got " + shape_str(s.shape()));
+  }
+  Tensor d = dst;
+  d.copy_(s);
+}
+
 void bind_parameter(py::module_& m) {
   py::class_<Parameter>(m, "Parameter", "One named trainable tensor of a module: value and grad.")
       .def_property_readonly("name", &Parameter::name, "Local name inside the owning module.")
@@ -95,11 +107,12 @@ void bind_parameter(py::module_& m) {
       .def_property_readonly("weight_decay", &Parameter::weight_decay)
       .def_property(
           "value", [](const Parameter& p) { return p.value; },
-          [](Parameter& p, py::handle v) { p.rebind_value(as_tensor(v, "value")); },
-          "The weights (a tensor sharing the parameter's memory). Assigning copies into new storage.")
+          [](Parameter& p, py::handle v) { copy_into(p.require_value(), v, "value"); },
+          "The weights (a tensor sharing the parameter's memory). Assigning an array copies its values in.")
       .def_property(
           "grad", [](const Parameter& p) { return p.grad; },
-          [](Parameter& p, py::handle g) { p.rebind_grad(as_tensor(g, "grad")); }, "The gradient.")
+          [](Parameter& p, py::handle g) { copy_into(p.require_grad(), g, "grad"); },
+          "The gradient (shared memory). Assigning an array copies its values in.")
       .def("__repr__", &parameter_repr);
 }
 
