@@ -43,7 +43,7 @@ def test_data_parallel_matches_single_process(nproc, stage, reference, tmp_path)
 
 @pytest.mark.parametrize("nproc", [2, 4])
 def test_killed_rank_is_reported_by_survivors(nproc):
-    proc = launch(nproc, "killed_rank.py", env={"DTRAIN_TIMEOUT_S": "30"})
+    proc = launch(nproc, "killed_rank.py", env={"DTRAIN_TIMEOUT_S": "30"}, grace_s=10)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out  # the launcher reports the killed rank
     dead = nproc - 1

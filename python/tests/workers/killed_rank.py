@@ -1,8 +1,11 @@
 """Worker: the last rank dies (SIGKILL) after one good collective; the
 survivors report the failure as a Python exception, print it, and exit 0.
-They ignore the launcher's SIGTERM long enough to see the error."""
+They ignore the launcher's SIGTERM long enough to see the error, and rank 0,
+which hosts the store the others use to name the dead rank, stays up a moment
+longer than they need."""
 import os
 import signal
+import time
 
 import numpy as np
 
@@ -20,4 +23,6 @@ try:
     print("no error", flush=True)
 except dtrain.DtrainError as e:
     print(f"caught {type(e).__name__}: {e}", flush=True)
+    if comm.rank == 0:
+        time.sleep(3)
     os._exit(0)
