@@ -23,14 +23,22 @@ namespace {
 bool dtype_from_numpy(const py::dtype& dt, DType* out) {
   const char kind = dt.kind();
   const auto size = dt.itemsize();
-  if (kind == 'f' && size == 4) *out = DType::f32;
-  else if (kind == 'f' && size == 2) *out = DType::f16;
-  else if (kind == 'i' && size == 4) *out = DType::i32;
-  else if (kind == 'i' && size == 8) *out = DType::i64;
-  else if (kind == 'u' && size == 1) *out = DType::u8;
-  else if (kind == 'u' && size == 2) *out = DType::u16;
-  else if (size == 2 && py::str(dt.attr("name")).cast<std::string>() == "bfloat16") *out = DType::bf16;
-  else return false;
+  if (kind == 'f' && size == 4)
+    *out = DType::f32;
+  else if (kind == 'f' && size == 2)
+    *out = DType::f16;
+  else if (kind == 'i' && size == 4)
+    *out = DType::i32;
+  else if (kind == 'i' && size == 8)
+    *out = DType::i64;
+  else if (kind == 'u' && size == 1)
+    *out = DType::u8;
+  else if (kind == 'u' && size == 2)
+    *out = DType::u16;
+  else if (size == 2 && py::str(dt.attr("name")).cast<std::string>() == "bfloat16")
+    *out = DType::bf16;
+  else
+    return false;
   return true;
 }
 
@@ -60,12 +68,7 @@ py::dtype numpy_dtype(DType dtype) {
 std::function<void(void*)> python_owner_deleter(py::handle owner) {
   PyObject* raw = owner.ptr();
   Py_INCREF(raw);
-  return [raw](void*) {
-    if (!Py_IsInitialized()) return;  // interpreter gone: nothing left to release
-    PyGILState_STATE state = PyGILState_Ensure();
-    Py_DECREF(raw);
-    PyGILState_Release(state);
-  };
+  return [raw](void*) { release_under_gil([raw] { Py_DECREF(raw); }); };
 }
 
 }  // namespace
@@ -124,7 +127,8 @@ Tensor as_tensor(py::handle obj, const char* what, bool writable) {
     return tensor_from_numpy(array, what, writable);
   }
   throw_type_error(std::string("argument '") + what + "' must be a dtrain.Tensor, a NumPy array or an object with " +
-                   "__dlpack__ (PyTorch, CuPy, JAX), got " + py::str(py::type::of(obj).attr("__name__")).cast<std::string>());
+                   "__dlpack__ (PyTorch, CuPy, JAX), got " +
+                   py::str(py::type::of(obj).attr("__name__")).cast<std::string>());
 }
 
 Tensor as_optional_tensor(py::handle obj, const char* what, bool writable) {

@@ -11,6 +11,7 @@
 
 #include <pybind11/pybind11.h>
 
+#include <functional>
 #include <string>
 
 #include "dtrain/tensor.h"
@@ -39,6 +40,10 @@ void bind_bench(py::module_& m);
 Tensor as_tensor(py::handle obj, const char* what, bool writable = false);
 // An optional array: None becomes an undefined Tensor.
 Tensor as_optional_tensor(py::handle obj, const char* what, bool writable = false);
+
+// Runs fn (which touches Python objects) with the GIL: now if this thread
+// holds it, else later on the interpreter's main thread (deferred_release.cpp).
+void release_under_gil(std::function<void()> fn);
 
 // Zero-copy views between NumPy and dtrain (CPU memory only).
 Tensor tensor_from_numpy(py::handle array, const char* what, bool writable);

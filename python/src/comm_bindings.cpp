@@ -7,8 +7,15 @@
 // KeyboardInterrupt at once. The collective itself carries on in the
 // background; the communicator's own timeout (DTRAIN_TIMEOUT_S) ends it if a
 // peer never arrives, as in C++.
+//
+// Signals. The library's threads (communicator worker and watchdog, Gloo,
+// the store server) are created with SIGINT and SIGTERM blocked (a thread
+// inherits its creator's mask; see SignalsBlocked), so the kernel delivers
+// Ctrl-C to a Python thread, where the interpreter handles it, never to a
+// library thread in the middle of a system call.
 #include <pybind11/chrono.h>
 #include <pybind11/stl.h>
+#include <signal.h>
 
 #include <chrono>
 
@@ -24,6 +31,25 @@ using comm::Work;
 using std::chrono::milliseconds;
 
 constexpr milliseconds kWaitSlice(50);
+
+// Blocks SIGINT and SIGTERM in the calling thread for its scope, so threads
+// the library starts meanwhile inherit the blocked mask.
+class SignalsBlocked {
+ public:
+  SignalsBlocked() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, &previous_);
+  }
+  ~SignalsBlocked() { pthread_sigmask(SIG_SETMASK, &previous_, nullptr); }
+  SignalsBlocked(const SignalsBlocked&) = delete;
+  SignalsBlocked& operator=(const SignalsBlocked&) = delete;
+
+ private:
+  sigset_t previous_;
+};
 
 milliseconds seconds_to_ms(double s) {
   if (!(s >= 0)) throw_value_error("a timeout must be a non-negative number of seconds, got " + std::to_string(s));
@@ -85,8 +111,8 @@ py::dict job_env_dict(const comm::JobEnv& e) {
   return d;
 }
 
-comm::InitOptions init_options(py::object rank, py::object world_size, py::object local_rank,
-                               py::object master_addr, py::object master_port, const std::string& auth_token,
+comm::InitOptions init_options(py::object rank, py::object world_size, py::object local_rank, py::object master_addr,
+                               py::object master_port, const std::string& auth_token,
                                const std::string& file_store_path, py::object timeout) {
   comm::InitOptions o;
   if (!rank.is_none()) o.rank = rank.cast<int>();
@@ -102,8 +128,9 @@ comm::InitOptions init_options(py::object rank, py::object world_size, py::objec
 
 void bind_store(py::module_& m) {
   py::class_<comm::Store, std::shared_ptr<comm::Store>>(m, "Store", "Key/value rendezvous shared by a job's ranks.")
-      .def("set", [](comm::Store& s, const std::string& k, const py::bytes& v) { s.set(k, std::string(v)); },
-           py::arg("key"), py::arg("value"))
+      .def(
+          "set", [](comm::Store& s, const std::string& k, const py::bytes& v) { s.set(k, std::string(v)); },
+          py::arg("key"), py::arg("value"))
       .def(
           "get",
           [](comm::Store& s, const std::string& k) {
@@ -151,6 +178,7 @@ returns a Work: call .wait() before reading the result.)doc");
           comm::CommOptions o;
           if (!timeout.is_none()) o.timeout = seconds_to_ms(timeout.cast<double>());
           py::gil_scoped_release r;
+          SignalsBlocked blocked;
           return std::make_shared<Communicator>(std::move(store), rank, size, o);
         }),
         py::arg("store"), py::arg("rank"), py::arg("size"), py::arg("timeout") = py::none())
@@ -236,7 +264,7 @@ returns a Work: call .wait() before reading the result.)doc");
           py::arg("input"), py::arg("output"), "Chunk j of input goes to rank j; chunk i of output comes from rank i.")
       .def("barrier", &Communicator::barrier, py::call_guard<py::gil_scoped_release>())
       .def("split", &Communicator::split, py::arg("color"), py::arg("key") = 0,
-           py::call_guard<py::gil_scoped_release>(),
+           py::call_guard<py::gil_scoped_release, SignalsBlocked>(),
            "Sub-communicators: ranks with the same color form one (None for a negative color).")
       .def("__repr__", [](const Communicator& c) {
         return "dtrain.Communicator(rank=" + std::to_string(c.rank()) + ", size=" + std::to_string(c.size()) + ")";
@@ -260,9 +288,10 @@ void bind_comm(py::module_& m) {
       "init_process_group",
       [](py::object rank, py::object world_size, py::object local_rank, py::object master_addr, py::object master_port,
          const std::string& auth_token, const std::string& file_store_path, py::object timeout) {
-        auto o = init_options(rank, world_size, local_rank, master_addr, master_port, auth_token, file_store_path,
-                              timeout);
+        auto o =
+            init_options(rank, world_size, local_rank, master_addr, master_port, auth_token, file_store_path, timeout);
         py::gil_scoped_release r;
+        SignalsBlocked blocked;
         return comm::init_process_group(o);
       },
       py::kw_only(), py::arg("rank") = py::none(), py::arg("world_size") = py::none(),

@@ -102,7 +102,8 @@ void bind_dtype_device(py::module_& m) {
       .value("i64", DType::i64)
       .value("u8", DType::u8)
       .value("u16", DType::u16)
-      .def_property_readonly("itemsize", [](DType d) { return dtype_size(d); }, "Bytes per element.")
+      .def_property_readonly(
+          "itemsize", [](DType d) { return dtype_size(d); }, "Bytes per element.")
       .def_property_readonly("is_floating", [](DType d) { return is_floating(d); });
   m.def("dtype", &to_dtype, py::arg("spec"),
         "A DType from a name ('f32', 'float32', 'bfloat16', ...) or a NumPy dtype.");
@@ -115,11 +116,12 @@ void bind_dtype_device(py::module_& m) {
       .def_property_readonly("is_cuda", &Device::is_cuda)
       .def("__str__", &Device::str)
       .def("__repr__", [](const Device& d) { return "dtrain.Device('" + d.str() + "')"; })
-      .def("__eq__", [](const Device& a, py::handle b) {
-        if (py::isinstance<Device>(b)) return a == b.cast<Device>();
-        if (py::isinstance<py::str>(b)) return a.str() == Device::parse(b.cast<std::string>()).str();
-        return false;
-      })
+      .def("__eq__",
+           [](const Device& a, py::handle b) {
+             if (py::isinstance<Device>(b)) return a == b.cast<Device>();
+             if (py::isinstance<py::str>(b)) return a.str() == Device::parse(b.cast<std::string>()).str();
+             return false;
+           })
       .def("__hash__", [](const Device& d) { return py::hash(py::str(d.str())); });
   py::implicitly_convertible<py::str, Device>();
 
@@ -130,8 +132,8 @@ void bind_dtype_device(py::module_& m) {
       py::arg("device") = "cpu",
       "The device allocator's statistics: current/peak bytes, live/total allocations, reserved bytes.");
   m.def(
-      "reset_peak_memory", [](py::handle device) { reset_peak_memory(to_device(device)); },
-      py::arg("device") = "cpu", "Sets the peak statistic to the current bytes.");
+      "reset_peak_memory", [](py::handle device) { reset_peak_memory(to_device(device)); }, py::arg("device") = "cpu",
+      "Sets the peak statistic to the current bytes.");
   m.def(
       "empty_cache", [](py::handle device) { empty_cache(to_device(device)); }, py::arg("device") = "cpu",
       "Returns the caching allocator's free blocks to the system.");
@@ -174,8 +176,9 @@ way. DLPack (__dlpack__, dtrain.from_dlpack) shares with PyTorch, CuPy, JAX.)doc
       .def_property_readonly("is_cuda", &Tensor::is_cuda)
       .def_property_readonly("is_cpu", &Tensor::is_cpu)
       .def_property_readonly("defined", &Tensor::defined)
-      .def_property_readonly("data_ptr", [](const Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()); },
-                             "Address of the first element.")
+      .def_property_readonly(
+          "data_ptr", [](const Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()); },
+          "Address of the first element.")
       .def("__len__",
            [](const Tensor& t) {
              if (t.dim() == 0) throw_type_error("len() of a 0-d tensor");
@@ -188,15 +191,16 @@ way. DLPack (__dlpack__, dtrain.from_dlpack) shares with PyTorch, CuPy, JAX.)doc
       .def("tolist", [](py::object self) { return tensor_to_numpy(self.cast<Tensor>(), self).attr("tolist")(); })
       .def("item",
            [](const Tensor& t) {
-             if (t.numel() != 1) throw_value_error("item() needs a tensor of one element, this has " +
-                                                   std::to_string(t.numel()));
+             if (t.numel() != 1)
+               throw_value_error("item() needs a tensor of one element, this has " + std::to_string(t.numel()));
              return t.is_cpu() ? t.item(0) : t.to(Device::cpu()).item(0);
            })
       .def(
           "to", [](const Tensor& t, py::handle device) { return t.to(to_device(device)); }, py::arg("device"),
           "A copy on `device` (this tensor when already there).")
       .def("cpu", [](const Tensor& t) { return t.to(Device::cpu()); })
-      .def("cuda", [](const Tensor& t, int index) { return t.to(Device::cuda(index)); }, py::arg("index") = 0)
+      .def(
+          "cuda", [](const Tensor& t, int index) { return t.to(Device::cuda(index)); }, py::arg("index") = 0)
       .def("clone", &Tensor::clone)
       .def(
           "reshape",
@@ -223,24 +227,29 @@ way. DLPack (__dlpack__, dtrain.from_dlpack) shares with PyTorch, CuPy, JAX.)doc
           "__array__",
           [](py::object self, py::object dtype, py::object copy) {
             py::object a = tensor_to_numpy(self.cast<Tensor>(), self);
-            if (!dtype.is_none()) a = a.attr("astype")(dtype, py::arg("copy") = copy.is_none() ? py::bool_(false) : copy);
-            else if (!copy.is_none() && copy.cast<bool>()) a = a.attr("copy")();
+            if (!dtype.is_none())
+              a = a.attr("astype")(dtype, py::arg("copy") = copy.is_none() ? py::bool_(false) : copy);
+            else if (!copy.is_none() && copy.cast<bool>())
+              a = a.attr("copy")();
             return a;
           },
           py::arg("dtype") = py::none(), py::arg("copy") = py::none());
 
   m.def(
-      "empty", [](py::handle shape, py::handle dtype, py::handle device) {
+      "empty",
+      [](py::handle shape, py::handle dtype, py::handle device) {
         return Tensor::empty(to_shape(shape), to_dtype(dtype), to_device(device));
       },
       py::arg("shape"), py::arg("dtype") = "f32", py::arg("device") = "cpu", "An uninitialised tensor.");
   m.def(
-      "zeros", [](py::handle shape, py::handle dtype, py::handle device) {
+      "zeros",
+      [](py::handle shape, py::handle dtype, py::handle device) {
         return Tensor::zeros(to_shape(shape), to_dtype(dtype), to_device(device));
       },
       py::arg("shape"), py::arg("dtype") = "f32", py::arg("device") = "cpu");
   m.def(
-      "full", [](py::handle shape, double value, py::handle dtype, py::handle device) {
+      "full",
+      [](py::handle shape, double value, py::handle dtype, py::handle device) {
         return Tensor::full(to_shape(shape), value, to_dtype(dtype), to_device(device));
       },
       py::arg("shape"), py::arg("value"), py::arg("dtype") = "f32", py::arg("device") = "cpu");

@@ -45,7 +45,6 @@ struct DLManagedTensorVersioned {
   DLTensor dl_tensor;
 };
 
-
 DLDataType dl_dtype(DType dtype) {
   switch (dtype) {
     case DType::f32:
@@ -201,13 +200,19 @@ Tensor from_capsule(py::handle capsule, const char* what) {
   if (PyCapsule_SetName(capsule.ptr(), versioned ? kUsedVersionedName : kUsedCapsuleName) != 0) {
     throw py::error_already_set();
   }
+  // Producers' deleters may take the GIL themselves (NumPy's does): run them
+  // where that is safe (deferred_release.cpp).
   if (versioned) {
     return Tensor::from_blob(data, shape, dtype, device, [managed_v](void*) {
-      if (managed_v->deleter != nullptr) managed_v->deleter(managed_v);
+      release_under_gil([managed_v] {
+        if (managed_v->deleter != nullptr) managed_v->deleter(managed_v);
+      });
     });
   }
   return Tensor::from_blob(data, shape, dtype, device, [managed](void*) {
-    if (managed->deleter != nullptr) managed->deleter(managed);
+    release_under_gil([managed] {
+      if (managed->deleter != nullptr) managed->deleter(managed);
+    });
   });
 }
 

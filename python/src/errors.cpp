@@ -43,10 +43,10 @@ bool contains_any(const char* text, std::initializer_list<const char*> phrases) 
 PyObject* class_for(const char* message) {
   if (contains_any(message, {"has the wrong dtype", "unsupported dtype", "accessed as"})) return g_type_error;
   if (contains_any(message, {"did not finish within"})) return g_timeout_error;
-  if (contains_any(message, {"has the wrong shape", "wrong number of dimensions", "too few dimensions",
-                             "is out of range", "must be finite", "is on the wrong device", "overlaps argument",
-                             "unknown dtype", "cannot parse device", "unknown GPT preset", "device index must be",
-                             "unknown precision"})) {
+  if (contains_any(message,
+                   {"has the wrong shape", "wrong number of dimensions", "too few dimensions", "is out of range",
+                    "must be finite", "is on the wrong device", "overlaps argument", "unknown dtype",
+                    "cannot parse device", "unknown GPT preset", "device index must be", "unknown precision"})) {
     return g_value_error;
   }
   return g_error;
@@ -74,13 +74,13 @@ void bind_errors(py::module_& m) {
                        "An error raised by dtrain (C++ dtrain::Error): the message names what failed and where.",
                        PyExc_RuntimeError);
   py::tuple value_bases = py::make_tuple(py::handle(g_error), py::handle(PyExc_ValueError));
-  g_value_error = make_class(m, "DtrainValueError", "A bad argument value: shape, device, range, layout.",
-                             value_bases.ptr());
+  g_value_error =
+      make_class(m, "DtrainValueError", "A bad argument value: shape, device, range, layout.", value_bases.ptr());
   py::tuple type_bases = py::make_tuple(py::handle(g_error), py::handle(PyExc_TypeError));
   g_type_error = make_class(m, "DtrainTypeError", "A bad argument type or dtype.", type_bases.ptr());
   py::tuple timeout_bases = py::make_tuple(py::handle(g_error), py::handle(PyExc_TimeoutError));
-  g_timeout_error = make_class(m, "DtrainTimeoutError", "A wait did not finish within its timeout.",
-                               timeout_bases.ptr());
+  g_timeout_error =
+      make_class(m, "DtrainTimeoutError", "A wait did not finish within its timeout.", timeout_bases.ptr());
 
   py::register_exception_translator([](std::exception_ptr p) {
     try {

@@ -68,8 +68,8 @@ std::string module_repr(const Module& m, int indent) {
   const std::string pad(static_cast<size_t>(indent + 2), ' ');
   bool any = false;
   for (Parameter* p : m.direct_parameters()) {
-    os << "\n" << pad << p->name() << ": " << dtype_name(p->dtype()) << shape_str(p->shape()) << " on "
-       << p->device().str();
+    os << "\n"
+       << pad << p->name() << ": " << dtype_name(p->dtype()) << shape_str(p->shape()) << " on " << p->device().str();
     any = true;
   }
   for (const auto& [name, child] : m.children()) {
@@ -175,11 +175,11 @@ them first (zero_grad). Subclass dtrain.nn.Module to build models in Python.)doc
           },
           py::arg("name"), py::arg("child"), py::keep_alive<1, 3>(), "Registers a child module.")
       .def(
-          "run_hooks", [](Module& self, HookPoint p) { (self.*(&PublicModule::run_hooks))(p); },
-          py::arg("point"), "Runs this module's hooks (call at the start/end of forward and backward).")
+          "run_hooks", [](Module& self, HookPoint p) { (self.*(&PublicModule::run_hooks))(p); }, py::arg("point"),
+          "Runs this module's hooks (call at the start/end of forward and backward).")
       .def(
-          "grad_ready", [](Module& self, Parameter& p) { (self.*(&PublicModule::grad_ready))(p); },
-          py::arg("param"), "Announces that param's gradient is complete (for parameters added in Python).")
+          "grad_ready", [](Module& self, Parameter& p) { (self.*(&PublicModule::grad_ready))(p); }, py::arg("param"),
+          "Announces that param's gradient is complete (for parameters added in Python).")
       .def("__repr__", [](const Module& mod) { return module_repr(mod, 0); });
 
   py::class_<ModuleList, Module>(m, "ModuleList")
@@ -200,11 +200,12 @@ void bind_layers(py::module_& m) {
             return l.forward(t);
           },
           py::arg("x"))
-      .def("__call__", [](Linear& l, py::handle x) {
-        Tensor t = as_tensor(x, "x");
-        py::gil_scoped_release r;
-        return l.forward(t);
-      })
+      .def("__call__",
+           [](Linear& l, py::handle x) {
+             Tensor t = as_tensor(x, "x");
+             py::gil_scoped_release r;
+             return l.forward(t);
+           })
       .def(
           "backward",
           [](Linear& l, py::handle dout, py::handle dx) {
@@ -213,8 +214,10 @@ void bind_layers(py::module_& m) {
             l.backward(d, tdx);
           },
           py::arg("dout"), py::arg("dx") = py::none(), "dx += d/dx (None: skipped); weight.grad, bias.grad += ...")
-      .def_property_readonly("weight", [](Linear& l) { return &l.weight; }, py::return_value_policy::reference_internal)
-      .def_property_readonly("bias", [](Linear& l) { return l.bias; }, py::return_value_policy::reference_internal)
+      .def_property_readonly(
+          "weight", [](Linear& l) { return &l.weight; }, py::return_value_policy::reference_internal)
+      .def_property_readonly(
+          "bias", [](Linear& l) { return l.bias; }, py::return_value_policy::reference_internal)
       .def_property_readonly("in_features", &Linear::in_features)
       .def_property_readonly("out_features", &Linear::out_features);
 
@@ -237,10 +240,10 @@ void bind_layers(py::module_& m) {
             l.backward(d, tdx);
           },
           py::arg("dout"), py::arg("dx") = py::none())
-      .def_property_readonly("weight", [](LayerNorm& l) { return &l.weight; },
-                             py::return_value_policy::reference_internal)
-      .def_property_readonly("bias", [](LayerNorm& l) { return &l.bias; },
-                             py::return_value_policy::reference_internal);
+      .def_property_readonly(
+          "weight", [](LayerNorm& l) { return &l.weight; }, py::return_value_policy::reference_internal)
+      .def_property_readonly(
+          "bias", [](LayerNorm& l) { return &l.bias; }, py::return_value_policy::reference_internal);
 
   py::class_<Embedding, Module>(m, "Embedding")
       .def(py::init<int64_t, int64_t, int64_t, Device>(), py::arg("vocab_size"), py::arg("max_seq_len"),
@@ -261,8 +264,10 @@ void bind_layers(py::module_& m) {
             l.backward(d);
           },
           py::arg("dout"))
-      .def_property_readonly("wte", [](Embedding& l) { return &l.wte; }, py::return_value_policy::reference_internal)
-      .def_property_readonly("wpe", [](Embedding& l) { return &l.wpe; }, py::return_value_policy::reference_internal);
+      .def_property_readonly(
+          "wte", [](Embedding& l) { return &l.wte; }, py::return_value_policy::reference_internal)
+      .def_property_readonly(
+          "wpe", [](Embedding& l) { return &l.wpe; }, py::return_value_policy::reference_internal);
 
   // Attention, MLP and Block share one shape: forward(x) -> y, backward(dout, dx).
   auto bind_xy = [&m](auto cls) {
@@ -288,39 +293,45 @@ void bind_layers(py::module_& m) {
   py::class_<CausalSelfAttention, Module> attn(m, "CausalSelfAttention");
   attn.def(py::init<int64_t, int64_t, Device>(), py::arg("channels"), py::arg("num_heads"),
            py::arg("device") = Device::cpu())
-      .def_property_readonly("qkv", [](CausalSelfAttention& a) { return &a.qkv; },
-                             py::return_value_policy::reference_internal)
-      .def_property_readonly("proj", [](CausalSelfAttention& a) { return &a.proj; },
-                             py::return_value_policy::reference_internal)
+      .def_property_readonly(
+          "qkv", [](CausalSelfAttention& a) { return &a.qkv; }, py::return_value_policy::reference_internal)
+      .def_property_readonly(
+          "proj", [](CausalSelfAttention& a) { return &a.proj; }, py::return_value_policy::reference_internal)
       .def_property_readonly("num_heads", &CausalSelfAttention::num_heads);
   bind_xy(attn);
   py::class_<MLP, Module> mlp(m, "MLP");
   mlp.def(py::init<int64_t, int64_t, Device>(), py::arg("channels"), py::arg("hidden"),
           py::arg("device") = Device::cpu())
-      .def_property_readonly("fc", [](MLP& l) { return &l.fc; }, py::return_value_policy::reference_internal)
-      .def_property_readonly("proj", [](MLP& l) { return &l.proj; }, py::return_value_policy::reference_internal);
+      .def_property_readonly(
+          "fc", [](MLP& l) { return &l.fc; }, py::return_value_policy::reference_internal)
+      .def_property_readonly(
+          "proj", [](MLP& l) { return &l.proj; }, py::return_value_policy::reference_internal);
   bind_xy(mlp);
   py::class_<Block, Module> block(m, "Block");
   block
       .def(py::init<int64_t, int64_t, Device>(), py::arg("channels"), py::arg("num_heads"),
            py::arg("device") = Device::cpu())
       .def_property("checkpointing", &Block::checkpointing, &Block::set_checkpointing)
-      .def_property_readonly("ln1", [](Block& b) { return &b.ln1; }, py::return_value_policy::reference_internal)
-      .def_property_readonly("attn", [](Block& b) { return &b.attn; }, py::return_value_policy::reference_internal)
-      .def_property_readonly("ln2", [](Block& b) { return &b.ln2; }, py::return_value_policy::reference_internal)
-      .def_property_readonly("mlp", [](Block& b) { return &b.mlp; }, py::return_value_policy::reference_internal);
+      .def_property_readonly(
+          "ln1", [](Block& b) { return &b.ln1; }, py::return_value_policy::reference_internal)
+      .def_property_readonly(
+          "attn", [](Block& b) { return &b.attn; }, py::return_value_policy::reference_internal)
+      .def_property_readonly(
+          "ln2", [](Block& b) { return &b.ln2; }, py::return_value_policy::reference_internal)
+      .def_property_readonly(
+          "mlp", [](Block& b) { return &b.mlp; }, py::return_value_policy::reference_internal);
   bind_xy(block);
 
   m.def(
       "init_normal",
       [](py::handle t, float mean, float std, uint64_t seed, py::object stream) {
         Tensor x = as_tensor(t, "tensor", true);
-        const uint64_t s = py::isinstance<py::str>(stream) ? stream_id(stream.cast<std::string>())
-                                                           : stream.cast<uint64_t>();
+        const uint64_t s =
+            py::isinstance<py::str>(stream) ? stream_id(stream.cast<std::string>()) : stream.cast<uint64_t>();
         init_normal(x, mean, std, seed, s);
       },
-      py::arg("tensor"), py::arg("mean") = 0.0f, py::arg("std") = 0.02f, py::arg("seed") = 1337,
-      py::arg("stream") = 0, "Fills tensor with N(mean, std) from stream (seed, stream); stream may be a name.");
+      py::arg("tensor"), py::arg("mean") = 0.0f, py::arg("std") = 0.02f, py::arg("seed") = 1337, py::arg("stream") = 0,
+      "Fills tensor with N(mean, std) from stream (seed, stream); stream may be a name.");
 }
 
 py::object gpt_call(GPT& g, py::handle tokens, py::handle targets, float grad_scale, int32_t ignore_index) {
@@ -389,8 +400,10 @@ targets are int32 arrays [B, T].)doc")
       .def("set_checkpointing", &GPT::set_checkpointing, py::arg("on"))
       .def("init_weights", &GPT::init_weights, py::arg("seed"))
       .def("flops_per_token", &GPT::flops_per_token, py::arg("seq_len"))
-      .def_property_readonly("embed", [](GPT& g) { return &g.embed; }, py::return_value_policy::reference_internal)
-      .def_property_readonly("ln_f", [](GPT& g) { return &g.ln_f; }, py::return_value_policy::reference_internal)
+      .def_property_readonly(
+          "embed", [](GPT& g) { return &g.embed; }, py::return_value_policy::reference_internal)
+      .def_property_readonly(
+          "ln_f", [](GPT& g) { return &g.ln_f; }, py::return_value_policy::reference_internal)
       .def_property_readonly(
           "blocks",
           [](GPT& g) {

@@ -32,8 +32,10 @@ void bind_optim(py::module_& m) {
       .def_readwrite("name", &optim::ParamRef::name)
       .def("__repr__", [](const optim::ParamRef& p) { return "dtrain.optim.ParamRef('" + p.name + "')"; });
   py::class_<optim::ParamGroup>(m, "ParamGroup", "Parameters sharing hyper-parameters.")
-      .def(py::init([](const std::string& name, std::vector<optim::ParamRef> params, float weight_decay,
-                       float lr_scale) { return optim::ParamGroup{name, std::move(params), weight_decay, lr_scale}; }),
+      .def(py::init(
+               [](const std::string& name, std::vector<optim::ParamRef> params, float weight_decay, float lr_scale) {
+                 return optim::ParamGroup{name, std::move(params), weight_decay, lr_scale};
+               }),
            arg("name"), arg("params"), arg("weight_decay") = 0.0f, arg("lr_scale") = 1.0f)
       .def_readwrite("name", &optim::ParamGroup::name)
       .def_readwrite("params", &optim::ParamGroup::params)
@@ -68,8 +70,7 @@ void bind_optim(py::module_& m) {
       .def(py::init([](float max_lr, float min_lr, int64_t warmup_steps, int64_t total_steps) {
              return optim::CosineSchedule{max_lr, min_lr, warmup_steps, total_steps};
            }),
-           py::kw_only(), arg("max_lr") = 3e-4f, arg("min_lr") = 3e-5f, arg("warmup_steps") = 0,
-           arg("total_steps") = 1)
+           py::kw_only(), arg("max_lr") = 3e-4f, arg("min_lr") = 3e-5f, arg("warmup_steps") = 0, arg("total_steps") = 1)
       .def_readwrite("max_lr", &optim::CosineSchedule::max_lr)
       .def_readwrite("min_lr", &optim::CosineSchedule::min_lr)
       .def_readwrite("warmup_steps", &optim::CosineSchedule::warmup_steps)
@@ -96,8 +97,7 @@ void bind_data(py::module_& m) {
       .def_property_readonly("size", &TokenSource::size)
       .def("__len__", &TokenSource::size)
       .def("__repr__", [](const TokenSource& s) { return "dtrain.data.TokenSource('" + s.describe() + "')"; });
-  py::class_<MemoryTokens, TokenSource, std::shared_ptr<MemoryTokens>>(m, "MemoryTokens",
-                                                                          "Tokens held in memory.")
+  py::class_<MemoryTokens, TokenSource, std::shared_ptr<MemoryTokens>>(m, "MemoryTokens", "Tokens held in memory.")
       .def(py::init([](py::handle tokens, const std::string& label) {
              return std::make_shared<MemoryTokens>(to_tokens(tokens), label);
            }),
@@ -106,7 +106,9 @@ void bind_data(py::module_& m) {
       .def(py::init<std::string>(), arg("path"));
 
   py::class_<LoaderPosition>(m, "LoaderPosition")
-      .def(py::init([](int64_t epoch, int64_t shard, int64_t offset) { return LoaderPosition{epoch, shard, offset}; }),
+      .def(py::init([](int64_t epoch, int64_t shard, int64_t offset) {
+             return LoaderPosition{epoch, shard, offset};
+           }),
            arg("epoch") = 0, arg("shard") = 0, arg("offset") = 0)
       .def_readwrite("epoch", &LoaderPosition::epoch)
       .def_readwrite("shard", &LoaderPosition::shard)
@@ -183,8 +185,10 @@ call reuses: copy them (.clone()) to keep them. Iterating yields batches forever
 
 void bind_parallel(py::module_& m) {
   using namespace dtrain::parallel;
-  py::enum_<Precision>(m, "Precision").value("f32", Precision::f32).value("bf16", Precision::bf16).value(
-      "f16", Precision::f16);
+  py::enum_<Precision>(m, "Precision")
+      .value("f32", Precision::f32)
+      .value("bf16", Precision::bf16)
+      .value("f16", Precision::f16);
 
   py::class_<StepResult>(m, "StepResult")
       .def_readonly("grad_norm", &StepResult::grad_norm)
@@ -210,9 +214,9 @@ void bind_parallel(py::module_& m) {
       .def_property_readonly("model_state", &MemoryLedger::model_state)
       .def("__repr__", [](const MemoryLedger& l) {
         return "dtrain.parallel.MemoryLedger(parameters=" + std::to_string(l.parameters) +
-               ", gradients=" + std::to_string(l.gradients) + ", optimizer_state=" +
-               std::to_string(l.optimizer_state) + ", comm_buffers=" + std::to_string(l.comm_buffers) +
-               ", activations=" + std::to_string(l.activations) + ")";
+               ", gradients=" + std::to_string(l.gradients) + ", optimizer_state=" + std::to_string(l.optimizer_state) +
+               ", comm_buffers=" + std::to_string(l.comm_buffers) + ", activations=" + std::to_string(l.activations) +
+               ")";
       });
   m.def("predict_model_state", &predict_model_state, arg("stage"), arg("num_parameters"), arg("world_size"),
         arg("precision") = Precision::f32, "The ZeRO paper's per-rank model-state bytes.");
@@ -224,29 +228,29 @@ The data-parallel engine (ZeRO stages 0-3) over a communicator.
 Build it before the optimizer (optimizer over engine.param_groups(...)); run
 grad_accumulation forward/backward passes with grad_scale=engine.grad_scale,
 then engine.step(optimizer, lr, max_grad_norm). Not thread-safe.)doc")
-      .def(py::init([](nn::Module& model, std::shared_ptr<comm::Communicator> communicator, int stage,
-                       int grad_accumulation, py::object precision, double first_bucket_mb, double bucket_mb,
-                       bool overlap, int prefetch_depth, bool broadcast_parameters, bool check_consistency,
-                       bool trace) {
-             DataParallelOptions o;
-             o.stage = stage;
-             o.grad_accumulation = grad_accumulation;
-             o.precision = py::isinstance<py::str>(precision) ? parse_precision(precision.cast<std::string>())
-                                                              : precision.cast<Precision>();
-             o.first_bucket_bytes = std::max<int64_t>(1, static_cast<int64_t>(first_bucket_mb * 1024 * 1024));
-             o.bucket_bytes = std::max<int64_t>(1, static_cast<int64_t>(bucket_mb * 1024 * 1024));
-             o.overlap = overlap;
-             o.prefetch_depth = prefetch_depth;
-             o.broadcast_parameters = broadcast_parameters;
-             o.check_consistency = check_consistency;
-             o.trace = trace;
-             py::gil_scoped_release r;
-             return std::make_unique<DataParallel>(model, std::move(communicator), o);
-           }),
-           arg("model"), arg("communicator"), py::kw_only(), arg("stage") = 0, arg("grad_accumulation") = 1,
-           arg("precision") = "f32", arg("first_bucket_mb") = 1.0, arg("bucket_mb") = 25.0, arg("overlap") = true,
-           arg("prefetch_depth") = 1, arg("broadcast_parameters") = true, arg("check_consistency") = true,
-           arg("trace") = false, py::keep_alive<1, 2>(), py::keep_alive<1, 3>())
+      .def(
+          py::init([](nn::Module& model, std::shared_ptr<comm::Communicator> communicator, int stage,
+                      int grad_accumulation, py::object precision, double first_bucket_mb, double bucket_mb,
+                      bool overlap, int prefetch_depth, bool broadcast_parameters, bool check_consistency, bool trace) {
+            DataParallelOptions o;
+            o.stage = stage;
+            o.grad_accumulation = grad_accumulation;
+            o.precision = py::isinstance<py::str>(precision) ? parse_precision(precision.cast<std::string>())
+                                                             : precision.cast<Precision>();
+            o.first_bucket_bytes = std::max<int64_t>(1, static_cast<int64_t>(first_bucket_mb * 1024 * 1024));
+            o.bucket_bytes = std::max<int64_t>(1, static_cast<int64_t>(bucket_mb * 1024 * 1024));
+            o.overlap = overlap;
+            o.prefetch_depth = prefetch_depth;
+            o.broadcast_parameters = broadcast_parameters;
+            o.check_consistency = check_consistency;
+            o.trace = trace;
+            py::gil_scoped_release r;
+            return std::make_unique<DataParallel>(model, std::move(communicator), o);
+          }),
+          arg("model"), arg("communicator"), py::kw_only(), arg("stage") = 0, arg("grad_accumulation") = 1,
+          arg("precision") = "f32", arg("first_bucket_mb") = 1.0, arg("bucket_mb") = 25.0, arg("overlap") = true,
+          arg("prefetch_depth") = 1, arg("broadcast_parameters") = true, arg("check_consistency") = true,
+          arg("trace") = false, py::keep_alive<1, 2>(), py::keep_alive<1, 3>())
       .def_property_readonly("rank", &DataParallel::rank)
       .def_property_readonly("world_size", &DataParallel::world_size)
       .def_property_readonly("stage", [](const DataParallel& d) { return d.options().stage; })
@@ -266,8 +270,7 @@ then engine.step(optimizer, lr, max_grad_norm). Not thread-safe.)doc")
       .def("describe_plan", &DataParallel::describe_plan)
       .def_property_readonly("num_parameters", &DataParallel::num_parameters)
       .def(
-          "ledger",
-          [](const DataParallel& d, const optim::Optimizer* opt) { return d.ledger(opt); },
+          "ledger", [](const DataParallel& d, const optim::Optimizer* opt) { return d.ledger(opt); },
           arg("optimizer") = nullptr, "Bytes this rank holds now (pass the optimizer to count its state).")
       .def("predicted", &DataParallel::predicted)
       .def(
