@@ -24,9 +24,12 @@ _FLAGS = {"-h", "--help"}
 
 
 def launcher_path() -> str:
-    """The dtrain-run binary: the wheel's own, else one on PATH."""
-    here = Path(os.path.abspath(__file__)).parent
-    for candidate in (here / "bin" / "dtrain-run",):
+    """The dtrain-run binary: the wheel's own (next to the extension, which in an
+    editable install is not next to this file), else one on PATH."""
+    from . import _C
+
+    for folder in {Path(os.path.abspath(_C.__file__)).parent, Path(os.path.abspath(__file__)).parent}:
+        candidate = folder / "bin" / "dtrain-run"
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return str(candidate)
     found = shutil.which("dtrain-run")
