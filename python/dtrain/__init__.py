@@ -12,7 +12,7 @@ C++ objects, driven from Python. See docs/python.md.
 """
 from __future__ import annotations
 
-from . import _C
+from . import _C  # noqa: F401  (the extension; dtrain._C.* for the raw bindings)
 from ._C import (
     Communicator,
     Device,

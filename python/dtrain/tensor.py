@@ -30,7 +30,7 @@ def tensor(data, dtype=None, device="cpu") -> _C.Tensor:
     if dtype is not None:
         target = _C.dtype(dtype)
         if target == _C.DType.bf16:
-            raise _C.DtrainTypeError("dtrain.tensor: NumPy has no bf16; make an f32 tensor and cast with dtrain.ops.cast")
+            raise _C.DtrainTypeError("dtrain.tensor: NumPy has no bf16; make an f32 tensor, then dtrain.ops.cast")
         array = array.astype(np.dtype(_NUMPY_NAMES[target]))
     elif array.dtype == np.float64:
         array = array.astype(np.float32)

@@ -125,7 +125,7 @@ class TwoLayer(dtrain.nn.Module):
 def test_python_module_matches_numpy(rng):
     d, hidden, n = int(rng.integers(2, 9)), int(rng.integers(2, 17)), int(rng.integers(1, 6))
     m = TwoLayer(d, hidden)
-    for i, (name, p) in enumerate(m.named_parameters()):
+    for name, p in m.named_parameters():
         if name.endswith("weight"):
             dtrain.nn.init_normal(p.value, std=0.5, seed=11, stream=name)
     assert [name for name, _ in m.named_parameters()] == [

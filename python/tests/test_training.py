@@ -21,7 +21,7 @@ def test_sgd_matches_numpy(rng):
     assert opt.momentum == pytest.approx(0.9) and "ParamGroup('all'" in repr(opt.groups[0])
     buf = np.zeros(n)
     ref = v0.astype(np.float64)
-    for step in range(3):
+    for _ in range(3):
         opt.step(0.05, grad_scale=0.5)
         ref *= 1 - 0.05 * 0.1
         buf = 0.9 * buf + 0.5 * grad
@@ -117,7 +117,7 @@ def test_data_parallel_single_process_learns(tmp_path):
     opt = dtrain.optim.AdamW(engine.param_groups(0.1))
     loader = dtrain.data.DataLoader([dtrain.data.MemoryTokens(tokens)], global_batch=8, seq_len=30)
     losses = []
-    for step in range(12):
+    for _ in range(12):
         total = 0.0
         for micro in range(2):
             with engine.no_sync() if micro == 0 else contextlib.nullcontext():
