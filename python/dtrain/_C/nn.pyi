@@ -23,7 +23,7 @@ class Parameter:
     @property
     def grad(self) -> dtrain._C.Tensor:
         """
-        The gradient.
+        The gradient (shared memory). Assigning an array copies its values in.
         """
     @grad.setter
     def grad(self, arg1: typing.Any) -> None:
@@ -42,7 +42,7 @@ class Parameter:
     @property
     def value(self) -> dtrain._C.Tensor:
         """
-        The weights (a tensor sharing the parameter's memory). Assigning copies into new storage.
+        The weights (a tensor sharing the parameter's memory). Assigning an array copies its values in.
         """
     @value.setter
     def value(self, arg1: typing.Any) -> None:
