@@ -8,9 +8,12 @@
 #
 # Environment: PYTHON (interpreter, default python3), DTRAIN_WITH_CUDA (default
 # OFF here: the suite's CUDA cases need a GPU, which CI machines lack; AUTO
-# builds CUDA when nvcc is found, as a plain `pip install .` does), JOBS.
-# The CMake build folder (build/<wheel tag>, pyproject.toml) is kept between
-# runs, so a second run rebuilds only what changed.
+# builds CUDA when nvcc is found, as a plain `pip install .` does), JOBS,
+# ISOLATED=1 (pip's build isolation, as a user's `pip install .`; by default
+# the build requirements are installed from PyPI into the fresh environment
+# first and used from there, whose fixed path lets ccache reuse the extension's
+# objects). The CMake build folder (build/<wheel tag>, pyproject.toml) is kept
+# between runs, so a second run rebuilds only what changed.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -26,7 +29,12 @@ rm -rf "$venv"
 "$venv/bin/python" -m pip install -q --upgrade pip
 
 echo "== pip install .[test] (CUDA: $DTRAIN_WITH_CUDA) =="
-"$venv/bin/python" -m pip install -q "$root[test]"
+if [[ ${ISOLATED:-0} == 1 ]]; then
+  "$venv/bin/python" -m pip install -q "$root[test]"
+else
+  "$venv/bin/python" -m pip install -q "scikit-build-core>=0.10" "pybind11>=2.10"
+  "$venv/bin/python" -m pip install -q --no-build-isolation "$root[test]"
+fi
 
 echo "== pytest (installed package) =="
 cd "$venv"
