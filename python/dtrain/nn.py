@@ -45,8 +45,11 @@ class Module(_C.nn.Module):
 
     Attributes that are modules are registered as children under their
     attribute name. forward/backward are yours to write from dtrain's layers
-    and ops; call self.grad_ready(p) after accumulating the gradient of a
-    parameter you made with add_parameter, so engines can communicate it.
+    and ops. As every C++ module does, run this module's hooks at the four
+    points (self.run_hooks(HookPoint.pre_forward) first in forward,
+    post_forward last, the same for backward) and call self.grad_ready(p)
+    after accumulating the gradient of a parameter you made with
+    add_parameter: the data-parallel engine (ZeRO 0-3) relies on them.
     """
 
     def __init__(self, device="cpu", type_name: str | None = None):
