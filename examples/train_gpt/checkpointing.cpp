@@ -12,6 +12,9 @@ void add_checkpoint_options(CLI::App& app, CheckpointOptions& c) {
   app.add_option("--checkpoint-every", c.every, "save a checkpoint every N steps (0: never)")->capture_default_str();
   app.add_flag("--resume", c.resume, "resume from the newest complete checkpoint in --checkpoint-dir");
   app.add_option("--keep-last", c.keep_last, "keep only the newest K checkpoints (0: all)")->capture_default_str();
+  app.add_option("--checkpoint-key-file", c.key_file,
+                 "encrypt checkpoints with the 256-bit key in this file (64 hex digits; default: "
+                 "DTRAIN_CHECKPOINT_KEY if set, else no encryption)");
   app.add_option("--stop-at", c.stop_at, "stop after this many steps, as a preempted job would (for testing resume)");
 }
 
@@ -35,7 +38,7 @@ int64_t resume_from_checkpoint(const CheckpointOptions& c, Trainer& t, parallel:
     return 0;
   }
   const auto start = std::chrono::steady_clock::now();
-  checkpoint::Reader reader(path);
+  checkpoint::Reader reader(path, checkpoint::EncryptionKey::from_file_or_env(c.key_file));
   const checkpoint::Meta& m = reader.meta();
   const auto want = model_fields(t.model->config());
   DTRAIN_CHECK(m.model == want, "checkpoint ", path, " holds a different model (", m.model.at("n_layer"),
@@ -79,10 +82,12 @@ void save_checkpoint(const CheckpointOptions& c, Trainer& t, parallel::DataParal
   const auto pieces = checkpoint::owned_pieces(*t.model, *t.optimizer, dp.rank(), dp.world_size(), replicated);
   checkpoint::SaveOptions so;
   so.keep_last = c.keep_last;
+  so.key = checkpoint::EncryptionKey::from_file_or_env(c.key_file);
   const std::string path = checkpoint::save(c.dir, m, pieces, &comm, so);
   if (dp.rank() == 0) {
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-    std::printf("checkpoint: saved %s in %.1f ms (training blocked for that long)\n", path.c_str(), ms);
+    std::printf("checkpoint: saved %s%s in %.1f ms (training blocked for that long)\n", path.c_str(),
+                so.key ? " (encrypted)" : "", ms);
     std::fflush(stdout);
   }
 }

@@ -5,6 +5,7 @@
 //
 //   train_gpt --checkpoint-dir ckpt --checkpoint-every 100 --keep-last 3
 //   train_gpt --checkpoint-dir ckpt --resume        # continue where it stopped
+//   DTRAIN_CHECKPOINT_KEY=$(dtrain-ckpt keygen) train_gpt --checkpoint-dir ckpt ...   # encrypted at rest
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -21,6 +22,7 @@ struct CheckpointOptions {
   bool resume = false;   // start from the newest complete checkpoint in dir
   int keep_last = 0;     // > 0: keep only the newest K
   int64_t stop_at = -1;  // >= 0: exit after this many steps as if preempted
+  std::string key_file;  // encryption key (else DTRAIN_CHECKPOINT_KEY; neither: plain files)
 };
 
 void add_checkpoint_options(CLI::App& app, CheckpointOptions& c);

@@ -61,6 +61,29 @@ struct Meta {
   std::string rng;  // text state of the job's RNG engine (empty: none)
 };
 
+// A 256-bit key for encryption at rest (XChaCha20-Poly1305). Held only in
+// memory (wiped when destroyed); dtrain never writes it anywhere.
+class EncryptionKey {
+ public:
+  static constexpr size_t kBytes = 32;
+  // 64 hex digits (surrounding whitespace ignored); `where` names the source in errors.
+  static std::shared_ptr<const EncryptionKey> from_hex(const std::string& hex, const std::string& where);
+  // From key_file when given (64 hex digits, or exactly 32 raw bytes), else
+  // from DTRAIN_CHECKPOINT_KEY (64 hex digits), else null: no encryption.
+  static std::shared_ptr<const EncryptionKey> from_file_or_env(const std::string& key_file);
+  // A fresh random key as 64 hex digits (for `dtrain-ckpt keygen`).
+  static std::string generate_hex();
+  explicit EncryptionKey(const unsigned char* bytes);
+  ~EncryptionKey();
+  EncryptionKey(const EncryptionKey&) = delete;
+  EncryptionKey& operator=(const EncryptionKey&) = delete;
+  const unsigned char* data() const { return bytes_; }
+
+ private:
+  unsigned char bytes_[kBytes];
+};
+using KeyPtr = std::shared_ptr<const EncryptionKey>;
+
 // A contiguous element range of one tensor, flattened. `data` is an f32 CPU
 // tensor of end - begin elements (or a live buffer on any device to load into).
 struct Piece {
@@ -81,6 +104,7 @@ std::vector<Piece> owned_pieces(const nn::Module& model, optim::Optimizer& optim
 
 struct SaveOptions {
   int keep_last = 0;  // > 0: delete all but the newest keep_last complete checkpoints
+  KeyPtr key;         // set: every file (manifest included) encrypted and authenticated
 };
 
 // Collective over `comm` (null: a single process). Writes root/step-<meta.step>
@@ -94,10 +118,11 @@ std::string save(const std::string& root, const Meta& meta, const std::vector<Pi
 std::string find_latest(const std::string& root);
 
 // A checkpoint directory opened for reading: the manifest parsed and checked
-// (every file it names exists with the recorded size).
+// (every file it names exists). An encrypted checkpoint needs its key; with a
+// key, an unencrypted checkpoint is refused (it could have been swapped in).
 class Reader {
  public:
-  explicit Reader(const std::string& dir);
+  explicit Reader(const std::string& dir, KeyPtr key = nullptr);
   ~Reader();
   Reader(const Reader&) = delete;
   Reader& operator=(const Reader&) = delete;
@@ -118,7 +143,9 @@ class Reader {
   void read(const std::string& name, int64_t begin, int64_t end, Tensor& out);
   Tensor read_full(const std::string& name);
 
-  // Fills every piece's data (any device) from the checkpoint.
+  // Fills every piece's data (any device) from the checkpoint. Every file
+  // involved is verified (checksum, and authenticity when encrypted) before
+  // the first piece is written: a damaged checkpoint loads nothing.
   void load(const std::vector<Piece>& pieces);
   // Writes every model parameter whose value is held whole (f32) in full:
   // with a data-parallel engine in stages 1-2 every rank keeps all values,
@@ -130,6 +157,7 @@ class Reader {
 
  private:
   std::string dir_;
+  KeyPtr key_;
   std::unique_ptr<Impl> impl_;
 };
 

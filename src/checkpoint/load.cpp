@@ -28,30 +28,32 @@ struct Reader::Impl {
   };
   std::map<std::string, Open> open;
 
+  KeyPtr key;
   const Open& get(const std::string& dir, const std::string& name) {
     auto it = open.find(name);
     if (it != open.end()) return it->second;
     const std::string path = dir + "/" + name;
     const auto& info = manifest.files.at(name);
     Open o;
-    o.file = std::make_unique<io::InFile>(path);
+    o.file = std::make_unique<io::InFile>(path, key);
     DTRAIN_CHECK(o.file->size() == info.bytes, "checkpoint file ", path, " is ",
                  o.file->size() < info.bytes ? "truncated" : "too long", ": ", o.file->size(),
                  " bytes, the manifest records ", info.bytes, " (restore it or use another checkpoint)");
-    const std::string sum = io::hash_file(path);
+    const std::string sum = io::hash_file(path, key);
     DTRAIN_CHECK(sum == info.blake2b, "checkpoint file ", path,
                  " fails its checksum (BLAKE2b differs from the manifest): the file is corrupted or was modified; "
                  "restore it or use another checkpoint");
-    o.header = st::read_header(path);
+    o.header = st::read_header(path, key);
     return open.emplace(name, std::move(o)).first->second;
   }
 };
 
-Reader::Reader(const std::string& dir) : dir_(dir), impl_(std::make_unique<Impl>()) {
+Reader::Reader(const std::string& dir, KeyPtr key) : dir_(dir), key_(std::move(key)), impl_(std::make_unique<Impl>()) {
+  impl_->key = key_;
   const std::string mpath = dir + "/" + layout::kManifest;
   DTRAIN_CHECK(fs::exists(mpath), "checkpoint ", dir, " has no ", layout::kManifest,
                ": it is incomplete (a save was interrupted) or not a checkpoint; use another one");
-  impl_->manifest = Manifest::parse(io::read_small_file(mpath, kMaxManifestBytes), mpath);
+  impl_->manifest = Manifest::parse(io::read_small_file(mpath, kMaxManifestBytes, key_), mpath);
   for (const auto& [name, info] : impl_->manifest.files) {
     DTRAIN_CHECK(fs::exists(dir + "/" + name), "checkpoint manifest ", mpath, " names shard file ", name,
                  ", which is missing from ", dir,
@@ -124,6 +126,13 @@ Tensor Reader::read_full(const std::string& name) {
 }
 
 void Reader::load(const std::vector<Piece>& pieces) {
+  // Verify every file involved first, so that a damaged checkpoint loads nothing.
+  for (const auto& p : pieces) {
+    for (const auto& sh : impl_->manifest.tensors.count(p.name) ? impl_->manifest.tensors.at(p.name).shards
+                                                                : std::vector<Manifest::Shard>{}) {
+      if (sh.begin < p.end && p.begin < sh.end) impl_->get(dir_, sh.file);
+    }
+  }
   for (const auto& p : pieces) {
     const Shape s = shape(p.name);
     DTRAIN_CHECK(s == p.shape, "checkpoint ", dir_, ": tensor '", p.name, "' has shape ", shape_str(s),
@@ -138,6 +147,8 @@ void Reader::load(const std::vector<Piece>& pieces) {
 }
 
 void Reader::load_parameters(const nn::Module& model) {
+  // Read (and so verify) everything before writing anything.
+  std::vector<std::pair<Tensor, Tensor>> todo;
   for (const auto& np : model.named_parameters()) {
     Tensor v = np.param->value;
     if (!v.defined()) continue;  // ZeRO-3: the engine holds only the shard
@@ -146,9 +157,9 @@ void Reader::load_parameters(const nn::Module& model) {
     const Shape s = shape(np.name);
     DTRAIN_CHECK(s == np.param->shape(), "checkpoint ", dir_, ": parameter '", np.name, "' has shape ", shape_str(s),
                  " but the model's is ", shape_str(np.param->shape()), " (a different model configuration?)");
-    Tensor full = read_full(np.name);
-    v.copy_(v.is_cpu() ? full : full.to(v.device()));
+    todo.emplace_back(v, read_full(np.name));
   }
+  for (auto& [v, full] : todo) v.copy_(v.is_cpu() ? full : full.to(v.device()));
 }
 
 std::string find_latest(const std::string& root) {

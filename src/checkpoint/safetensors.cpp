@@ -92,8 +92,8 @@ Header parse_header(const char* text, size_t n, uint64_t data_size, const std::s
   return h;
 }
 
-Header read_header(const std::string& path) {
-  io::InFile f(path);
+Header read_header(const std::string& path, KeyPtr key) {
+  io::InFile f(path, std::move(key));
   DTRAIN_CHECK(f.size() >= 8, "checkpoint file ", path, " is truncated: ", f.size(),
                " bytes, shorter than the 8-byte safetensors header length");
   unsigned char len_bytes[8];

@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "dtrain/checkpoint.h"
+
 namespace dtrain::checkpoint::st {
 
 constexpr uint64_t kMaxHeaderBytes = 100ull << 20;
@@ -39,8 +41,8 @@ size_t dtype_bytes(const std::string& dtype);
 // Parses the JSON header text; data_size = file size - 8 - header length.
 Header parse_header(const char* json, size_t n, uint64_t data_size, const std::string& file);
 
-// Reads and parses the header of a file.
-Header read_header(const std::string& path);
+// Reads and parses the header of a file (decrypting it with key when given).
+Header read_header(const std::string& path, KeyPtr key = nullptr);
 
 // Builds the header bytes (length prefix + JSON padded with spaces to a
 // multiple of 8) for entries whose data will follow back to back in order;

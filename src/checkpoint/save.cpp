@@ -66,12 +66,12 @@ void agree(comm::Communicator* comm, bool failed, const std::string& message, co
 }
 
 // This rank's file and its index (the pieces and the file's checksum).
-void write_rank_file(const std::string& dir, int rank, const std::vector<Piece>& pieces) {
+void write_rank_file(const std::string& dir, int rank, const std::vector<Piece>& pieces, const KeyPtr& key) {
   std::vector<st::Entry> entries;
   for (const auto& p : pieces) entries.push_back({p.name, "F32", {p.end - p.begin}, 0, 0});
   const std::string header = st::build_header(entries, {{"format", "dtrain-checkpoint-shard"}});
   const std::string path = dir + "/" + layout::rank_file_name(rank);
-  io::OutFile out(path);
+  io::OutFile out(path, key);
   out.write(header.data(), header.size());
   for (const auto& p : pieces) {
     DTRAIN_CHECK(p.data.dtype() == DType::f32, "checkpoint: piece ", p.name, " is ", dtype_name(p.data.dtype()),
@@ -85,7 +85,7 @@ void write_rank_file(const std::string& dir, int rank, const std::vector<Piece>&
   json ps = json::array();
   for (const auto& p : pieces) ps.push_back({{"name", p.name}, {"shape", p.shape}, {"begin", p.begin}, {"end", p.end}});
   index["pieces"] = ps;
-  io::write_file_atomic(dir + "/" + layout::rank_index_name(rank), index.dump());
+  io::write_file_atomic(dir + "/" + layout::rank_index_name(rank), index.dump(), key);
 }
 
 // Test hook: DTRAIN_CHECKPOINT_KILL_AFTER_SHARD=<rank>@<step> kills that rank
@@ -104,12 +104,12 @@ void maybe_die_mid_save(int rank, int64_t step) {
   }
 }
 
-Manifest merge_indexes(const std::string& dir, int world, const Meta& meta) {
+Manifest merge_indexes(const std::string& dir, int world, const Meta& meta, const KeyPtr& key) {
   Manifest m;
   m.meta = meta;
   for (int r = 0; r < world; ++r) {
     const std::string path = dir + "/" + layout::rank_index_name(r);
-    const json index = json::parse(io::read_small_file(path, kMaxManifestBytes));
+    const json index = json::parse(io::read_small_file(path, kMaxManifestBytes, key));
     const std::string file = index.at("file").get<std::string>();
     m.files[file] = {index.at("bytes").get<uint64_t>(), index.at("blake2b").get<std::string>()};
     for (const auto& p : index.at("pieces")) {
@@ -143,11 +143,11 @@ void prune(const std::string& root, int keep_last) {
 }
 
 void publish(const std::string& root, const std::string& tmp, const std::string& final_dir, const Manifest& m,
-             int world, int keep_last) {
+             int world, const SaveOptions& options) {
   const std::string name = fs::path(final_dir).filename().string();
   {
     const std::string text = m.to_json();
-    io::OutFile f(tmp + "/" + layout::kManifest);
+    io::OutFile f(tmp + "/" + layout::kManifest, options.key);
     f.write(text.data(), text.size());
     f.finish();
   }
@@ -163,7 +163,7 @@ void publish(const std::string& root, const std::string& tmp, const std::string&
   io::fsync_dir(root);
   io::write_file_atomic(root + "/" + layout::kLatest, name + "\n");
   if (!old.empty()) fs::remove_all(old);
-  if (keep_last > 0) prune(root, keep_last);
+  if (options.keep_last > 0) prune(root, options.keep_last);
 }
 
 }  // namespace
@@ -198,11 +198,11 @@ std::string save(const std::string& root, const Meta& meta, const std::vector<Pi
     });
   }
   agree(comm, failed, message, "creating the directory");
-  attempt([&] { write_rank_file(tmp, rank, pieces); });
+  attempt([&] { write_rank_file(tmp, rank, pieces, options.key); });
   if (!failed) maybe_die_mid_save(rank, meta.step);
   agree(comm, failed, message, "writing shards");
   if (rank == 0) {
-    attempt([&] { publish(root, tmp, final_dir, merge_indexes(tmp, world, meta), world, options.keep_last); });
+    attempt([&] { publish(root, tmp, final_dir, merge_indexes(tmp, world, meta, options.key), world, options); });
   }
   agree(comm, failed, message, "publishing the checkpoint");
   return final_dir;

@@ -225,3 +225,50 @@ TEST_CASE("manifest parser refuses names outside the checkpoint and gaps in shar
   CHECK_THAT(error_of([&] { checkpoint::Manifest::parse(R"({"format":"dtrain-checkpoint","version":1})", "m.json"); }),
              Contains("missing or mistyped field"));
 }
+
+TEST_CASE("encrypted checkpoints: round trip across chunks, no plaintext on disk, refusals", "[checkpoint]") {
+  TempDir d;
+  const auto key = checkpoint::EncryptionKey::from_hex(checkpoint::EncryptionKey::generate_hex(), "test");
+  const auto other = checkpoint::EncryptionKey::from_hex(std::string(64, '7'), "test");
+  const Tensor big = ramp(600000, 1.0f);  // 2.4 MB: three 1 MiB chunks
+  const Tensor b = ramp(5, 3.0f);
+  checkpoint::SaveOptions o;
+  o.key = key;
+  const std::string path =
+      checkpoint::save(d.path, meta_at(4), {{"big", {600000}, 0, 600000, big}, {"b", {5}, 0, 5, b}}, nullptr, o);
+  {
+    checkpoint::Reader r(path, key);
+    CHECK(r.meta().step == 4);
+    CHECK_CLOSE(r.read_full("big"), big, 0.0);
+    Tensor part = Tensor::empty({1000});
+    r.read("big", 262000, 263000, part);  // crosses the first chunk boundary (262144 floats)
+    CHECK_CLOSE(part, big.narrow(262000, 1000), 0.0);
+    r.verify_all();
+  }
+  std::ifstream m(path + "/manifest.json", std::ios::binary);
+  const std::string on_disk((std::istreambuf_iterator<char>(m)), std::istreambuf_iterator<char>());
+  CHECK(on_disk.find("dtrain-checkpoint") == std::string::npos);
+  CHECK(on_disk.find("big") == std::string::npos);
+
+  CHECK_THAT(error_of([&] { checkpoint::Reader r(path); }), Contains("manifest.json") && Contains("is encrypted"));
+  CHECK_THAT(error_of([&] { checkpoint::Reader r(path, other); }), Contains("manifest.json") && Contains("wrong key"));
+
+  const std::string file = path + "/rank-00000.safetensors";
+  flip_byte(file, fs::file_size(file) / 2);
+  checkpoint::Reader r(path, key);
+  Tensor target = Tensor::zeros({5});
+  const std::string msg = error_of([&] {
+    r.load({{"b", {5}, 0, 5, target}, {"big", {600000}, 0, 10, Tensor::zeros({10})}});
+  });
+  CHECK_THAT(msg, Contains(file) && Contains("fails authentication"));
+  CHECK_CLOSE(target, Tensor::zeros({5}), 0.0);  // nothing loaded
+
+  fs::resize_file(file, fs::file_size(file) - 100);
+  checkpoint::Reader r2(path, key);
+  CHECK_THAT(error_of([&] { r2.read_full("b"); }), Contains(file));
+
+  const std::string plain = save_one(d.path + "/plain", 1, ramp(12, 0.0f), b);
+  CHECK_THAT(error_of([&] { checkpoint::Reader p(plain, key); }), Contains("not encrypted, but a key was given"));
+  CHECK_THAT(error_of([&] { checkpoint::EncryptionKey::from_hex("abc", "DTRAIN_CHECKPOINT_KEY"); }),
+             Contains("DTRAIN_CHECKPOINT_KEY") && Contains("64 hex digits"));
+}

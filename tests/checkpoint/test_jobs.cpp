@@ -179,3 +179,24 @@ TEST_CASE("a rank killed mid-save leaves the previous checkpoint loadable; the p
   CHECK(again.output.find("resume: loaded " + dir + "/step-00000010") != std::string::npos);
   CHECK(losses(d.path + "/again.jsonl").size() == 10);
 }
+
+TEST_CASE("train_gpt with DTRAIN_CHECKPOINT_KEY saves encrypted and resumes only with the right key", "[checkpoint]") {
+  TempDir d;
+  const std::string dir = d.path + "/ck", key(64, 'a'), wrong(64, 'b');
+  const auto s = train(2, {"--zero", "2", "--checkpoint-dir", dir, "--checkpoint-every", "5", "--stop-at", "5"},
+                       {{"DTRAIN_CHECKPOINT_KEY", key}});
+  INFO(s.output);
+  REQUIRE(s.exit_code == 0);
+  CHECK(s.output.find("(encrypted)") != std::string::npos);
+  const std::vector<std::string> resume = {"--zero", "2", "--checkpoint-dir", dir, "--resume"};
+  const auto none = train(2, resume, {{"DTRAIN_CHECKPOINT_KEY", ""}});
+  CHECK(none.exit_code != 0);
+  CHECK(none.output.find("is encrypted") != std::string::npos);
+  const auto bad = train(2, resume, {{"DTRAIN_CHECKPOINT_KEY", wrong}});
+  CHECK(bad.exit_code != 0);
+  CHECK(bad.output.find("wrong key") != std::string::npos);
+  const auto good = train(2, resume, {{"DTRAIN_CHECKPOINT_KEY", key}});
+  INFO(good.output);
+  CHECK(good.exit_code == 0);
+  CHECK(good.output.find("resume: loaded " + dir + "/step-00000005") != std::string::npos);
+}
