@@ -161,4 +161,17 @@ class Reader {
   std::unique_ptr<Impl> impl_;
 };
 
+// Hugging Face GPT-2 interchange: one safetensors file of the full model, f32,
+// names "transformer.h.0.attn.c_attn.weight", ..., Conv1D weights stored
+// [in, out] (transposed from dtrain's Linear [out, in]); the LM head is tied
+// to transformer.wte.weight. export writes aside and renames (never a partial
+// file); import accepts names with or without the "transformer." prefix (as
+// the Hub's gpt2 model.safetensors has them) and fills the model's
+// parameters (before a data-parallel engine wraps it).
+void export_hf_gpt2(Reader& reader, const std::string& out_path);
+void import_hf_gpt2(const std::string& path, const nn::Module& model);
+// The Hugging Face name of a dtrain GPT parameter and whether its matrix is
+// stored transposed there; throws for names outside the GPT family.
+std::pair<std::string, bool> hf_gpt2_name(const std::string& dtrain_name);
+
 }  // namespace dtrain::checkpoint

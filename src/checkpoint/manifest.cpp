@@ -13,9 +13,13 @@ using nlohmann::json;
 namespace {
 constexpr int kVersion = 1;
 
+// Elements of a shape whose dimensions are each in [0, 2^40]; -1 past 2^40 in total.
 int64_t shape_numel_checked(const Shape& s) {
   int64_t n = 1;
-  for (int64_t d : s) n *= d;
+  for (int64_t d : s) {
+    if (d != 0 && n > (int64_t{1} << 40) / d) return -1;
+    n *= d;
+  }
   return n;
 }
 }  // namespace
