@@ -83,7 +83,7 @@ std::vector<float> gather_pairs(comm::Communicator& c, float a, float b) {
 
 }  // namespace
 
-int run_distributed(const TrainOptions& base, const DistributedOptions& d) {
+int run_distributed(const TrainOptions& base, const DistributedOptions& d, const CheckpointOptions& c) {
   LocalGroup local;
   struct GroupGuard {  // tears the default communicator down after the engine
     ~GroupGuard() {
@@ -143,12 +143,13 @@ int run_distributed(const TrainOptions& base, const DistributedOptions& d) {
     return 0;
   }
 
+  const int64_t first_step = resume_from_checkpoint(c, t, dp);
   MetricsWriter metrics(lead ? opt.metrics_out : std::string());
   const int64_t steps = opt.steps;
   double total_ms = 0.0, total_tokens = 0.0;
   float last_loss = 0.0f;
   EvalResult last_eval;
-  for (int64_t step = 0; step < steps; ++step) {
+  for (int64_t step = first_step; step < steps; ++step) {
     reset_peak_memory(t.device);
     const auto start = std::chrono::steady_clock::now();
     const data::Batch& batch = t.train_data->next();
@@ -178,11 +179,11 @@ int run_distributed(const TrainOptions& base, const DistributedOptions& d) {
     const double tokens = static_cast<double>(opt.batch * opt.seq_len);
     const double tok_s = tokens / (max_ms / 1000.0);
     last_loss = loss;
-    if (step > 0) {  // the first step allocates; leave it out of the average
+    if (step > first_step) {  // the first step allocates; leave it out of the average
       total_ms += max_ms;
       total_tokens += tokens;
     }
-    if (step == 0 && lead) {
+    if (step == first_step && lead) {
       std::printf("after step 1: %s",
                   parallel::format_ledger(dp.ledger(t.optimizer.get()), dp.predicted(), o.stage, world).c_str());
     }
@@ -199,6 +200,16 @@ int run_distributed(const TrainOptions& base, const DistributedOptions& d) {
       std::printf("step %5lld/%lld | loss %.4f | lr %.2e | norm %.3f | %7.1f ms | %9.0f tok/s | peak %.1f MiB%s\n",
                   static_cast<long long>(step) + 1, static_cast<long long>(steps), loss, lr, r.grad_norm, max_ms, tok_s,
                   mib(static_cast<int64_t>(max_peak)), r.skipped ? " | skipped (f16 overflow)" : "");
+    }
+    const bool stop = c.stop_at >= 0 && step + 1 >= c.stop_at;
+    if (!c.dir.empty() && ((c.every > 0 && (step + 1) % c.every == 0) || (stop && !(step + 1 == steps)))) {
+      save_checkpoint(c, t, dp, *comm, step + 1);
+    }
+    if (stop && step + 1 < steps) {
+      std::fflush(stdout);
+      metrics.write(record);
+      if (lead) std::printf("stopping after step %lld (--stop-at)\n", static_cast<long long>(step) + 1);
+      return 0;
     }
     const bool last = step + 1 == steps;
     if ((opt.eval_every > 0 && (step + 1) % opt.eval_every == 0) || last) {

@@ -14,6 +14,7 @@
 #include <CLI/CLI.hpp>
 #include <string>
 
+#include "checkpointing.h"
 #include "trainer.h"
 
 struct DistributedOptions {
@@ -34,4 +35,4 @@ void add_distributed_options(CLI::App& app, DistributedOptions& d);
 bool wants_distributed(const DistributedOptions& d);
 // Builds data, model, engine and optimizer, trains, evaluates, samples.
 // Returns the process exit code.
-int run_distributed(const TrainOptions& opt, const DistributedOptions& d);
+int run_distributed(const TrainOptions& opt, const DistributedOptions& d, const CheckpointOptions& c = {});

@@ -63,9 +63,11 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   add_options(app, opt);
   DistributedOptions dist;  // data-parallel options (distributed.h)
   add_distributed_options(app, dist);
+  CheckpointOptions ckpt;  // checkpoint options (checkpointing.h): they run the data-parallel path
+  add_checkpoint_options(app, ckpt);
   CLI11_PARSE(app, argc, argv);
   try {
-    if (wants_distributed(dist)) return run_distributed(opt, dist);
+    if (wants_distributed(dist) || !ckpt.dir.empty()) return run_distributed(opt, dist, ckpt);
     Trainer t;
     t.opt = opt;
     make_model(t);

@@ -1,0 +1,97 @@
+// Export to and import from the Hugging Face GPT-2 safetensors layout, so a
+// user's existing tools read dtrain's weights and dtrain can start from
+// pretrained ones. Names map one to one; Conv1D matrices are transposed.
+#include <cstdio>
+#include <filesystem>
+#include <regex>
+
+#include "checkpoint/file_io.h"
+#include "checkpoint/safetensors.h"
+#include "dtrain/checkpoint.h"
+#include "dtrain/error.h"
+#include "dtrain/nn/module.h"
+
+namespace fs = std::filesystem;
+
+namespace dtrain::checkpoint {
+
+namespace {
+Tensor transpose2d(const Tensor& t) {
+  const int64_t r = t.shape()[0], c = t.shape()[1];
+  Tensor out = Tensor::empty({c, r}, DType::f32);
+  const float* src = t.data<float>();
+  float* dst = out.data<float>();
+  for (int64_t i = 0; i < r; ++i) {
+    for (int64_t j = 0; j < c; ++j) dst[j * r + i] = src[i * c + j];
+  }
+  return out;
+}
+}  // namespace
+
+std::pair<std::string, bool> hf_gpt2_name(const std::string& n) {
+  if (n == "embed.wte") return {"transformer.wte.weight", false};
+  if (n == "embed.wpe") return {"transformer.wpe.weight", false};
+  if (n == "ln_f.weight" || n == "ln_f.bias") return {"transformer." + n, false};
+  static const std::regex block(R"(blocks\.(\d+)\.(ln1|ln2|attn\.qkv|attn\.proj|mlp\.fc|mlp\.proj)\.(weight|bias))");
+  std::smatch m;
+  DTRAIN_CHECK(std::regex_match(n, m, block), "'", n, "' is not a GPT-2 parameter; export/import need a GPT model");
+  static const std::map<std::string, std::string> part = {
+      {"ln1", "ln_1"},        {"ln2", "ln_2"},           {"attn.qkv", "attn.c_attn"}, {"attn.proj", "attn.c_proj"},
+      {"mlp.fc", "mlp.c_fc"}, {"mlp.proj", "mlp.c_proj"}};
+  const bool matrix = m[3] == "weight" && m[2] != "ln1" && m[2] != "ln2";
+  return {"transformer.h." + m[1].str() + "." + part.at(m[2]) + "." + m[3].str(), matrix};
+}
+
+void export_hf_gpt2(Reader& reader, const std::string& out_path) {
+  std::vector<std::pair<std::string, Tensor>> out;
+  std::vector<st::Entry> entries;
+  for (const auto& name : reader.tensor_names()) {
+    if (name.find(".exp_avg") != std::string::npos || name.find(".momentum") != std::string::npos) continue;
+    const auto [hf, transposed] = hf_gpt2_name(name);
+    Tensor t = reader.read_full(name);
+    if (transposed) t = transpose2d(t);
+    entries.push_back({hf, "F32", t.shape(), 0, 0});
+    out.emplace_back(hf, t);
+  }
+  const std::string header = st::build_header(entries, {{"format", "pt"}});
+  const std::string tmp = out_path + ".tmp";
+  fs::remove(tmp);
+  {
+    io::OutFile f(tmp);
+    f.write(header.data(), header.size());
+    for (const auto& [name, t] : out) f.write(t.data_ptr(), t.nbytes());
+    f.finish();
+  }
+  fs::rename(tmp, out_path);
+  const fs::path parent = fs::absolute(out_path).parent_path();
+  io::fsync_dir(parent.string());
+}
+
+void import_hf_gpt2(const std::string& path, const nn::Module& model) {
+  const st::Header h = st::read_header(path);
+  io::InFile f(path);
+  std::vector<std::pair<Tensor, Tensor>> todo;  // (parameter, value): read everything before writing
+  for (const auto& np : model.named_parameters()) {
+    const auto [hf, transposed] = hf_gpt2_name(np.name);
+    const st::Entry* e = h.find(hf);
+    if (e == nullptr) e = h.find(hf.substr(std::string("transformer.").size()));
+    DTRAIN_CHECK(e != nullptr, "GPT-2 file ", path, " has no tensor '", hf, "' for parameter ", np.name);
+    DTRAIN_CHECK(e->dtype == "F32", "GPT-2 file ", path, ": tensor '", e->name, "' is ", e->dtype,
+                 "; only F32 files can be imported");
+    Shape want = np.param->shape();
+    if (transposed) want = {want[1], want[0]};
+    DTRAIN_CHECK(Shape(e->shape.begin(), e->shape.end()) == want, "GPT-2 file ", path, ": tensor '", e->name,
+                 "' has shape ", shape_str(Shape(e->shape.begin(), e->shape.end())), " but the model needs ",
+                 shape_str(want), " (pass the matching model options)");
+    Tensor t = Tensor::empty(want, DType::f32);
+    f.read_at(h.data_start + e->begin, t.data_ptr(), t.nbytes());
+    if (transposed) t = transpose2d(t);
+    todo.emplace_back(np.param->value, t);
+  }
+  for (auto& [v, t] : todo) {
+    DTRAIN_CHECK(v.defined() && v.dtype() == DType::f32, "import_hf_gpt2: import into an f32 model before wrapping it");
+    v.copy_(v.is_cpu() ? t : t.to(v.device()));
+  }
+}
+
+}  // namespace dtrain::checkpoint
