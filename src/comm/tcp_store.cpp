@@ -60,13 +60,20 @@ class Server {
   }
 
   // Lets the other ranks say goodbye before the store goes away (their last
-  // requests would fail otherwise); bounded by `limit`.
+  // requests would fail otherwise); bounded by `limit`. In a failed job a
+  // stopped or cut-off rank never says goodbye: wait only long enough for the
+  // others to read the poison (they poll it every heartbeat, at most 1 s).
   void drain(std::chrono::milliseconds limit) {
     const auto until = net::Clock::now() + limit;
+    const auto failed_until = net::Clock::now() + std::chrono::seconds(2);
     while (net::Clock::now() < until) {
       {
         std::lock_guard<std::mutex> lock(conn_mutex_);
         if (open_fds_.empty()) return;
+      }
+      if (net::Clock::now() >= failed_until) {
+        std::lock_guard<std::mutex> lock(data_mutex_);
+        if (data_.count(keys::kPoison) != 0) return;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
