@@ -400,10 +400,13 @@ int file_store(const std::string& dir) {
 // outside (kill, SIGSTOP, network partition). Faults from inside, on rank
 // `victim`: "slow" sleeps 5x as long every step; "exit0" calls exit(0) at
 // step `at` without destroy_process_group, as a script that returns early.
+// DTRAIN_FAULT_DEVICE=cuda runs it on cuda:LOCAL_RANK (NCCL).
 int train(int steps, int step_ms, int victim, const std::string& fault, int at) {
   auto c = init_process_group();
   const bool me = c->rank() == victim;
+  const char* device = std::getenv("DTRAIN_FAULT_DEVICE");
   Tensor t = Tensor::full({16384}, 1.0, DType::f32);
+  if (device != nullptr && std::string(device) == "cuda") t = t.to(Device::cuda(job_env_from_environment().local_rank));
   try {
     for (int step = 0; step < steps; ++step) {
       if (me && fault == "exit0" && step == at) {
