@@ -281,8 +281,10 @@ class CommSuite final : public BenchSuite {
           DTRAIN_THROW("the raw Gloo baseline (", op_name_for_errors, ") failed; dtrain's view: ", d.what(),
                        " Raw Gloo's text: ", raw_text);
         }
-        DTRAIN_THROW("the raw Gloo baseline (", op_name_for_errors, ") failed but every rank answered a dtrain "
-                     "barrier afterwards: ", raw_text);
+        DTRAIN_THROW("the raw Gloo baseline (", op_name_for_errors,
+                     ") failed but every rank answered a dtrain "
+                     "barrier afterwards: ",
+                     raw_text);
       }
     };
     double fastest_raw_ge_1mib = 0;
@@ -322,8 +324,7 @@ class CommSuite final : public BenchSuite {
         comm->barrier().wait();
         std::vector<double> samples[3];
         for (int i = 0; i < o.rounds * o.iters; ++i) {
-          for (int v = 0; v < variants; ++v)
-            samples[v].push_back(v < 2 ? cs.once_dtrain(v == 1) : raw_once(cs));
+          for (int v = 0; v < variants; ++v) samples[v].push_back(v < 2 ? cs.once_dtrain(v == 1) : raw_once(cs));
         }
         std::vector<float> medians(3, 0.0f);
         for (int v = 0; v < variants; ++v) {
@@ -388,20 +389,20 @@ class CommSuite final : public BenchSuite {
               " fastest raw Gloo call at >= 1 MiB (%.1f us) (goal < 5%%)\n",
               layer_us, 100.0 * layer_us * 1e-6 / fastest_raw_ge_1mib, fastest_raw_ge_1mib * 1e6);
       }
-      metrics.write({{"suite", "comm"},
-                     {"final", true},
-                     {"world_size", world},
-                     {"device", device.str()},
-                     {"memcpy_gbps", cpu ? nlohmann::json(mem_gbps) : nlohmann::json(nullptr)},
-                     {"worst_overhead_pct_ge_1mib", raw ? nlohmann::json(worst_overhead) : nlohmann::json(nullptr)},
-                     {"layer_cost_us", cpu ? nlohmann::json(layer_us) : nlohmann::json(nullptr)},
-                     {"layer_cost_pct_ge_1mib", fastest_raw_ge_1mib > 0
-                                                    ? nlohmann::json(100.0 * layer_us * 1e-6 / fastest_raw_ge_1mib)
-                                                    : nlohmann::json(nullptr)},
-                     {"wrong", total_wrong},
-                     {"straggler_warning", comm->straggler_warning().empty()
-                                               ? nlohmann::json(nullptr)
-                                               : nlohmann::json(comm->straggler_warning())}});
+      metrics.write(
+          {{"suite", "comm"},
+           {"final", true},
+           {"world_size", world},
+           {"device", device.str()},
+           {"memcpy_gbps", cpu ? nlohmann::json(mem_gbps) : nlohmann::json(nullptr)},
+           {"worst_overhead_pct_ge_1mib", raw ? nlohmann::json(worst_overhead) : nlohmann::json(nullptr)},
+           {"layer_cost_us", cpu ? nlohmann::json(layer_us) : nlohmann::json(nullptr)},
+           {"layer_cost_pct_ge_1mib", fastest_raw_ge_1mib > 0
+                                          ? nlohmann::json(100.0 * layer_us * 1e-6 / fastest_raw_ge_1mib)
+                                          : nlohmann::json(nullptr)},
+           {"wrong", total_wrong},
+           {"straggler_warning",
+            comm->straggler_warning().empty() ? nlohmann::json(nullptr) : nlohmann::json(comm->straggler_warning())}});
     }
     raw_ctx.reset();
     destroy_process_group();

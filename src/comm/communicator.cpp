@@ -132,7 +132,7 @@ struct Communicator::Impl : std::enable_shared_from_this<Communicator::Impl> {
   int size = 1;
   CommOptions options;
 
-  std::vector<int> global_ranks;      // communicator rank -> job rank
+  std::vector<int> global_ranks;       // communicator rank -> job rank
   std::unique_ptr<Liveness> liveness;  // heartbeat, poison, evidence (liveness.h)
   std::shared_ptr<StragglerMonitor> stragglers;
 
@@ -340,8 +340,7 @@ struct Communicator::Impl : std::enable_shared_from_this<Communicator::Impl> {
       if (!evidence_blames_someone(e, rank, liveness->unresponsive_after_s()))
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
-    return translate_failure(context_for(s, FailureKind::transport_error, what), e,
-                             liveness->unresponsive_after_s());
+    return translate_failure(context_for(s, FailureKind::transport_error, what), e, liveness->unresponsive_after_s());
   }
 
   // Records the first failure, fails every pending work, then publishes it
@@ -501,7 +500,7 @@ struct Communicator::Impl : std::enable_shared_from_this<Communicator::Impl> {
     // timeout ends; the error is already known, so the rank does not wait
     // for that (survivors must exit within DTRAIN_TIMEOUT_S + 5 s).
     const auto limit = Clock::now() + (broken.empty() ? options.timeout + kGlooTimeoutMargin + std::chrono::seconds(1)
-                                                       : std::chrono::milliseconds(500));
+                                                      : std::chrono::milliseconds(500));
     exit_cv.wait_until(lock, limit, [&] { return worker_exited; });
     const bool worker_done = worker_exited;
     const bool healthy = broken.empty();

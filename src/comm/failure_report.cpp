@@ -68,8 +68,7 @@ void blame_liveness(const Evidence& e, int self, double stale_s, Blame& b) {
     } else if (p.lost) {
       b.add(who + " died (the store host saw its connection drop without a goodbye)", kDiedAdvice);
     } else if (!store_silent && !e.store_lost && p.heartbeat_seen && p.silent_s >= stale_s) {
-      b.add(who + " is unresponsive (no heartbeat for " + seconds(p.silent_s) + " s, " + where(p) + ")",
-            kSilentAdvice);
+      b.add(who + " is unresponsive (no heartbeat for " + seconds(p.silent_s) + " s, " + where(p) + ")", kSilentAdvice);
     }
   }
 }

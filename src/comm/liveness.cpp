@@ -58,7 +58,7 @@ struct Liveness::State {
   std::vector<std::string> last_heartbeat;
   std::vector<Clock::time_point> heartbeat_changed;
   std::vector<Clock::time_point> heartbeat_read;  // silence is only known up to the last read
-  std::string poison_reported;  // the poison already handed to o.poisoned
+  std::string poison_reported;                    // the poison already handed to o.poisoned
   uint64_t counter = 0;
   std::thread thread;
 
@@ -210,10 +210,10 @@ Evidence Liveness::snapshot() const {
   Evidence e = s.ev;
   for (int r = 0; r < s.o.size; ++r)
     if (e.peers[static_cast<size_t>(r)].heartbeat_seen)
-      e.peers[static_cast<size_t>(r)].silent_s = std::chrono::duration<double>(
-                                                     s.heartbeat_read[static_cast<size_t>(r)] -
-                                                     s.heartbeat_changed[static_cast<size_t>(r)])
-                                                     .count();
+      e.peers[static_cast<size_t>(r)].silent_s =
+          std::chrono::duration<double>(s.heartbeat_read[static_cast<size_t>(r)] -
+                                        s.heartbeat_changed[static_cast<size_t>(r)])
+              .count();
   e.store_silent_s = s.in_request ? seconds_since(s.request_started) : s.last_failed_batch_s;
   return e;
 }

@@ -86,9 +86,9 @@ void StragglerMonitor::pump(Store& store) {
     std::lock_guard<std::mutex> lock(mutex_);
     // Wait for the others' keys, but not past the point where they are deleted.
     if (!complete && w.index + kKeepWindows > next_index_) continue;
-    finished_.erase(std::remove_if(finished_.begin(), finished_.end(),
-                                   [&](const Window& f) { return f.index == w.index; }),
-                    finished_.end());
+    finished_.erase(
+        std::remove_if(finished_.begin(), finished_.end(), [&](const Window& f) { return f.index == w.index; }),
+        finished_.end());
     if (!complete) continue;
     const auto verdict = find_straggler(waits, kWindow);
     if (!verdict) continue;

@@ -422,9 +422,9 @@ int train(int steps, int step_ms, int victim, const std::string& fault, int at) 
       }
     }
   } catch (const Error& e) {
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                        std::chrono::system_clock::now().time_since_epoch())
-                        .count();
+    const auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count();
     std::printf("ERROR: %s\nerror raised at %lld ms since the epoch\n", e.what(), static_cast<long long>(ms));
     std::fflush(stdout);
     return 3;

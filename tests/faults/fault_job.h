@@ -118,11 +118,13 @@ class Job {
   void kill_all() {
     for (auto& r : ranks_)
       if (!r.exited) ::kill(r.pid, SIGKILL);
-    wait_until([&] {
-      for (auto& r : ranks_)
-        if (!r.exited) return false;
-      return true;
-    }, std::chrono::seconds(10));
+    wait_until(
+        [&] {
+          for (auto& r : ranks_)
+            if (!r.exited) return false;
+          return true;
+        },
+        std::chrono::seconds(10));
   }
 
  private:

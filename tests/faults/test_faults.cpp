@@ -154,9 +154,9 @@ void trial(Fault fault, int victim, Row& row, const std::string& device, int wor
                   {"OMP_NUM_THREADS", "1"}};
     std::vector<std::string> argv;
     if (hosts) argv = {ip, "netns", "exec", host_of(r) == 0 ? hosts->a : hosts->b};
-    for (const std::string& a : {std::string(DTRAIN_COMM_WORKER), std::string("train"), std::to_string(steps),
-                                 std::to_string(kStepMs), std::to_string(victim), std::string(inner),
-                                 std::to_string(exit_step)})
+    for (const std::string& a :
+         {std::string(DTRAIN_COMM_WORKER), std::string("train"), std::to_string(steps), std::to_string(kStepMs),
+          std::to_string(victim), std::string(inner), std::to_string(exit_step)})
       argv.push_back(a);
     if (fault == Fault::absent && r == victim) {
       job.add({"/bin/true"}, {});  // the victim never starts
@@ -173,11 +173,13 @@ void trial(Fault fault, int victim, Row& row, const std::string& device, int wor
 
   Clock::time_point fault_at = start;
   if (fault != Fault::absent && fault != Fault::slow) {
-    const bool started = job.wait_until([&] {
-      for (int r = 0; r < world; ++r)
-        if (job[static_cast<size_t>(r)].output().find("started") == std::string::npos) return false;
-      return true;
-    }, 30s);
+    const bool started = job.wait_until(
+        [&] {
+          for (int r = 0; r < world; ++r)
+            if (job[static_cast<size_t>(r)].output().find("started") == std::string::npos) return false;
+          return true;
+        },
+        30s);
     INFO(dump(job));
     REQUIRE(started);
     std::this_thread::sleep_for(std::chrono::milliseconds(pick(0, 300)));
@@ -307,8 +309,7 @@ TEST_CASE("fault NCCL kill -9 and SIGSTOP at one rank per GPU", "[faults][gpu]")
   if (!dtrain::cuda_compiled()) skip("dtrain was built without CUDA");
   const int gpus = dtrain::cuda_device_count();
   if (gpus < 2)
-    skip("the NCCL fault trials need at least 2 GPUs (one per rank); this machine has " +
-                               std::to_string(gpus));
+    skip("the NCCL fault trials need at least 2 GPUs (one per rank); this machine has " + std::to_string(gpus));
   run_fault(Fault::kill9, "cuda", std::min(gpus, kWorld));
   run_fault(Fault::sigstop, "cuda", std::min(gpus, kWorld));
 }

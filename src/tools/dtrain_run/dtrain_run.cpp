@@ -57,13 +57,13 @@ void on_signal(int sig) {
 
 struct Rank {
   int global_rank = 0;
-  pid_t pid = -1;  // also its process group id
+  pid_t pid = -1;   // also its process group id
   int out_fd = -1;  // child's stdout
   int err_fd = -1;  // child's stderr
   std::string out_partial, err_partial;
   bool exited = false;
-  int exit_code = 0;  // shell convention: 128 + signal when killed
-  std::string how;    // "exited with code 3" / "was killed by signal 9 (Killed)"
+  int exit_code = 0;          // shell convention: 128 + signal when killed
+  std::string how;            // "exited with code 3" / "was killed by signal 9 (Killed)"
   std::string last_err_line;  // the reason shown when it fails
   bool stopped_reported = false;
 };
