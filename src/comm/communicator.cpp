@@ -251,6 +251,11 @@ struct Communicator::Impl : std::enable_shared_from_this<Communicator::Impl> {
     }
   }
 
+  std::shared_ptr<Store> store_ref() {
+    std::lock_guard<std::mutex> lock(mutex);
+    return store;
+  }
+
   std::string error_text() {
     std::lock_guard<std::mutex> lock(mutex);
     return broken;
@@ -265,7 +270,7 @@ struct Communicator::Impl : std::enable_shared_from_this<Communicator::Impl> {
     if (t == nullptr || t->is_cpu()) return *gloo;
     if (!nccl) {
       nccl_device = t->device().index();
-      nccl = make_nccl_backend(std::make_shared<PrefixStore>("nccl", store), rank, size, nccl_device,
+      nccl = make_nccl_backend(std::make_shared<PrefixStore>("nccl", store_ref()), rank, size, nccl_device,
                                options.cuda_stream, options.timeout);
     }
     DTRAIN_CHECK(t->device().index() == nccl_device, "this communicator's NCCL backend is bound to cuda:", nccl_device,
@@ -279,6 +284,7 @@ struct Communicator::Impl : std::enable_shared_from_this<Communicator::Impl> {
     const uint64_t seq = task.state->sequence;
     const std::string mine = signature(task.args);
     const std::string base = "desync/" + std::to_string(seq) + "/";
+    const std::shared_ptr<Store> store = store_ref();  // shutdown may let go of the member
     store->set(base + std::to_string(rank), mine);
     std::vector<std::string> keys;
     keys.reserve(static_cast<size_t>(size));
@@ -520,8 +526,16 @@ struct Communicator::Impl : std::enable_shared_from_this<Communicator::Impl> {
       watchdog.join();
     } else {
       // A thread stuck inside the transport cannot be interrupted: let it go.
-      // It holds a reference to this Impl, so nothing it uses is freed.
+      // It holds a reference to this Impl, so nothing it uses is freed. A
+      // broken worker does not touch the store again, so this Impl lets go of
+      // it: the store (on rank 0, its server) shuts down as usual instead of
+      // living on in a thread that only process exit ends.
       fail_everything("communicator destroyed while an operation was stuck", false);
+      {
+        std::lock_guard<std::mutex> l(mutex);
+        store.reset();
+        job_store.reset();
+      }
       if (worker.joinable()) worker.detach();
       if (watchdog.joinable()) watchdog.detach();
     }
