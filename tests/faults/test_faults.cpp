@@ -6,7 +6,7 @@
 // table (fault, trials, exits within the bound, named) is printed per case and
 // for the whole run.
 //
-// Environment: DTRAIN_FAULT_TRIALS (trials per fault, default 4 so the label
+// Environment: DTRAIN_FAULT_TRIALS (trials per fault, default 6 so the label
 // takes about 3 minutes on 2 cores, 1 in sanitizer builds; the issue's
 // figure is 10), DTRAIN_FAULT_TIMEOUT_S
 // (default 4), DTRAIN_FAULT_SEED (reproduce a run's victims).
@@ -42,7 +42,7 @@ double env_double(const char* name, double fallback) {
 constexpr int kDefaultTrials = 1;
 constexpr double kDefaultTimeoutS = 10;
 #else
-constexpr int kDefaultTrials = 4;
+constexpr int kDefaultTrials = 6;
 constexpr double kDefaultTimeoutS = 4;
 #endif
 
