@@ -19,20 +19,25 @@ std::string window_key(uint64_t index, int rank) {
 
 }  // namespace
 
-std::optional<StragglerVerdict> find_straggler(const std::vector<double>& wait_s, int collectives) {
-  if (wait_s.size() < 2 || collectives <= 0) return std::nullopt;
+std::vector<StragglerVerdict> find_stragglers(const std::vector<double>& wait_s, int collectives) {
+  std::vector<StragglerVerdict> found;
+  if (wait_s.size() < 2 || collectives <= 0) return found;
   const double most = *std::max_element(wait_s.begin(), wait_s.end());
   std::vector<double> lag;
   lag.reserve(wait_s.size());
   for (double w : wait_s) lag.push_back((most - w) / collectives);
-  const auto worst = static_cast<size_t>(std::max_element(lag.begin(), lag.end()) - lag.begin());
-  std::vector<double> others;
-  for (size_t r = 0; r < lag.size(); ++r)
-    if (r != worst) others.push_back(lag[r]);
-  std::nth_element(others.begin(), others.begin() + static_cast<std::ptrdiff_t>(others.size() / 2), others.end());
-  const double median = others[others.size() / 2];
-  if (lag[worst] < kFloorPerCollectiveS || lag[worst] <= kFactor * median) return std::nullopt;
-  return StragglerVerdict{static_cast<int>(worst), lag[worst], median};
+  // Each rank against the median of the others: with two ranks the other's
+  // lag is 0, and two late ranks in four are both named.
+  for (size_t r = 0; r < lag.size(); ++r) {
+    if (lag[r] < kFloorPerCollectiveS) continue;
+    std::vector<double> others;
+    for (size_t q = 0; q < lag.size(); ++q)
+      if (q != r) others.push_back(lag[q]);
+    std::nth_element(others.begin(), others.begin() + static_cast<std::ptrdiff_t>(others.size() / 2), others.end());
+    const double median = others[others.size() / 2];
+    if (lag[r] > kFactor * median) found.push_back(StragglerVerdict{static_cast<int>(r), lag[r], median});
+  }
+  return found;
 }
 
 StragglerMonitor::StragglerMonitor(int rank, int size) : rank_(rank), size_(size) {}
@@ -90,22 +95,29 @@ void StragglerMonitor::pump(Store& store) {
         std::remove_if(finished_.begin(), finished_.end(), [&](const Window& f) { return f.index == w.index; }),
         finished_.end());
     if (!complete) continue;
-    const auto verdict = find_straggler(waits, kWindow);
-    if (!verdict) continue;
+    const auto stragglers = find_stragglers(waits, kWindow);
+    if (stragglers.empty()) continue;
     const auto now = std::chrono::steady_clock::now();
     if (logged_ && now - last_logged_ < kLogEvery) continue;
+    std::string text = "straggler: ";
+    for (size_t i = 0; i < stragglers.size(); ++i) {
+      char buf[256];
+      std::snprintf(buf, sizeof(buf),
+                    "%srank %d arrives at collectives %.1f ms later than the earliest rank on average", i ? "; " : "",
+                    stragglers[i].rank, stragglers[i].lag_s * 1e3);
+      text += buf;
+    }
     char buf[512];
     std::snprintf(buf, sizeof(buf),
-                  "straggler: rank %d arrives at collectives %.1f ms later than the earliest rank on average, over "
-                  "collectives #%llu-#%llu (last: %s #%llu); the other ranks' median lag is %.1f ms. It slows every "
-                  "step: check rank %d's host (CPU or GPU contention, throttling, a slow data loader)",
-                  verdict->rank, verdict->lag_s * 1e3, static_cast<unsigned long long>(w.first),
-                  static_cast<unsigned long long>(w.last), w.last_op.c_str(), static_cast<unsigned long long>(w.last),
-                  verdict->others_lag_s * 1e3, verdict->rank);
-    last_warning_ = buf;
+                  ", over collectives #%llu-#%llu (last: %s #%llu); the other ranks' median lag is %.1f ms. It slows "
+                  "every step: check that rank's host (CPU or GPU contention, throttling, a slow data loader)",
+                  static_cast<unsigned long long>(w.first), static_cast<unsigned long long>(w.last), w.last_op.c_str(),
+                  static_cast<unsigned long long>(w.last), stragglers[0].others_lag_s * 1e3);
+    text += buf;
+    last_warning_ = text;
     last_logged_ = now;
     logged_ = true;
-    std::fprintf(stderr, "[dtrain rank %d] warning: %s\n", rank_, buf);
+    std::fprintf(stderr, "[dtrain rank %d] warning: %s\n", rank_, text.c_str());
     std::fflush(stderr);
   }
 }

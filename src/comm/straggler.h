@@ -8,7 +8,7 @@
 // collectives, rank r's total lag behind the earliest rank is
 // max_q(wait_q) - wait_r. Each rank publishes its window total through the
 // store (one key per window); every rank reads all of them and warns when
-// one rank's lag is more than 3x the median lag of the others and above a
+// a rank's lag is more than 3x the median lag of the others and above a
 // floor of 5 ms per collective (scheduler noise on a loaded machine stays
 // below it). At most one warning a minute per communicator.
 #pragma once
@@ -17,7 +17,6 @@
 #include <cstdint>
 #include <deque>
 #include <mutex>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,8 +30,9 @@ struct StragglerVerdict {
   double others_lag_s = 0;  // the median of the other ranks' mean lag
 };
 
-// `wait_s[r]`: rank r's total wait over `collectives` collectives.
-std::optional<StragglerVerdict> find_straggler(const std::vector<double>& wait_s, int collectives);
+// `wait_s[r]`: rank r's total wait over `collectives` collectives. Every rank
+// whose lag is above the floor and more than 3x the median of the others'.
+std::vector<StragglerVerdict> find_stragglers(const std::vector<double>& wait_s, int collectives);
 
 class StragglerMonitor {
  public:
