@@ -266,6 +266,27 @@ class CommSuite final : public BenchSuite {
       std::nth_element(us.begin(), us.begin() + us.size() / 2, us.end());
       layer_us = us[us.size() / 2];
     }
+    // Raw Gloo's errors name no rank ("Connection closed by peer"): when the
+    // baseline fails, a dtrain barrier fails too, with dtrain's account of
+    // which rank died or stopped answering; report that, raw text after it.
+    std::string op_name_for_errors;
+    auto raw_once = [&](Case& cs) {
+      try {
+        return cs.once_raw(raw_ctx);
+      } catch (const std::exception& e) {
+        const std::string raw_text = e.what();
+        try {
+          comm->barrier().wait();
+        } catch (const std::exception& d) {
+          DTRAIN_THROW("the raw Gloo baseline (", op_name_for_errors, ") failed; dtrain's view: ", d.what(),
+                       " Raw Gloo's text: ", raw_text);
+        }
+        DTRAIN_THROW("the raw Gloo baseline (", op_name_for_errors,
+                     ") failed but every rank answered a dtrain "
+                     "barrier afterwards: ",
+                     raw_text);
+      }
+    };
     double fastest_raw_ge_1mib = 0;
     if (lead) {
       std::printf("# dtrain-bench --suite comm: %d ranks, %s, %s, median of %d x %d calls, warm-up %d\n", world,
@@ -282,6 +303,7 @@ class CommSuite final : public BenchSuite {
     std::stringstream ops(o.ops);
     std::string op;
     while (std::getline(ops, op, ',')) {
+      op_name_for_errors = op;
       for (double b = static_cast<double>(parse_size(o.min_bytes)); b <= static_cast<double>(parse_size(o.max_bytes));
            b *= o.step_factor) {
         Case cs(*comm, op, static_cast<size_t>(b), dtype, device);
@@ -297,13 +319,12 @@ class CommSuite final : public BenchSuite {
         for (int i = 0; i < o.warmup; ++i) {
           cs.once_dtrain(false);
           cs.once_dtrain(true);
-          if (has_raw) cs.once_raw(raw_ctx);
+          if (has_raw) raw_once(cs);
         }
         comm->barrier().wait();
         std::vector<double> samples[3];
         for (int i = 0; i < o.rounds * o.iters; ++i) {
-          for (int v = 0; v < variants; ++v)
-            samples[v].push_back(v < 2 ? cs.once_dtrain(v == 1) : cs.once_raw(raw_ctx));
+          for (int v = 0; v < variants; ++v) samples[v].push_back(v < 2 ? cs.once_dtrain(v == 1) : raw_once(cs));
         }
         std::vector<float> medians(3, 0.0f);
         for (int v = 0; v < variants; ++v) {
@@ -354,6 +375,9 @@ class CommSuite final : public BenchSuite {
     }
     if (lead) {
       std::printf("# out-of-bounds values: %lld (all checked)\n", static_cast<long long>(total_wrong));
+      // A slow rank drags every collective; dtrain names it (docs/comm.md, stragglers).
+      const std::string straggler = comm->straggler_warning();
+      std::printf("# %s\n", straggler.empty() ? "stragglers: none seen" : straggler.c_str());
       if (raw) {
         std::printf(
             "# dtrain over raw Gloo, measured side by side, worst in-place row at >= 1 MiB: %+.1f%%"
@@ -365,17 +389,20 @@ class CommSuite final : public BenchSuite {
               " fastest raw Gloo call at >= 1 MiB (%.1f us) (goal < 5%%)\n",
               layer_us, 100.0 * layer_us * 1e-6 / fastest_raw_ge_1mib, fastest_raw_ge_1mib * 1e6);
       }
-      metrics.write({{"suite", "comm"},
-                     {"final", true},
-                     {"world_size", world},
-                     {"device", device.str()},
-                     {"memcpy_gbps", cpu ? nlohmann::json(mem_gbps) : nlohmann::json(nullptr)},
-                     {"worst_overhead_pct_ge_1mib", raw ? nlohmann::json(worst_overhead) : nlohmann::json(nullptr)},
-                     {"layer_cost_us", cpu ? nlohmann::json(layer_us) : nlohmann::json(nullptr)},
-                     {"layer_cost_pct_ge_1mib", fastest_raw_ge_1mib > 0
-                                                    ? nlohmann::json(100.0 * layer_us * 1e-6 / fastest_raw_ge_1mib)
-                                                    : nlohmann::json(nullptr)},
-                     {"wrong", total_wrong}});
+      metrics.write(
+          {{"suite", "comm"},
+           {"final", true},
+           {"world_size", world},
+           {"device", device.str()},
+           {"memcpy_gbps", cpu ? nlohmann::json(mem_gbps) : nlohmann::json(nullptr)},
+           {"worst_overhead_pct_ge_1mib", raw ? nlohmann::json(worst_overhead) : nlohmann::json(nullptr)},
+           {"layer_cost_us", cpu ? nlohmann::json(layer_us) : nlohmann::json(nullptr)},
+           {"layer_cost_pct_ge_1mib", fastest_raw_ge_1mib > 0
+                                          ? nlohmann::json(100.0 * layer_us * 1e-6 / fastest_raw_ge_1mib)
+                                          : nlohmann::json(nullptr)},
+           {"wrong", total_wrong},
+           {"straggler_warning",
+            comm->straggler_warning().empty() ? nlohmann::json(nullptr) : nlohmann::json(comm->straggler_warning())}});
     }
     raw_ctx.reset();
     destroy_process_group();

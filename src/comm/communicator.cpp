@@ -1,19 +1,23 @@
 // Communicator: validation, ordering and failure handling around a backend.
 //
-// [Threads] Each communicator has two threads:
+// [Threads] Each communicator has three threads:
 //  - the worker runs operations one at a time in call order (so every rank
 //    runs them in the same order, and the caller can overlap them with
 //    compute). Gloo operations run to completion here; NCCL ones are enqueued
 //    on the communication stream and then tracked by a non-blocking poll.
-//  - the watchdog (50 ms tick, store traffic every 500 ms) publishes the last
-//    sequence number this rank entered, polls the job's poison key, polls
-//    device work, and fails a collective that ran past the timeout, naming
-//    the ranks that did not arrive. It never blocks on the transport.
-// [Failure] The first failure breaks the communicator: its reason is stored,
-// printed once, written to the job's poison key (so the other ranks fail
-// within a watchdog tick instead of a timeout) and returned by every later
-// call. A dead rank is named by the store host, which sees its connection
-// drop without a goodbye (see tcp_store.cpp).
+//  - the watchdog (50 ms tick) polls device work and fails a collective that
+//    ran past the timeout. It never touches the store or the transport, so a
+//    frozen store host cannot delay it.
+//  - the liveness thread (liveness.h) heartbeats through the store, polls
+//    the poison key and gathers the evidence about the peers that failure
+//    messages are built from; it may block on the store, nobody waits on it.
+// [Failure] The first failure breaks the communicator: it is translated once
+// (failure_report.h: operation, sequence number, the ranks to blame and how
+// that is known, what to do, the transport's text as the cause), printed
+// once, written to the job's poison key (so the other ranks fail within a
+// heartbeat period instead of a timeout) and returned by every later call.
+// A dead rank is named by the store host, which sees its connection drop
+// without a goodbye (see tcp_store.cpp); a stopped one by its heartbeat.
 #include "dtrain/comm/communicator.h"
 
 #include <signal.h>
@@ -31,11 +35,14 @@
 #include <thread>
 
 #include "comm/backend.h"
+#include "comm/communicator_impl.h"
 #include "comm/cpu_reduce.h"
+#include "comm/failure_report.h"
 #include "comm/gloo/gloo_backend.h"
+#include "comm/liveness.h"
 #include "comm/nccl/nccl_backend.h"
 #include "comm/socket_util.h"
-#include "comm/store_keys.h"
+#include "comm/straggler.h"
 #include "comm/work_state.h"
 #include "dtrain/comm/init.h"
 #include "dtrain/error.h"
@@ -43,35 +50,21 @@
 
 namespace dtrain::comm {
 
-const char* op_kind_name(OpKind kind) {
-  switch (kind) {
-    case OpKind::all_reduce:
-      return "all_reduce";
-    case OpKind::reduce_scatter:
-      return "reduce_scatter";
-    case OpKind::all_gather:
-      return "all_gather";
-    case OpKind::broadcast:
-      return "broadcast";
-    case OpKind::send:
-      return "send";
-    case OpKind::recv:
-      return "recv";
-    case OpKind::all_to_all:
-      return "all_to_all";
-    case OpKind::barrier:
-      return "barrier";
-  }
-  return "?";
-}
-
 namespace {
 
 using Clock = std::chrono::steady_clock;
 using detail::WorkState;
 
 constexpr auto kTick = std::chrono::milliseconds(50);
-constexpr auto kStorePollPeriod = std::chrono::milliseconds(500);
+// How long a rank that saw a transport error waits for the store to say who
+// died (the store host learns of a death a moment after the peers do).
+constexpr auto kEvidenceWait = std::chrono::milliseconds(1500);
+// Gloo's own timeout is this much longer than the watchdog's, so the
+// watchdog's message (which names the ranks to blame) always comes first.
+constexpr auto kGlooTimeoutMargin = std::chrono::seconds(2);
+// Up to this many ranks, every rank reads every peer's heartbeat each period
+// (3 store requests per peer); beyond it only while a collective is late.
+constexpr int kAlwaysWatchRanks = 16;
 
 std::string rank_list(const std::vector<int>& ranks) {
   std::string s = "[";
@@ -124,10 +117,6 @@ void ignore_sigpipe_unless_handled() {
   if (::sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) ::signal(SIGPIPE, SIG_IGN);
 }
 
-bool same_storage_range(const Tensor& a, const Tensor& b) {
-  return a.data_ptr() == b.data_ptr() && a.nbytes() == b.nbytes();
-}
-
 struct Task {
   std::shared_ptr<WorkState> state;
   OpArgs args;
@@ -142,6 +131,10 @@ struct Communicator::Impl : std::enable_shared_from_this<Communicator::Impl> {
   int rank = 0;
   int size = 1;
   CommOptions options;
+
+  std::vector<int> global_ranks;       // communicator rank -> job rank
+  std::unique_ptr<Liveness> liveness;  // heartbeat, poison, evidence (liveness.h)
+  std::shared_ptr<StragglerMonitor> stragglers;
 
   std::unique_ptr<Backend> gloo;
   std::unique_ptr<Backend> nccl;  // created by the worker on the first CUDA tensor
@@ -177,6 +170,7 @@ struct Communicator::Impl : std::enable_shared_from_this<Communicator::Impl> {
     auto state = std::make_shared<WorkState>();
     state->op = op_kind_name(args.kind);
     state->is_collective = args.kind != OpKind::send && args.kind != OpKind::recv;
+    if (!state->is_collective) state->peer = args.root;
     std::string why_broken;
     {
       std::lock_guard<std::mutex> lock(mutex);
@@ -223,6 +217,7 @@ struct Communicator::Impl : std::enable_shared_from_this<Communicator::Impl> {
       }
       if (task.state->is_collective) entered_seq = task.state->sequence;
       run_task(task);
+      record_wait(*task.state);
       std::lock_guard<std::mutex> lock(mutex);
       current.reset();
     }
@@ -251,8 +246,19 @@ struct Communicator::Impl : std::enable_shared_from_this<Communicator::Impl> {
     } catch (const DesyncError& e) {
       fail_everything(e.what(), true);
     } catch (const std::exception& e) {
-      fail_everything(explain_failure(s, e.what()), true);
+      // Already failed (the watchdog or a poison came first): that account stands.
+      if (error_text().empty()) fail_everything(explain_failure(s, e.what()), true);
     }
+  }
+
+  std::shared_ptr<Store> store_ref() {
+    std::lock_guard<std::mutex> lock(mutex);
+    return store;
+  }
+
+  std::string error_text() {
+    std::lock_guard<std::mutex> lock(mutex);
+    return broken;
   }
 
   struct DesyncError : Error {
@@ -264,7 +270,7 @@ struct Communicator::Impl : std::enable_shared_from_this<Communicator::Impl> {
     if (t == nullptr || t->is_cpu()) return *gloo;
     if (!nccl) {
       nccl_device = t->device().index();
-      nccl = make_nccl_backend(std::make_shared<PrefixStore>("nccl", store), rank, size, nccl_device,
+      nccl = make_nccl_backend(std::make_shared<PrefixStore>("nccl", store_ref()), rank, size, nccl_device,
                                options.cuda_stream, options.timeout);
     }
     DTRAIN_CHECK(t->device().index() == nccl_device, "this communicator's NCCL backend is bound to cuda:", nccl_device,
@@ -278,6 +284,7 @@ struct Communicator::Impl : std::enable_shared_from_this<Communicator::Impl> {
     const uint64_t seq = task.state->sequence;
     const std::string mine = signature(task.args);
     const std::string base = "desync/" + std::to_string(seq) + "/";
+    const std::shared_ptr<Store> store = store_ref();  // shutdown may let go of the member
     store->set(base + std::to_string(rank), mine);
     std::vector<std::string> keys;
     keys.reserve(static_cast<size_t>(size));
@@ -299,26 +306,51 @@ struct Communicator::Impl : std::enable_shared_from_this<Communicator::Impl> {
     throw DesyncError(os.str());
   }
 
-  // A transport error names no culprit; the poison key (set by the store host
-  // when a rank's connection dropped, or by the rank that failed first) does.
-  // The store may learn of a death a moment after the transport: wait briefly.
-  std::string explain_failure(const WorkState& s, const std::string& what) {
-    std::string prefix_text = s.describe + " failed on rank " + std::to_string(rank) + ": ";
-    const auto until = Clock::now() + std::chrono::milliseconds(1500);
-    try {
-      for (;;) {
-        if (auto poison = job_store->try_get(keys::kPoison))
-          return prefix_text.append(*poison).append(" (transport error: ").append(what).append(")");
-        if (Clock::now() >= until) break;
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      }
-    } catch (const std::exception& e) {
-      return prefix_text + what + "; and the store is unreachable (" + e.what() + ")";
+  // [Stragglers] How long this rank waited inside a host collective that
+  // finished: a late rank waits less than the others by its lag.
+  void record_wait(WorkState& s) {
+    if (!s.is_collective || !stragglers) return;
+    double wait = 0;
+    {
+      std::lock_guard<std::mutex> lock(s.mutex);
+      if (!s.done || s.error) return;  // device work (NCCL) is not timed on the host
+      wait = std::chrono::duration<double>(Clock::now() - s.started_at).count();
     }
-    return prefix_text + what;
+    stragglers->record(s.sequence, s.op, wait);
   }
 
-  // Records the first failure, publishes it, and fails every pending work.
+  FailureContext context_for(const WorkState& s, FailureKind kind, const std::string& cause) const {
+    FailureContext c;
+    c.op = s.describe;
+    c.sequence = s.sequence;
+    c.is_collective = s.is_collective;
+    c.peer = s.peer;
+    c.rank = rank;
+    c.timeout_s = static_cast<double>(options.timeout.count()) / 1000.0;
+    c.kind = kind;
+    c.cause = cause;
+    return c;
+  }
+
+  // [Failure] A transport error names no culprit; the store does (the host
+  // marks a rank lost when its connection drops, a stopped rank's heartbeat
+  // stops, a failed rank poisons the job). The store may learn of a death a
+  // moment after the transport: ask for fresh evidence until it blames
+  // somebody, at most kEvidenceWait (never longer, even if the store hangs).
+  std::string explain_failure(const WorkState& s, const std::string& what,
+                              std::chrono::milliseconds limit = kEvidenceWait) {
+    const auto until = Clock::now() + limit;
+    Evidence e = liveness->snapshot();
+    while (!evidence_blames_someone(e, rank, liveness->unresponsive_after_s()) && Clock::now() < until) {
+      e = liveness->refresh(std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()));
+      if (!evidence_blames_someone(e, rank, liveness->unresponsive_after_s()))
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return translate_failure(context_for(s, FailureKind::transport_error, what), e, liveness->unresponsive_after_s());
+  }
+
+  // Records the first failure, fails every pending work, then publishes it
+  // (asynchronously: the store may be the thing that is gone).
   void fail_everything(const std::string& reason, bool publish) {
     std::vector<std::shared_ptr<WorkState>> victims;
     bool first = false;
@@ -336,19 +368,16 @@ struct Communicator::Impl : std::enable_shared_from_this<Communicator::Impl> {
     if (first) {
       std::fprintf(stderr, "[dtrain rank %d] communicator failed: %s\n", rank, reason.c_str());
       std::fflush(stderr);
-      if (publish) {
-        try {
-          if (!job_store->check({keys::kPoison})) job_store->set(keys::kPoison, reason);
-        } catch (const std::exception&) {
-        }
-      }
-      if (nccl) nccl->abort();
     }
     for (auto& v : victims) {
       const std::string text = v->describe.empty() || reason.find(v->describe) != std::string::npos
                                    ? reason
-                                   : v->describe + " failed: " + reason;
+                                   : v->describe + " not finished: " + reason;
       v->finish(std::make_exception_ptr(Error(text)));
+    }
+    if (first) {
+      if (publish && liveness) liveness->publish_poison(reason);
+      if (nccl) nccl->abort();
     }
     std::lock_guard<std::mutex> lock(mutex);
     launched.clear();
@@ -357,20 +386,17 @@ struct Communicator::Impl : std::enable_shared_from_this<Communicator::Impl> {
   // ---- watchdog ----------------------------------------------------------------
 
   void watchdog_loop() {
-    auto next_store_poll = Clock::now();
-    uint64_t published = 0;
     for (;;) {
       {
         std::unique_lock<std::mutex> lock(mutex);
-        watchdog_cv.wait_for(lock, kTick, [&] { return stopping && worker_exited; });
-        if (stopping && worker_exited) break;
+        // Stopping: wait for the worker, unless the communicator failed (its
+        // worker may sit in a Gloo call until Gloo's own timeout).
+        auto done = [&] { return stopping && (worker_exited || !broken.empty()); };
+        watchdog_cv.wait_for(lock, kTick, done);
+        if (done()) break;
       }
       poll_launched();
       check_overdue();
-      if (Clock::now() >= next_store_poll) {
-        next_store_poll = Clock::now() + kStorePollPeriod;
-        poll_store(published);
-      }
     }
     std::lock_guard<std::mutex> lock(mutex);
     watchdog_exited = true;
@@ -392,7 +418,8 @@ struct Communicator::Impl : std::enable_shared_from_this<Communicator::Impl> {
       try {
         if (!poll || poll()) t.state->finish(nullptr);
       } catch (const std::exception& e) {
-        fail_everything(t.state->describe + " failed on rank " + std::to_string(rank) + ": " + e.what(), true);
+        // NCCL's own error (or async error): the same translation as Gloo's.
+        fail_everything(explain_failure(*t.state, e.what(), std::chrono::milliseconds(500)), true);
         return;
       }
     }
@@ -405,6 +432,8 @@ struct Communicator::Impl : std::enable_shared_from_this<Communicator::Impl> {
                    launched.end());
   }
 
+  // Fails the collective that ran past the timeout, from the evidence the
+  // liveness thread already holds (no store round trip here).
   void check_overdue() {
     std::shared_ptr<WorkState> late;
     {
@@ -418,73 +447,51 @@ struct Communicator::Impl : std::enable_shared_from_this<Communicator::Impl> {
       if (current && overdue(current)) late = current;
       for (auto& t : launched)
         if (!late && overdue(t.state)) late = t.state;
+      if (size > kAlwaysWatchRanks) {
+        const bool slow = current && [&] {
+          std::lock_guard<std::mutex> l(current->mutex);
+          return current->started && now - current->started_at > options.timeout / 4;
+        }();
+        liveness->watch(slow);
+      }
     }
-    if (late) fail_everything(timeout_message(*late), true);
+    if (late)
+      fail_everything(translate_failure(context_for(*late, FailureKind::timeout, ""), liveness->snapshot(),
+                                        liveness->unresponsive_after_s()),
+                      true);
   }
 
-  // Names the ranks whose last entered collective is older than `s`.
-  std::string timeout_message(const WorkState& s) {
-    std::ostringstream os;
-    os << s.describe << " timed out after " << options.timeout.count() / 1000.0 << " s on rank " << rank;
-    if (!s.is_collective) {
-      os << " (its peer did not post the matching operation)";
-      return os.str();
-    }
-    try {
-      std::vector<int> missing;
-      std::vector<std::string> details;
-      for (int r = 0; r < size; ++r) {
-        uint64_t seq = r == rank ? entered_seq.load() : 0;
-        if (r != rank) {
-          if (auto v = store->try_get("entered/" + std::to_string(r))) seq = std::stoull(*v);
-        }
-        if (seq < s.sequence) {
-          missing.push_back(r);
-          std::string d = "rank " + std::to_string(r) + " last entered #" + std::to_string(seq);
-          if (job_store->check({keys::lost(r)})) d += " and has died (lost its store connection)";
-          details.push_back(d);
-        }
-      }
-      if (missing.empty()) {
-        os << ": every rank entered it, so the transport stalled (network trouble between ranks?)";
-      } else {
-        os << ": ranks " << rank_list(missing) << " did not arrive (";
-        for (size_t i = 0; i < details.size(); ++i) os << (i ? "; " : "") << details[i];
-        os << "). A rank is stuck, skipped this collective, or is slow; raise DTRAIN_TIMEOUT_S if it is just slow";
-      }
-    } catch (const std::exception& e) {
-      os << "; the store is unreachable, so rank 0 (its host) has probably died (" << e.what() << ")";
-    }
-    return os.str();
+  // ---- liveness callbacks (on the liveness thread) -----------------------------
+
+  LocalStatus local_status() {
+    std::lock_guard<std::mutex> lock(mutex);
+    LocalStatus st;
+    st.entered = entered_seq.load();
+    if (current) st.running = current->op + " #" + std::to_string(current->sequence);
+    return st;
   }
 
-  void poll_store(uint64_t& published) {
-    bool in_flight;
+  // Another rank (or the store host) failed the job: fail what is in flight
+  // with this rank's own account, which quotes the poison when it knows no more.
+  void on_poison(const std::string& poison) {
+    std::shared_ptr<WorkState> victim;
     {
       std::lock_guard<std::mutex> lock(mutex);
       if (!broken.empty()) return;
-      in_flight = current != nullptr || !launched.empty() || !queue.empty();
-    }
-    try {
-      const uint64_t seq = entered_seq.load();
-      if (seq != published) {
-        store->set("entered/" + std::to_string(rank), std::to_string(seq));
-        published = seq;
+      if (current)
+        victim = current;
+      else if (!launched.empty())
+        victim = launched.front().state;
+      else if (!queue.empty())
+        victim = queue.front().state;
+      if (!victim) {
+        broken = "the job failed while this rank was idle: " + poison;
+        return;
       }
-      if (auto poison = job_store->try_get(keys::kPoison)) {
-        if (in_flight)
-          fail_everything(*poison, false);
-        else {
-          std::lock_guard<std::mutex> lock(mutex);
-          if (broken.empty()) broken = *poison;
-        }
-      }
-    } catch (const std::exception& e) {
-      if (in_flight)
-        fail_everything("lost the store while collectives were in flight on rank " + std::to_string(rank) +
-                            " (rank 0 hosts the store: it has probably died): " + e.what(),
-                        false);
     }
+    fail_everything(translate_failure(context_for(*victim, FailureKind::poisoned, poison), liveness->snapshot(),
+                                      liveness->unresponsive_after_s()),
+                    false);
   }
 
   // ---- teardown ----------------------------------------------------------------
@@ -495,31 +502,73 @@ struct Communicator::Impl : std::enable_shared_from_this<Communicator::Impl> {
     stopping = true;
     cv.notify_all();
     // A healthy worker drains its queue (bounded by the timeout, enforced by
-    // the watchdog); a broken one holds at most the stuck operation.
-    const auto limit = Clock::now() + options.timeout + std::chrono::seconds(2);
-    exit_cv.wait_until(lock, limit, [&] { return worker_exited && watchdog_exited; });
-    const bool clean = worker_exited && watchdog_exited;
+    // the watchdog). A broken one may sit in a Gloo call that only Gloo's own
+    // timeout ends; the error is already known, so the rank does not wait
+    // for that (survivors must exit within DTRAIN_TIMEOUT_S + 5 s).
+    const auto limit = Clock::now() + (broken.empty() ? options.timeout + kGlooTimeoutMargin + std::chrono::seconds(1)
+                                                      : std::chrono::milliseconds(500));
+    exit_cv.wait_until(lock, limit, [&] { return worker_exited; });
+    const bool worker_done = worker_exited;
+    const bool healthy = broken.empty();
+    const uint64_t last = next_seq;
     lock.unlock();
+    // A clean goodbye: peers still waiting in a collective learn that this
+    // rank left on purpose (it ran fewer collectives), not that it died.
+    if (worker_done && healthy && liveness) liveness->publish_left(last);
+    {
+      std::unique_lock<std::mutex> l(mutex);
+      exit_cv.wait_until(l, Clock::now() + std::chrono::seconds(1), [&] { return watchdog_exited; });
+    }
+    const bool clean = worker_done && watchdog_exited_locked();
+    liveness.reset();  // bounded: a liveness thread stuck on the store is let go
     if (clean) {
       worker.join();
       watchdog.join();
     } else {
       // A thread stuck inside the transport cannot be interrupted: let it go.
-      // It holds a reference to this Impl, so nothing it uses is freed.
+      // It holds a reference to this Impl, so nothing it uses is freed. A
+      // broken worker does not touch the store again, so this Impl lets go of
+      // it: the store (on rank 0, its server) shuts down as usual instead of
+      // living on in a thread that only process exit ends.
       fail_everything("communicator destroyed while an operation was stuck", false);
+      {
+        std::lock_guard<std::mutex> l(mutex);
+        store.reset();
+        job_store.reset();
+      }
       if (worker.joinable()) worker.detach();
       if (watchdog.joinable()) watchdog.detach();
     }
   }
+
+  bool watchdog_exited_locked() {
+    std::lock_guard<std::mutex> lock(mutex);
+    return watchdog_exited;
+  }
 };
+
+Work enqueue_op(Communicator::Impl& impl, OpArgs args) {
+  return impl.enqueue(std::move(args));
+}
+
+void announce_exit(Communicator& comm) {
+  auto& m = *comm.impl_;
+  uint64_t last = 0;
+  {
+    std::lock_guard<std::mutex> lock(m.mutex);
+    if (!m.broken.empty() || m.stopping) return;
+    last = m.entered_seq.load();
+  }
+  if (m.liveness) m.liveness->publish_left(last);
+}
 
 // ---- Communicator ----------------------------------------------------------------
 
 Communicator::Communicator(std::shared_ptr<Store> store, int rank, int size, CommOptions options)
-    : Communicator(std::move(store), "world", rank, size, std::move(options)) {}
+    : Communicator(std::move(store), "world", rank, size, std::move(options), {}) {}
 
 Communicator::Communicator(std::shared_ptr<Store> job_store, std::string prefix, int rank, int size,
-                           CommOptions options)
+                           CommOptions options, std::vector<int> global_ranks)
     : impl_(std::make_shared<Impl>()) {
   DTRAIN_CHECK(job_store != nullptr, "Communicator needs a store");
   DTRAIN_CHECK(size >= 1, "Communicator size must be >= 1, got ", size);
@@ -536,23 +585,38 @@ Communicator::Communicator(std::shared_ptr<Store> job_store, std::string prefix,
   m.rank = rank;
   m.size = size;
   m.options = options;
-  // Gloo's own timeout is a second longer than the watchdog's, so the
-  // watchdog's message (which names the ranks that did not arrive) wins.
+  m.global_ranks = std::move(global_ranks);
+  if (m.global_ranks.empty())
+    for (int r = 0; r < size; ++r) m.global_ranks.push_back(r);
+  const std::string what = "rendezvous of communicator '" + m.prefix + "'";
+  // Everybody arrives before Gloo connects, so a rank that never comes is
+  // named by every rank that did (Gloo's own rendezvous would only name a key).
+  arrive_and_wait(*m.store, "arrived", rank, size, options.timeout, what);
   m.gloo = std::make_unique<GlooBackend>(std::make_shared<PrefixStore>("gloo", m.store), rank, size,
-                                         options.gloo_address, options.timeout + std::chrono::seconds(1));
+                                         options.gloo_address, options.timeout + kGlooTimeoutMargin);
   // Gloo's full-mesh connect is not a barrier: a rank can finish it and exit
   // while a peer still reads the handshake on their pair ("connection closed
   // by peer"). Nobody leaves the constructor before every rank is connected.
-  m.store->add("connected", 1);
-  const auto deadline = Clock::now() + options.timeout;
-  for (auto delay = std::chrono::microseconds(200);; delay = std::min(delay * 2, std::chrono::microseconds(20000))) {
-    const auto value = m.store->try_get("connected");
-    if (value && std::stoll(*value) >= size) break;
-    DTRAIN_CHECK(Clock::now() < deadline, "rank ", rank, ": only ", value ? *value : "0", " of ", size,
-                 " ranks finished connecting communicator '", m.prefix, "' within ", options.timeout.count() / 1000.0,
-                 " s; is every rank running? (DTRAIN_TIMEOUT_S)");
-    std::this_thread::sleep_for(delay);
-  }
+  arrive_and_wait(*m.store, "connected", rank, size, options.timeout, what + " (Gloo connections)");
+  m.stragglers = std::make_shared<StragglerMonitor>(rank, size);
+  std::weak_ptr<Impl> weak = impl_;
+  LivenessOptions lo;
+  lo.rank = rank;
+  lo.size = size;
+  lo.global_ranks = m.global_ranks;
+  lo.timeout = options.timeout;
+  lo.status = [weak] {
+    auto self = weak.lock();
+    return self ? self->local_status() : LocalStatus{};
+  };
+  lo.poisoned = [weak](const std::string& poison) {
+    if (auto self = weak.lock()) self->on_poison(poison);
+  };
+  lo.each_period = [stragglers = m.stragglers](Store& store) { stragglers->pump(store); };
+  m.liveness = std::make_unique<Liveness>(m.store, m.job_store, std::move(lo));
+  // Small groups read every peer's heartbeat each period, so a silence is
+  // measured from its start; large ones only while a collective is late.
+  m.liveness->watch(size <= kAlwaysWatchRanks);
   auto self = impl_;
   m.worker = std::thread([self] { self->worker_loop(); });
   m.watchdog = std::thread([self] { self->watchdog_loop(); });
@@ -582,154 +646,8 @@ std::string Communicator::error() const {
   std::lock_guard<std::mutex> lock(impl_->mutex);
   return impl_->broken;
 }
-
-namespace {
-
-void check_tensor(const Tensor& t, const char* op, const char* what) {
-  DTRAIN_CHECK(t.defined(), op, ": ", what, " is an undefined tensor");
-  check_collective_dtype(t.dtype(), op);
-  if (t.is_cuda()) {
-    DTRAIN_CHECK(cuda_compiled(), op, ": ", what, " is on ", t.device().str(),
-                 " but dtrain was built without CUDA (NCCL); use CPU tensors");
-  }
-}
-
-void check_same(const Tensor& a, const Tensor& b, const char* op) {
-  DTRAIN_CHECK(a.dtype() == b.dtype(), op, ": input is ", dtype_name(a.dtype()), " but output is ",
-               dtype_name(b.dtype()), "; they must match");
-  DTRAIN_CHECK(a.device() == b.device(), op, ": input is on ", a.device().str(), " but output on ", b.device().str(),
-               "; they must be on the same device");
-}
-
-}  // namespace
-
-Work Communicator::all_reduce(const Tensor& tensor, ReduceOp op) {
-  return all_reduce(tensor, tensor, op);
-}
-
-Work Communicator::all_reduce(const Tensor& input, const Tensor& output, ReduceOp op) {
-  check_tensor(input, "all_reduce", "input");
-  check_tensor(output, "all_reduce", "output");
-  check_same(input, output, "all_reduce");
-  DTRAIN_CHECK(input.numel() == output.numel(), "all_reduce: input has ", input.numel(), " elements but output has ",
-               output.numel());
-  DTRAIN_CHECK(same_storage_range(input, output) || !input.overlaps(output),
-               "all_reduce: input and output partly overlap; pass the same tensor (in place) or disjoint ones");
-  OpArgs a;
-  a.kind = OpKind::all_reduce;
-  a.reduce = op;
-  a.inputs = {input};
-  a.outputs = {output};
-  return impl_->enqueue(std::move(a));
-}
-
-Work Communicator::all_reduce_coalesced(const std::vector<Tensor>& tensors, ReduceOp op) {
-  DTRAIN_CHECK(!tensors.empty(), "all_reduce_coalesced: no tensors given");
-  for (const auto& t : tensors) {
-    check_tensor(t, "all_reduce_coalesced", "a tensor");
-    check_same(tensors[0], t, "all_reduce_coalesced");
-  }
-  OpArgs a;
-  a.kind = OpKind::all_reduce;
-  a.reduce = op;
-  a.inputs = tensors;
-  a.outputs = tensors;
-  return impl_->enqueue(std::move(a));
-}
-
-Work Communicator::reduce_scatter(const Tensor& input, const Tensor& output, ReduceOp op) {
-  check_tensor(input, "reduce_scatter", "input");
-  check_tensor(output, "reduce_scatter", "output");
-  check_same(input, output, "reduce_scatter");
-  DTRAIN_CHECK(input.numel() == output.numel() * size(), "reduce_scatter: input has ", input.numel(),
-               " elements but must have size() * output.numel() = ", size(), " * ", output.numel());
-  if (input.overlaps(output)) {
-    const auto* chunk = static_cast<const uint8_t*>(input.data_ptr()) + output.nbytes() * rank();
-    DTRAIN_CHECK(output.data_ptr() == chunk, "reduce_scatter: output overlaps input but is not chunk ", rank(),
-                 " of it; use disjoint tensors or input.narrow to this rank's chunk");
-  }
-  OpArgs a;
-  a.kind = OpKind::reduce_scatter;
-  a.reduce = op;
-  a.inputs = {input};
-  a.outputs = {output};
-  return impl_->enqueue(std::move(a));
-}
-
-Work Communicator::all_gather(const Tensor& input, const Tensor& output) {
-  check_tensor(input, "all_gather", "input");
-  check_tensor(output, "all_gather", "output");
-  check_same(input, output, "all_gather");
-  DTRAIN_CHECK(output.numel() == input.numel() * size(), "all_gather: output has ", output.numel(),
-               " elements but must have size() * input.numel() = ", size(), " * ", input.numel());
-  if (input.overlaps(output)) {
-    const auto* chunk = static_cast<const uint8_t*>(output.data_ptr()) + input.nbytes() * rank();
-    DTRAIN_CHECK(input.data_ptr() == chunk, "all_gather: input overlaps output but is not chunk ", rank(),
-                 " of it; use disjoint tensors or output.narrow to this rank's chunk");
-  }
-  OpArgs a;
-  a.kind = OpKind::all_gather;
-  a.inputs = {input};
-  a.outputs = {output};
-  return impl_->enqueue(std::move(a));
-}
-
-Work Communicator::broadcast(const Tensor& tensor, int root) {
-  check_tensor(tensor, "broadcast", "tensor");
-  DTRAIN_CHECK(root >= 0 && root < size(), "broadcast: root ", root, " is outside [0, ", size(), ")");
-  OpArgs a;
-  a.kind = OpKind::broadcast;
-  a.inputs = {tensor};
-  a.outputs = {tensor};
-  a.root = root;
-  return impl_->enqueue(std::move(a));
-}
-
-Work Communicator::send(const Tensor& tensor, int dst, uint32_t tag) {
-  check_tensor(tensor, "send", "tensor");
-  DTRAIN_CHECK(dst >= 0 && dst < size() && dst != rank(), "send: destination rank ", dst,
-               " must be another rank in [0, ", size(), ")");
-  OpArgs a;
-  a.kind = OpKind::send;
-  a.inputs = {tensor};
-  a.root = dst;
-  a.tag = tag;
-  return impl_->enqueue(std::move(a));
-}
-
-Work Communicator::recv(const Tensor& tensor, int src, uint32_t tag) {
-  check_tensor(tensor, "recv", "tensor");
-  DTRAIN_CHECK(src >= 0 && src < size() && src != rank(), "recv: source rank ", src, " must be another rank in [0, ",
-               size(), ")");
-  OpArgs a;
-  a.kind = OpKind::recv;
-  a.outputs = {tensor};
-  a.root = src;
-  a.tag = tag;
-  return impl_->enqueue(std::move(a));
-}
-
-Work Communicator::all_to_all(const Tensor& input, const Tensor& output) {
-  check_tensor(input, "all_to_all", "input");
-  check_tensor(output, "all_to_all", "output");
-  check_same(input, output, "all_to_all");
-  DTRAIN_CHECK(input.numel() == output.numel(), "all_to_all: input has ", input.numel(), " elements but output has ",
-               output.numel());
-  DTRAIN_CHECK(input.numel() % size() == 0, "all_to_all: ", input.numel(), " elements do not split into ", size(),
-               " equal chunks");
-  DTRAIN_CHECK(same_storage_range(input, output) || !input.overlaps(output),
-               "all_to_all: input and output partly overlap");
-  OpArgs a;
-  a.kind = OpKind::all_to_all;
-  a.inputs = {input};
-  a.outputs = {output};
-  return impl_->enqueue(std::move(a));
-}
-
-Work Communicator::barrier() {
-  OpArgs a;
-  a.kind = OpKind::barrier;
-  return impl_->enqueue(std::move(a));
+std::string Communicator::straggler_warning() const {
+  return impl_->stragglers ? impl_->stragglers->last_warning() : std::string();
 }
 
 std::shared_ptr<Communicator> Communicator::split(int color, int key) {
@@ -751,11 +669,14 @@ std::shared_ptr<Communicator> Communicator::split(int color, int key) {
   if (color < 0) return nullptr;
   std::sort(members.begin(), members.end());
   int new_rank = 0;
-  for (size_t i = 0; i < members.size(); ++i)
+  std::vector<int> global;
+  for (size_t i = 0; i < members.size(); ++i) {
     if (members[i].second == m.rank) new_rank = static_cast<int>(i);
+    global.push_back(m.global_ranks[static_cast<size_t>(members[i].second)]);
+  }
   return std::shared_ptr<Communicator>(
       new Communicator(m.job_store, m.prefix + "/split" + std::to_string(n) + "/c" + std::to_string(color), new_rank,
-                       static_cast<int>(members.size()), m.options));
+                       static_cast<int>(members.size()), m.options, std::move(global)));
 }
 
 #ifndef DTRAIN_WITH_CUDA

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <mutex>
 
+#include "comm/communicator_impl.h"
 #include "dtrain/error.h"
 
 namespace dtrain::comm {
@@ -133,6 +134,39 @@ JobEnv job_env_from_environment(const InitOptions& o) {
   return e;
 }
 
+namespace {
+
+// Rendezvous, first step: reaching the store. Rank 0 hosts it, so a client
+// that cannot reach it knows which rank did not arrive; say so first, with
+// the connection error as the cause.
+// exit() with the world communicator still alive (no destroy_process_group,
+// or a reference held elsewhere): say goodbye, so that peers still in a
+// collective report "rank R left the job" rather than "rank R died".
+void announce_exit_at_exit() {
+  std::shared_ptr<Communicator> w;
+  {
+    std::lock_guard<std::mutex> lock(g_mutex);
+    w = g_world;
+  }
+  if (w) announce_exit(*w);
+}
+
+std::shared_ptr<Store> connect_store(const TcpStoreOptions& so, int rank) {
+  try {
+    return std::make_shared<TcpStore>(so);
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    if (so.is_server || what.find("gave up connecting") == std::string::npos) throw;
+    DTRAIN_THROW("rendezvous timed out after ", static_cast<double>(so.timeout.count()) / 1000.0, " s on rank ", rank,
+                 ": rank 0 did not arrive (the store it hosts at ", so.host, ":", so.port,
+                 " never accepted a connection). What to do: check that rank 0 was started and read its own output "
+                 "for an error at start-up; check MASTER_ADDR/MASTER_PORT. Cause: ",
+                 what);
+  }
+}
+
+}  // namespace
+
 std::shared_ptr<Communicator> init_process_group(const InitOptions& o) {
   std::lock_guard<std::mutex> lock(g_mutex);
   DTRAIN_CHECK(g_world == nullptr, "init_process_group was already called; call destroy_process_group first");
@@ -153,10 +187,12 @@ std::shared_ptr<Communicator> init_process_group(const InitOptions& o) {
     so.rank = e.rank;
     so.timeout = comm.timeout;
     so.auth_token = o.auth_token;
-    store = std::make_shared<TcpStore>(so);
+    store = connect_store(so, e.rank);
   }
   g_store = store;
   g_world = std::make_shared<Communicator>(store, e.rank, e.world_size, comm);
+  static const bool registered = std::atexit(announce_exit_at_exit) == 0;
+  (void)registered;
   return g_world;
 }
 

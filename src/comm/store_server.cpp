@@ -472,6 +472,7 @@ struct StoreServer::Impl {
     switch (req.type) {
       case MessageType::set:
         data[req.key] = req.value;
+        if (req.key == keys::kPoison) poisoned = true;
         return make(MessageType::ok);
       case MessageType::get: {
         Message r = make(MessageType::value);
@@ -539,6 +540,7 @@ struct StoreServer::Impl {
   size_t unauthenticated = 0;
   std::map<std::string, size_t> unauthenticated_by_source;
   std::atomic<size_t> authenticated{0};
+  std::atomic<bool> poisoned{false};  // the job failed: drain() waits less
   std::map<std::string, std::string> data;
   std::map<std::string, std::pair<uint64_t, int64_t>> last_add;  // client id -> (request id, result)
 };
@@ -553,10 +555,16 @@ int StoreServer::port() const {
   return impl_->bound_port;
 }
 
+// In a failed job a stopped or cut-off rank never says goodbye: wait only
+// long enough for the others to read the poison (they poll it every
+// heartbeat, at most 1 s).
 void StoreServer::drain(std::chrono::milliseconds limit) {
   const auto until = Clock::now() + limit;
-  while (Clock::now() < until && impl_->authenticated.load() > 0)
+  const auto failed_until = Clock::now() + std::chrono::seconds(2);
+  while (Clock::now() < until && impl_->authenticated.load() > 0) {
+    if (Clock::now() >= failed_until && impl_->poisoned.load()) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
 }
 
 }  // namespace dtrain::comm

@@ -19,6 +19,7 @@ struct WorkState {
   std::string describe;   // "all_reduce #7 (f32, 1024 elements, sum)"
   uint64_t sequence = 0;  // collective sequence number (p2p ops: their own counter)
   bool is_collective = true;
+  int peer = -1;  // send/recv: the other rank
 
   std::mutex mutex;
   std::condition_variable cv;

@@ -395,6 +395,47 @@ int file_store(const std::string& dir) {
   return t.item(4) == want ? 0 : 1;
 }
 
+// A training loop for the fault-injection suite (tests/faults): each step
+// "computes" (sleeps step_ms) and all-reduces 16K floats. Prints "started"
+// once every rank finished a step, so the harness can inject a fault from
+// outside (kill, SIGSTOP, network partition). Faults from inside, on rank
+// `victim`: "slow" sleeps 5x as long every step; "exit0" calls exit(0) at
+// step `at` without destroy_process_group, as a script that returns early.
+// DTRAIN_FAULT_DEVICE=cuda runs it on cuda:LOCAL_RANK (NCCL).
+int train(int steps, int step_ms, int victim, const std::string& fault, int at) {
+  auto c = init_process_group();
+  const bool me = c->rank() == victim;
+  const char* device = std::getenv("DTRAIN_FAULT_DEVICE");
+  Tensor t = Tensor::full({16384}, 1.0, DType::f32);
+  if (device != nullptr && std::string(device) == "cuda") t = t.to(Device::cuda(job_env_from_environment().local_rank));
+  try {
+    for (int step = 0; step < steps; ++step) {
+      if (me && fault == "exit0" && step == at) {
+        std::printf("rank %d: exiting with 0 at step %d\n", c->rank(), step);
+        std::fflush(stdout);
+        std::exit(0);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(me && fault == "slow" ? 5 * step_ms : step_ms));
+      c->all_reduce(t).wait();
+      if (step == 0) {
+        std::printf("rank %d: started\n", c->rank());
+        std::fflush(stdout);
+      }
+    }
+  } catch (const Error& e) {
+    const auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count();
+    std::printf("ERROR: %s\nerror raised at %lld ms since the epoch\n", e.what(), static_cast<long long>(ms));
+    std::fflush(stdout);
+    return 3;
+  }
+  std::printf("rank %d: done, %d steps; straggler warning: %s\n", c->rank(), steps,
+              c->straggler_warning().empty() ? "none" : c->straggler_warning().c_str());
+  destroy_process_group();
+  return 0;
+}
+
 int print_env() {
   for (const char* k :
        {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "OMP_NUM_THREADS"})
@@ -419,6 +460,9 @@ int main(int argc, char** argv) {
     if (mode == "cuda") return cuda_collectives();
     if (mode == "file-store") return file_store(argc > 2 ? argv[2] : "");
     if (mode == "print-env") return print_env();
+    if (mode == "train")
+      return train(argc > 2 ? std::atoi(argv[2]) : 100, argc > 3 ? std::atoi(argv[3]) : 10,
+                   argc > 4 ? std::atoi(argv[4]) : -1, argc > 5 ? argv[5] : "none", argc > 6 ? std::atoi(argv[6]) : 0);
     if (mode == "exit") return argc > 2 ? std::atoi(argv[2]) : 0;
     if (mode == "sleep") {
       std::printf("sleeping\n");

@@ -1,5 +1,7 @@
 // dtrain-run: environment, output prefixes, failure propagation, signals.
 #include <catch2/catch.hpp>
+#include <cerrno>
+#include <thread>
 
 #include "process_util.h"
 
@@ -97,4 +99,65 @@ TEST_CASE("dtrain-run reports a program that cannot be started", "[comm][launche
   CHECK(r.exit_code == 127);
   CHECK(r.output.find("cannot execute '/nonexistent/program'") != std::string::npos);
   CHECK(r.output.find("dtrain-run: job failed: rank") != std::string::npos);
+}
+
+TEST_CASE("dtrain-run names the failing rank and its reason in one line", "[comm][launcher]") {
+  Process p({DTRAIN_RUN, "--nproc-per-node", "3", "--grace-s", "1", "/bin/sh", "-c",
+             "if [ $RANK = 2 ]; then sleep 0.2; echo 'disk full on /data' >&2; exit 7; else exec sleep 30; fi"},
+            {});
+  auto r = p.wait(20s);
+  INFO(r.output);
+  CHECK(r.exit_code == 7);
+  CHECK(r.output.find("dtrain-run: job failed: rank 2 exited with code 7: disk full on /data") != std::string::npos);
+}
+
+TEST_CASE("dtrain-run leaves no process behind, grandchildren included", "[comm][launcher]") {
+  // Each rank starts a background child, then rank 1 fails; the others sleep.
+  Process p({DTRAIN_RUN, "--nproc-per-node", "3", "--grace-s", "1", "/bin/sh", "-c",
+             "sleep 300 & echo \"child $!\"; if [ $RANK = 1 ]; then sleep 0.3; exit 5; fi; sleep 300"},
+            {});
+  auto r = p.wait(20s);
+  INFO(r.output);
+  CHECK(r.exit_code == 5);
+  CHECK(r.seconds < 5);
+  std::vector<pid_t> children;
+  for (size_t at = r.output.find("] child "); at != std::string::npos; at = r.output.find("] child ", at + 1))
+    children.push_back(static_cast<pid_t>(std::stol(r.output.substr(at + 8))));
+  REQUIRE(children.size() == 3);
+  for (pid_t c : children) {
+    bool gone = false;
+    for (int i = 0; i < 200 && !gone; ++i) {
+      gone = ::kill(c, 0) != 0 && errno == ESRCH;
+      if (!gone) std::this_thread::sleep_for(10ms);
+    }
+    INFO("grandchild " << c);
+    CHECK(gone);
+  }
+}
+
+TEST_CASE("dtrain-run kills a stopped (SIGSTOP) rank after the grace period", "[comm][launcher]") {
+  // Rank 0 stops itself (ignoring SIGTERM once continued); rank 1 fails.
+  Process p({DTRAIN_RUN, "--nproc-per-node", "2", "--grace-s", "1", "/bin/sh", "-c",
+             "if [ $RANK = 0 ]; then trap '' TERM; kill -STOP $$; sleep 300; else sleep 0.5; exit 4; fi"},
+            {});
+  auto r = p.wait(20s);
+  INFO(r.output);
+  CHECK(r.exit_code == 4);
+  CHECK(r.seconds < 5);
+  CHECK(r.output.find("dtrain-run: rank 0 (pid") != std::string::npos);
+  CHECK(r.output.find("was stopped by signal 19") != std::string::npos);
+  CHECK(r.output.find("dtrain-run: job failed: rank 1 exited with code 4") != std::string::npos);
+}
+
+TEST_CASE("dtrain-run ends the job within 5 s of Ctrl-C, even if ranks ignore it", "[comm][launcher]") {
+  Process p({DTRAIN_RUN, "--nproc-per-node", "2", "/bin/sh", "-c", "trap '' INT TERM; echo ready; sleep 300"}, {});
+  REQUIRE(p.wait_for_output("[rank 0] ready", 20s));
+  REQUIRE(p.wait_for_output("[rank 1] ready", 20s));
+  const auto sent = std::chrono::steady_clock::now();
+  ::kill(p.pid(), SIGINT);
+  auto r = p.wait(30s);
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - sent).count();
+  INFO(r.output);
+  CHECK(r.exit_code == 128 + SIGINT);
+  CHECK(took < 5);
 }

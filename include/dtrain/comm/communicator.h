@@ -94,13 +94,18 @@ class Communicator {
   uint64_t sequence_number() const;
   // Empty while healthy; the first error once the communicator is broken.
   std::string error() const;
+  // The last straggler warning this rank logged ("straggler: rank 2 arrives
+  // at collectives 80.1 ms later ..."), empty if none. See docs/comm.md.
+  std::string straggler_warning() const;
   const std::shared_ptr<Store>& store() const;
 
   struct Impl;
 
  private:
-  Communicator(std::shared_ptr<Store> job_store, std::string prefix, int rank, int size, CommOptions options);
+  Communicator(std::shared_ptr<Store> job_store, std::string prefix, int rank, int size, CommOptions options,
+               std::vector<int> global_ranks);
   std::shared_ptr<Impl> impl_;
+  friend void announce_exit(Communicator& comm);
 };
 
 }  // namespace dtrain::comm

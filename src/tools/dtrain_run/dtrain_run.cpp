@@ -14,6 +14,15 @@
 // Each rank runs in its own process group (so a terminal's Ctrl-C reaches
 // the ranks once, through this launcher) and dies with the launcher
 // (PR_SET_PDEATHSIG), so no rank outlives a killed launcher.
+//
+// [Job end] Signals go to each rank's whole process group, so a rank's own
+// children (data loader workers, shells) go with it; a stopped rank gets
+// SIGCONT after SIGTERM so it can act on it, and SIGKILL after the grace
+// period either way. When a rank exits, whatever it left in its group is
+// killed. Ctrl-C (SIGINT) or SIGTERM ends the job within 5 s: the grace
+// period after a user's signal is at most 3 s. The final line names the
+// failing rank and its reason: the last line it wrote to stderr (usually
+// dtrain's error, which names the rank to blame).
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -50,13 +59,15 @@ void on_signal(int sig) {
 
 struct Rank {
   int global_rank = 0;
-  pid_t pid = -1;
+  pid_t pid = -1;   // also its process group id
   int out_fd = -1;  // child's stdout
   int err_fd = -1;  // child's stderr
   std::string out_partial, err_partial;
   bool exited = false;
-  int exit_code = 0;  // shell convention: 128 + signal when killed
-  std::string how;    // "exited with code 3" / "was killed by signal 9 (Killed)"
+  int exit_code = 0;          // shell convention: 128 + signal when killed
+  std::string how;            // "exited with code 3" / "was killed by signal 9 (Killed)"
+  std::string last_err_line;  // the reason shown when it fails
+  bool stopped_reported = false;
 };
 
 std::string random_token(size_t n = 24) {
@@ -97,34 +108,37 @@ int usable_cores() {
 }
 
 // Writes complete lines from `buffer` with the rank prefix; keeps the rest.
-void emit_lines(std::string& buffer, FILE* to, int rank, bool flush_partial) {
+// The last non-empty line goes to `last` when given.
+void emit_lines(std::string& buffer, FILE* to, int rank, bool flush_partial, std::string* last) {
   size_t start = 0;
   for (;;) {
     const size_t nl = buffer.find('\n', start);
     if (nl == std::string::npos) break;
     std::fprintf(to, "[rank %d] %.*s\n", rank, static_cast<int>(nl - start), buffer.data() + start);
+    if (last != nullptr && nl > start) last->assign(buffer, start, nl - start);
     start = nl + 1;
   }
   buffer.erase(0, start);
   if (flush_partial && !buffer.empty()) {
     std::fprintf(to, "[rank %d] %s\n", rank, buffer.c_str());
+    if (last != nullptr) *last = buffer;
     buffer.clear();
   }
   std::fflush(to);
 }
 
 // Drains a pipe; returns false at EOF.
-bool read_pipe(int fd, std::string& buffer, FILE* to, int rank) {
+bool read_pipe(int fd, std::string& buffer, FILE* to, int rank, std::string* last = nullptr) {
   char chunk[65536];
   for (;;) {
     const ssize_t n = ::read(fd, chunk, sizeof(chunk));
     if (n > 0) {
       buffer.append(chunk, static_cast<size_t>(n));
-      emit_lines(buffer, to, rank, false);
+      emit_lines(buffer, to, rank, false, last);
       continue;
     }
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return true;
-    emit_lines(buffer, to, rank, true);
+    emit_lines(buffer, to, rank, true, last);
     return false;
   }
 }
@@ -170,9 +184,65 @@ pid_t spawn(const std::vector<std::string>& command, const std::vector<std::pair
   return pid;
 }
 
+// ---- job end ([Job end] above) -------------------------------------------------
+
+// Signals the process group of every rank still running. A stopped rank is
+// continued after SIGTERM/SIGINT so it can act on them.
 void signal_all(std::vector<Rank>& ranks, int sig) {
-  for (auto& r : ranks)
-    if (!r.exited) ::kill(-r.pid, sig);
+  for (auto& r : ranks) {
+    if (r.exited) continue;
+    ::kill(-r.pid, sig);
+    if (sig != SIGKILL) ::kill(-r.pid, SIGCONT);
+  }
+}
+
+// Reaps a rank if it exited; notes (once) a rank stopped by a signal.
+// Returns true when it exited now.
+bool reap(Rank& r) {
+  int status = 0;
+  if (::waitpid(r.pid, &status, WNOHANG | WUNTRACED) != r.pid) return false;
+  if (WIFSTOPPED(status)) {
+    if (!r.stopped_reported) {
+      std::fprintf(stderr, "dtrain-run: rank %d (pid %d) was stopped by signal %d (%s)\n", r.global_rank,
+                   static_cast<int>(r.pid), WSTOPSIG(status), strsignal(WSTOPSIG(status)));
+      std::fflush(stderr);
+      r.stopped_reported = true;
+    }
+    return false;
+  }
+  r.exited = true;
+  // What the rank left running in its group (its children) goes with it;
+  // done at once, while the group id cannot belong to anybody else.
+  ::kill(-r.pid, SIGKILL);
+  if (WIFSIGNALED(status)) {
+    r.exit_code = 128 + WTERMSIG(status);
+    r.how = "was killed by signal " + std::to_string(WTERMSIG(status)) + " (" + strsignal(WTERMSIG(status)) + ")";
+  } else {
+    r.exit_code = WEXITSTATUS(status);
+    r.how = "exited with code " + std::to_string(r.exit_code);
+  }
+  return true;
+}
+
+// Of the ranks that failed in one pass, the one to blame: a rank killed by a
+// signal caused the others' errors, so it goes first; then the lowest rank.
+int pick_failure(const std::vector<Rank>& ranks, const std::vector<size_t>& failed_now) {
+  int best = -1;
+  for (size_t i : failed_now) {
+    const bool signaled = ranks[i].exit_code > 128;
+    if (best < 0 || (signaled && ranks[static_cast<size_t>(best)].exit_code <= 128)) best = static_cast<int>(i);
+  }
+  return best;
+}
+
+// "dtrain-run: job failed: rank 2 was killed by signal 9 (Killed)", plus the
+// rank's last stderr line when it has one (dtrain's error names the culprit).
+void print_failure(const Rank& r) {
+  std::string reason = r.last_err_line;
+  if (reason.size() > 400) reason = reason.substr(0, 400) + "...";
+  std::fprintf(stderr, "dtrain-run: job failed: rank %d %s%s%s\n", r.global_rank, r.how.c_str(),
+               reason.empty() ? "" : ": ", reason.c_str());
+  std::fflush(stderr);
 }
 
 }  // namespace
@@ -271,6 +341,7 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   int failed = -1;      // index of the first rank that failed
   int user_signal = 0;  // SIGINT/SIGTERM received
   Clock::time_point kill_at = Clock::time_point::max();
+  Clock::time_point all_exited_at = Clock::time_point::max();
   for (;;) {
     std::vector<pollfd> fds;
     fds.push_back({g_signal_pipe[0], POLLIN, 0});
@@ -278,7 +349,7 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
       if (r.out_fd >= 0) fds.push_back({r.out_fd, POLLIN, 0});
       if (r.err_fd >= 0) fds.push_back({r.err_fd, POLLIN, 0});
     }
-    ::poll(fds.data(), fds.size(), 100);
+    ::poll(fds.data(), fds.size(), 50);
     unsigned char sig;
     while (::read(g_signal_pipe[0], &sig, 1) == 1) {
       if (sig == SIGINT || sig == SIGTERM) {
@@ -286,7 +357,9 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
           std::fprintf(stderr, "dtrain-run: received %s, forwarding it to the ranks\n", strsignal(sig));
           user_signal = sig;
           signal_all(ranks, sig);
-          kill_at = std::min(kill_at, Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(grace_s * 1000)));
+          const double user_grace_s = std::min(grace_s, 3.0);  // the whole job ends within 5 s
+          kill_at =
+              std::min(kill_at, Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(user_grace_s * 1000)));
         } else {
           signal_all(ranks, SIGKILL);  // second signal: no more grace
         }
@@ -297,32 +370,22 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
         ::close(r.out_fd);
         r.out_fd = -1;
       }
-      if (r.err_fd >= 0 && !read_pipe(r.err_fd, r.err_partial, stderr, r.global_rank)) {
+      if (r.err_fd >= 0 && !read_pipe(r.err_fd, r.err_partial, stderr, r.global_rank, &r.last_err_line)) {
         ::close(r.err_fd);
         r.err_fd = -1;
       }
     }
-    for (size_t i = 0; i < ranks.size(); ++i) {
-      Rank& r = ranks[i];
-      if (r.exited) continue;
-      int status = 0;
-      if (::waitpid(r.pid, &status, WNOHANG) != r.pid) continue;
-      r.exited = true;
-      if (WIFSIGNALED(status)) {
-        r.exit_code = 128 + WTERMSIG(status);
-        r.how = "was killed by signal " + std::to_string(WTERMSIG(status)) + " (" + strsignal(WTERMSIG(status)) + ")";
-      } else {
-        r.exit_code = WEXITSTATUS(status);
-        r.how = "exited with code " + std::to_string(r.exit_code);
-      }
-      if (r.exit_code != 0 && failed < 0 && user_signal == 0) {
-        failed = static_cast<int>(i);
-        std::fprintf(stderr, "dtrain-run: rank %d (pid %d) %s; stopping the other ranks\n", r.global_rank,
-                     static_cast<int>(r.pid), r.how.c_str());
-        std::fflush(stderr);
-        signal_all(ranks, SIGTERM);
-        kill_at = Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(grace_s * 1000));
-      }
+    std::vector<size_t> failed_now;
+    for (size_t i = 0; i < ranks.size(); ++i)
+      if (!ranks[i].exited && reap(ranks[i]) && ranks[i].exit_code != 0) failed_now.push_back(i);
+    if (!failed_now.empty() && failed < 0 && user_signal == 0) {
+      failed = pick_failure(ranks, failed_now);
+      const Rank& r = ranks[static_cast<size_t>(failed)];
+      std::fprintf(stderr, "dtrain-run: rank %d (pid %d) %s; stopping the other ranks\n", r.global_rank,
+                   static_cast<int>(r.pid), r.how.c_str());
+      std::fflush(stderr);
+      signal_all(ranks, SIGTERM);
+      kill_at = Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(grace_s * 1000));
     }
     if (Clock::now() >= kill_at) {
       signal_all(ranks, SIGKILL);
@@ -331,16 +394,20 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
     bool all_done = true;
     for (auto& r : ranks) all_done = all_done && r.exited && r.out_fd < 0 && r.err_fd < 0;
     if (all_done) break;
-    // A rank's grandchild may keep a pipe open after the rank exited: stop
-    // reading once every rank has exited and the grace period is over.
+    // A process that left its rank's group may keep a pipe open after every
+    // rank exited: read on only briefly then.
     bool all_exited = true;
     for (auto& r : ranks) all_exited = all_exited && r.exited;
-    if (all_exited && kill_at == Clock::time_point::max() && failed >= 0) break;
+    if (all_exited) {
+      if (all_exited_at == Clock::time_point::max())
+        all_exited_at = Clock::now();
+      else if (Clock::now() - all_exited_at > std::chrono::seconds(1))
+        break;
+    }
   }
   if (failed >= 0) {
-    const Rank& r = ranks[static_cast<size_t>(failed)];
-    std::fprintf(stderr, "dtrain-run: job failed: rank %d %s\n", r.global_rank, r.how.c_str());
-    return r.exit_code;
+    print_failure(ranks[static_cast<size_t>(failed)]);
+    return ranks[static_cast<size_t>(failed)].exit_code;
   }
   if (user_signal != 0) return 128 + user_signal;
   return 0;
