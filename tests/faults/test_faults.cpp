@@ -148,7 +148,7 @@ void trial(Fault fault, int victim, Row& row, const std::string& device, int wor
                   {"LOCAL_WORLD_SIZE", std::to_string(world)},
                   {"MASTER_ADDR", master},
                   {"MASTER_PORT", std::to_string(port)},
-                  {"DTRAIN_AUTH_TOKEN", "fault-token-0123456789abcdef"},
+                  {"DTRAIN_AUTH_TOKEN", "3f9a6c1e8b2d4f7a0c5e9b1d3a7f2e64"},
                   {"DTRAIN_TIMEOUT_S", timeout_text},
                   {"DTRAIN_FAULT_DEVICE", device},
                   {"OMP_NUM_THREADS", "1"}};
