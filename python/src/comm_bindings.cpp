@@ -18,6 +18,7 @@
 #include <signal.h>
 
 #include <chrono>
+#include <cmath>
 
 #include "bindings.h"
 #include "dtrain/comm/init.h"
@@ -53,13 +54,13 @@ class SignalsBlocked {
 
 milliseconds seconds_to_ms(double s) {
   if (!(s >= 0)) throw_value_error("a timeout must be a non-negative number of seconds, got " + std::to_string(s));
-  return milliseconds(static_cast<int64_t>(s * 1000.0 + 0.5));
+  return milliseconds(std::llround(s * 1000.0));
 }
 
 // Waits for `work` with the GIL released in slices; raises on its error, on
 // Ctrl-C (KeyboardInterrupt) and when `timeout_s` (None: no bound of our own)
 // has passed.
-void wait_interruptible(const Work& work, py::object timeout_s) {
+void wait_interruptible(const Work& work, const py::object& timeout_s) {
   const auto start = std::chrono::steady_clock::now();
   const bool bounded = !timeout_s.is_none();
   const milliseconds limit = bounded ? seconds_to_ms(timeout_s.cast<double>()) : milliseconds(0);
@@ -111,9 +112,10 @@ py::dict job_env_dict(const comm::JobEnv& e) {
   return d;
 }
 
-comm::InitOptions init_options(py::object rank, py::object world_size, py::object local_rank, py::object master_addr,
-                               py::object master_port, const std::string& auth_token,
-                               const std::string& file_store_path, py::object timeout) {
+comm::InitOptions init_options(const py::object& rank, const py::object& world_size, const py::object& local_rank,
+                               const py::object& master_addr, const py::object& master_port,
+                               const std::string& auth_token, const std::string& file_store_path,
+                               const py::object& timeout) {
   comm::InitOptions o;
   if (!rank.is_none()) o.rank = rank.cast<int>();
   if (!world_size.is_none()) o.world_size = world_size.cast<int>();
@@ -174,7 +176,7 @@ Collectives over a fixed group of ranks (Gloo for CPU memory, NCCL for CUDA).
 All ranks call the same collectives in the same order. Arrays (NumPy,
 dtrain.Tensor, DLPack-capable) are used in place without copies; every call
 returns a Work: call .wait() before reading the result.)doc");
-  c.def(py::init([](std::shared_ptr<comm::Store> store, int rank, int size, py::object timeout) {
+  c.def(py::init([](std::shared_ptr<comm::Store> store, int rank, int size, const py::object& timeout) {
           comm::CommOptions o;
           if (!timeout.is_none()) o.timeout = seconds_to_ms(timeout.cast<double>());
           py::gil_scoped_release r;
@@ -204,7 +206,7 @@ returns a Work: call .wait() before reading the result.)doc");
           "Every rank ends with op over all ranks' arrays (in place, or into output).")
       .def(
           "all_reduce_coalesced",
-          [](Communicator& c, py::list tensors, py::handle op) {
+          [](Communicator& c, const py::list& tensors, py::handle op) {
             std::vector<Tensor> list;
             for (py::handle t : tensors) list.push_back(as_tensor(t, "tensors", true));
             ReduceOp r = to_reduce_op(op);
@@ -286,8 +288,9 @@ void bind_comm(py::module_& m) {
 
   m.def(
       "init_process_group",
-      [](py::object rank, py::object world_size, py::object local_rank, py::object master_addr, py::object master_port,
-         const std::string& auth_token, const std::string& file_store_path, py::object timeout) {
+      [](const py::object& rank, const py::object& world_size, const py::object& local_rank,
+         const py::object& master_addr, const py::object& master_port, const std::string& auth_token,
+         const std::string& file_store_path, const py::object& timeout) {
         auto o =
             init_options(rank, world_size, local_rank, master_addr, master_port, auth_token, file_store_path, timeout);
         py::gil_scoped_release r;

@@ -186,9 +186,9 @@ way. DLPack (__dlpack__, dtrain.from_dlpack) shares with PyTorch, CuPy, JAX.)doc
            })
       .def("__repr__", &tensor_repr)
       .def(
-          "numpy", [](py::object self) { return tensor_to_numpy(self.cast<Tensor>(), self); },
+          "numpy", [](const py::object& self) { return tensor_to_numpy(self.cast<Tensor>(), self); },
           "A NumPy array sharing this tensor's memory (CPU tensors; bf16 has no NumPy dtype).")
-      .def("tolist", [](py::object self) { return tensor_to_numpy(self.cast<Tensor>(), self).attr("tolist")(); })
+      .def("tolist", [](const py::object& self) { return tensor_to_numpy(self.cast<Tensor>(), self).attr("tolist")(); })
       .def("item",
            [](const Tensor& t) {
              if (t.numel() != 1)
@@ -204,7 +204,7 @@ way. DLPack (__dlpack__, dtrain.from_dlpack) shares with PyTorch, CuPy, JAX.)doc
       .def("clone", &Tensor::clone)
       .def(
           "reshape",
-          [](const Tensor& t, py::args dims) {
+          [](const Tensor& t, const py::args& dims) {
             if (dims.size() == 1 && !py::isinstance<py::int_>(dims[0])) return t.reshape(to_shape(dims[0]));
             return t.reshape(dims.cast<Shape>());
           },
@@ -225,7 +225,7 @@ way. DLPack (__dlpack__, dtrain.from_dlpack) shares with PyTorch, CuPy, JAX.)doc
       .def("shares_memory", [](const Tensor& t, py::handle other) { return t.overlaps(as_tensor(other, "other")); })
       .def(
           "__array__",
-          [](py::object self, py::object dtype, py::object copy) {
+          [](const py::object& self, const py::object& dtype, const py::object& copy) {
             py::object a = tensor_to_numpy(self.cast<Tensor>(), self);
             if (!dtype.is_none())
               a = a.attr("astype")(dtype, py::arg("copy") = copy.is_none() ? py::bool_(false) : copy);

@@ -242,7 +242,8 @@ void bind_dlpack(py::module_& m) {
   auto cls = py::reinterpret_borrow<py::class_<Tensor>>(tensor);
   cls.def(
          "__dlpack__",
-         [](const Tensor& t, py::object stream, py::object max_version, py::object dl_device, py::object copy) {
+         [](const Tensor& t, const py::object& stream, const py::object& max_version, const py::object& dl_device,
+            const py::object& copy) {
            if (!copy.is_none() && copy.cast<bool>()) {
              throw_value_error("__dlpack__(copy=True) is not supported; dtrain shares memory (copy=None/False)");
            }

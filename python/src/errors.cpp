@@ -82,7 +82,8 @@ void bind_errors(py::module_& m) {
   g_timeout_error =
       make_class(m, "DtrainTimeoutError", "A wait did not finish within its timeout.", timeout_bases.ptr());
 
-  py::register_exception_translator([](std::exception_ptr p) {
+  // pybind11 fixes the by-value signature.
+  py::register_exception_translator([](std::exception_ptr p) {  // NOLINT(performance-unnecessary-value-param)
     try {
       if (p) std::rethrow_exception(p);
     } catch (const dtrain::Error& e) {

@@ -324,7 +324,7 @@ void bind_layers(py::module_& m) {
 
   m.def(
       "init_normal",
-      [](py::handle t, float mean, float std, uint64_t seed, py::object stream) {
+      [](py::handle t, float mean, float std, uint64_t seed, const py::object& stream) {
         Tensor x = as_tensor(t, "tensor", true);
         const uint64_t s =
             py::isinstance<py::str>(stream) ? stream_id(stream.cast<std::string>()) : stream.cast<uint64_t>();
@@ -380,7 +380,9 @@ void bind_gpt(py::module_& m) {
       .def("__str__", &GPTConfig::str)
       .def("__repr__", [](const GPTConfig& c) { return "dtrain.nn.GPTConfig(" + c.str() + ")"; });
 
-  py::class_<TiedLMHead, Module>(m, "TiedLMHead");
+  // Reached as model.head; registered so it has a Python type.
+  py::class_<TiedLMHead, Module> tied_head(m, "TiedLMHead", "The output head tied to the token embedding.");
+  (void)tied_head;
 
   py::class_<GPT, Module>(m, "GPT", R"doc(
 GPT-2 family language model (tied output head, GPT-2 initialisation).

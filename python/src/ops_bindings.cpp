@@ -183,7 +183,7 @@ void bind_ops(py::module_& parent) {
       arg("out"), arg("x"), "Converts between floating dtypes (f32 <-> bf16, f32 <-> f16).");
   m.def(
       "adamw_step",
-      [](py::list tensors, float lr, float beta1, float beta2, float eps, int64_t step, float grad_scale) {
+      [](const py::list& tensors, float lr, float beta1, float beta2, float eps, int64_t step, float grad_scale) {
         std::vector<ops::AdamWTensor> list;
         for (py::handle item : tensors) {
           py::dict d = py::reinterpret_borrow<py::dict>(item);
@@ -211,7 +211,7 @@ void bind_ops(py::module_& parent) {
       "One AdamW update of each dict {param, grad, exp_avg, exp_avg_sq[, param_copy, weight_decay]}.");
   m.def(
       "global_norm",
-      [](py::list tensors) {
+      [](const py::list& tensors) {
         std::vector<Tensor> list;
         for (py::handle t : tensors) list.push_back(in(t, "tensors"));
         py::gil_scoped_release r;

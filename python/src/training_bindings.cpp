@@ -137,7 +137,7 @@ call reuses: copy them (.clone()) to keep them. Iterating yields batches forever
              const Batch& b = l.next();
              return std::make_pair(b.inputs, b.targets);
            })
-      .def("__iter__", [](py::object self) { return self; })
+      .def("__iter__", [](const py::object& self) { return self; })
       .def("__next__",
            [](DataLoader& l) {
              py::gil_scoped_release r;
@@ -230,7 +230,7 @@ grad_accumulation forward/backward passes with grad_scale=engine.grad_scale,
 then engine.step(optimizer, lr, max_grad_norm). Not thread-safe.)doc")
       .def(
           py::init([](nn::Module& model, std::shared_ptr<comm::Communicator> communicator, int stage,
-                      int grad_accumulation, py::object precision, double first_bucket_mb, double bucket_mb,
+                      int grad_accumulation, const py::object& precision, double first_bucket_mb, double bucket_mb,
                       bool overlap, int prefetch_depth, bool broadcast_parameters, bool check_consistency, bool trace) {
             DataParallelOptions o;
             o.stage = stage;

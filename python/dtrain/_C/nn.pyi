@@ -326,7 +326,9 @@ class GPTConfig:
     def vocab_size(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
 class TiedLMHead(Module):
-    pass
+    """
+    The output head tied to the token embedding.
+    """
 class GPT(Module):
     """
     GPT-2 family language model (tied output head, GPT-2 initialisation).
