@@ -10,8 +10,10 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdint>
+#include <memory>
 #include <string>
 
+#include "dtrain/checkpoint.h"
 #include "dtrain/comm/communicator.h"
 #include "dtrain/parallel/data_parallel.h"
 #include "trainer.h"
@@ -27,10 +29,31 @@ struct CheckpointOptions {
 
 void add_checkpoint_options(CLI::App& app, CheckpointOptions& c);
 
-// Loads the newest complete checkpoint when --resume is given; returns the
-// step to start from (0 without one).
-int64_t resume_from_checkpoint(const CheckpointOptions& c, Trainer& t, dtrain::parallel::DataParallel& dp);
+// Checkpoints of one training run. Saves overlap training: a save begun after
+// step N (snapshot to host, file written on a background thread) is
+// published after step N + 1, or before the program exits.
+class Checkpointer {
+ public:
+  Checkpointer(const CheckpointOptions& c, Trainer& t, dtrain::parallel::DataParallel& dp,
+               dtrain::comm::Communicator& comm);
+  ~Checkpointer();
+  // Loads the newest complete checkpoint when --resume is given; returns the
+  // step to start from (0 without one).
+  int64_t resume();
+  // After `steps_done` steps (collective): publishes the save begun at the
+  // previous step, then begins one when it is due (or `force`).
+  void after_step(int64_t steps_done, bool force = false);
+  // Publishes what is pending (collective); call before exiting.
+  void finish();
 
-// Saves a checkpoint after `steps_done` steps (collective).
-void save_checkpoint(const CheckpointOptions& c, Trainer& t, dtrain::parallel::DataParallel& dp,
-                     dtrain::comm::Communicator& comm, int64_t steps_done);
+ private:
+  void publish();
+  CheckpointOptions c_;
+  Trainer& t_;
+  dtrain::parallel::DataParallel& dp_;
+  dtrain::comm::Communicator& comm_;
+  dtrain::checkpoint::KeyPtr key_;
+  std::unique_ptr<dtrain::checkpoint::PendingSave> pending_;
+  int64_t pending_step_ = -1;
+  double begin_ms_ = 0;
+};
