@@ -1,6 +1,9 @@
 #include "checkpointing.h"
 
+#include <signal.h>
+
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 
 #include "dtrain/checkpoint.h"
@@ -19,6 +22,11 @@ void add_checkpoint_options(CLI::App& app, CheckpointOptions& c) {
 }
 
 namespace {
+volatile std::sig_atomic_t g_sigterm = 0;
+void on_sigterm(int) {
+  g_sigterm = 1;
+}
+
 std::map<std::string, int64_t> model_fields(const nn::GPTConfig& m) {
   return {{"n_layer", m.n_layer},
           {"n_head", m.n_head},
@@ -31,6 +39,12 @@ std::map<std::string, int64_t> model_fields(const nn::GPTConfig& m) {
 Checkpointer::Checkpointer(const CheckpointOptions& c, Trainer& t, parallel::DataParallel& dp, comm::Communicator& comm)
     : c_(c), t_(t), dp_(dp), comm_(comm) {
   if (!c_.dir.empty() || c_.resume) key_ = checkpoint::EncryptionKey::from_file_or_env(c_.key_file);
+  if (!c_.dir.empty()) {
+    struct sigaction sa {};
+    sa.sa_handler = on_sigterm;
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(SIGTERM, &sa, nullptr);
+  }
 }
 
 Checkpointer::~Checkpointer() = default;
@@ -63,10 +77,13 @@ int64_t Checkpointer::resume() {
   return m.step;
 }
 
-void Checkpointer::after_step(int64_t steps_done, bool force) {
-  if (c_.dir.empty()) return;
+bool Checkpointer::after_step(int64_t steps_done, bool force) {
+  if (c_.dir.empty()) return false;
   publish();
-  if (!force && !(c_.every > 0 && steps_done % c_.every == 0)) return;
+  Tensor flag = Tensor::from_vector({g_sigterm != 0 ? 1.0f : 0.0f}, {1});
+  if (dp_.world_size() > 1) comm_.all_reduce(flag, comm::ReduceOp::max).wait();
+  const bool preempted = flag.item(0) > 0;
+  if (!force && !preempted && !(c_.every > 0 && steps_done % c_.every == 0)) return false;
   const auto start = std::chrono::steady_clock::now();
   dp_.wait_for_parameters();
   checkpoint::Meta m;
@@ -96,6 +113,15 @@ void Checkpointer::after_step(int64_t steps_done, bool force) {
       so);
   pending_step_ = steps_done;
   begin_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  if (preempted) {
+    publish();
+    if (dp_.rank() == 0) {
+      std::printf("SIGTERM: emergency checkpoint saved after step %lld; stopping\n",
+                  static_cast<long long>(steps_done));
+      std::fflush(stdout);
+    }
+  }
+  return preempted;
 }
 
 void Checkpointer::publish() {

@@ -31,7 +31,9 @@ void add_checkpoint_options(CLI::App& app, CheckpointOptions& c);
 
 // Checkpoints of one training run. Saves overlap training: a save begun after
 // step N (snapshot to host, file written on a background thread) is
-// published after step N + 1, or before the program exits.
+// published after step N + 1, or before the program exits. With
+// --checkpoint-dir, SIGTERM is caught: the ranks agree on it at the next step
+// end (one tiny all-reduce per step), save an emergency checkpoint and stop.
 class Checkpointer {
  public:
   Checkpointer(const CheckpointOptions& c, Trainer& t, dtrain::parallel::DataParallel& dp,
@@ -41,8 +43,10 @@ class Checkpointer {
   // step to start from (0 without one).
   int64_t resume();
   // After `steps_done` steps (collective): publishes the save begun at the
-  // previous step, then begins one when it is due (or `force`).
-  void after_step(int64_t steps_done, bool force = false);
+  // previous step, then begins one when it is due (or `force`). Returns true
+  // when any rank received SIGTERM (a preemption notice): an emergency
+  // checkpoint has then been saved and published, and the run should stop.
+  bool after_step(int64_t steps_done, bool force = false);
   // Publishes what is pending (collective); call before exiting.
   void finish();
 

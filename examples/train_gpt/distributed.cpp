@@ -203,12 +203,12 @@ int run_distributed(const TrainOptions& base, const DistributedOptions& d, const
                   mib(static_cast<int64_t>(max_peak)), r.skipped ? " | skipped (f16 overflow)" : "");
     }
     const bool stop = c.stop_at >= 0 && step + 1 >= c.stop_at && step + 1 < steps;
-    checkpoints.after_step(step + 1, stop);
-    if (stop) {
+    const bool preempted = checkpoints.after_step(step + 1, stop);
+    if (stop || preempted) {
       checkpoints.finish();
       std::fflush(stdout);
       metrics.write(record);
-      if (lead) std::printf("stopping after step %lld (--stop-at)\n", static_cast<long long>(step) + 1);
+      if (lead && stop) std::printf("stopping after step %lld (--stop-at)\n", static_cast<long long>(step) + 1);
       return 0;
     }
     const bool last = step + 1 == steps;
