@@ -18,6 +18,8 @@ void add_checkpoint_options(CLI::App& app, CheckpointOptions& c) {
   app.add_option("--checkpoint-key-file", c.key_file,
                  "encrypt checkpoints with the 256-bit key in this file (64 hex digits; default: "
                  "DTRAIN_CHECKPOINT_KEY if set, else no encryption)");
+  app.add_option("--init-from", c.init_from,
+                 "start from the weights in this Hugging Face GPT-2 safetensors file (e.g. from dtrain-ckpt export)");
   app.add_option("--stop-at", c.stop_at, "stop after this many steps, as a preempted job would (for testing resume)");
 }
 
@@ -35,6 +37,12 @@ std::map<std::string, int64_t> model_fields(const nn::GPTConfig& m) {
           {"max_seq_len", m.max_seq_len}};
 }
 }  // namespace
+
+void init_from_pretrained(const CheckpointOptions& c, Trainer& t) {
+  if (c.init_from.empty()) return;
+  checkpoint::import_hf_gpt2(c.init_from, *t.model);
+  if (t.opt.rank == 0) std::printf("init: weights from %s\n", c.init_from.c_str());
+}
 
 Checkpointer::Checkpointer(const CheckpointOptions& c, Trainer& t, parallel::DataParallel& dp, comm::Communicator& comm)
     : c_(c), t_(t), dp_(dp), comm_(comm) {

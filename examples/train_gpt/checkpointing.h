@@ -19,15 +19,20 @@
 #include "trainer.h"
 
 struct CheckpointOptions {
-  std::string dir;       // empty: no checkpoints
-  int64_t every = 0;     // save every N steps (0: only with --stop-at)
-  bool resume = false;   // start from the newest complete checkpoint in dir
-  int keep_last = 0;     // > 0: keep only the newest K
-  int64_t stop_at = -1;  // >= 0: exit after this many steps as if preempted
-  std::string key_file;  // encryption key (else DTRAIN_CHECKPOINT_KEY; neither: plain files)
+  std::string dir;        // empty: no checkpoints
+  int64_t every = 0;      // save every N steps (0: only with --stop-at)
+  bool resume = false;    // start from the newest complete checkpoint in dir
+  int keep_last = 0;      // > 0: keep only the newest K
+  int64_t stop_at = -1;   // >= 0: exit after this many steps as if preempted
+  std::string key_file;   // encryption key (else DTRAIN_CHECKPOINT_KEY; neither: plain files)
+  std::string init_from;  // a Hugging Face GPT-2 safetensors file to start from
 };
 
 void add_checkpoint_options(CLI::App& app, CheckpointOptions& c);
+
+// --init-from: fills the (not yet wrapped) model from a Hugging Face GPT-2
+// safetensors file; nothing without the option.
+void init_from_pretrained(const CheckpointOptions& c, Trainer& t);
 
 // Checkpoints of one training run. Saves overlap training: a save begun after
 // step N (snapshot to host, file written on a background thread) is

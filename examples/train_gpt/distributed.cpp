@@ -107,6 +107,7 @@ int run_distributed(const TrainOptions& base, const DistributedOptions& d, const
   Trainer t;
   t.opt = opt;
   make_model(t);
+  init_from_pretrained(c, t);  // before the engine broadcasts rank 0's weights
   make_data(t);
   make_optimizer(t);  // the schedule; the optimizer is rebuilt on the engine's shards below
 

@@ -279,3 +279,44 @@ TEST_CASE("kill -9 of one rank of 4: the others fail within the timeout, --resum
   CHECK(again.exit_code == 0);
   CHECK(again.output.find("resume: loaded " + latest) != std::string::npos);
 }
+
+TEST_CASE("dtrain-ckpt verifies and exports; train_gpt --init-from starts from the exported weights", "[checkpoint]") {
+  TempDir d;
+  const std::string a = d.path + "/a", b = d.path + "/b", hf = d.path + "/gpt2.safetensors";
+  const auto s = train(1, {"--checkpoint-dir", a, "--checkpoint-every", "10", "--stop-at", "10"});
+  INFO(s.output);
+  REQUIRE(s.exit_code == 0);
+  auto tool = [](const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {DTRAIN_CKPT};
+    argv.insert(argv.end(), args.begin(), args.end());
+    Process p(argv, {});
+    return p.wait(std::chrono::seconds(60));
+  };
+  const auto info = tool({"info", a});
+  CHECK(info.exit_code == 0);
+  CHECK(info.output.find("step 10, saved by 1 rank(s) at ZeRO stage 0") != std::string::npos);
+  CHECK(tool({"verify", a}).exit_code == 0);
+  const auto ex = tool({"export", a, hf});
+  INFO(ex.output);
+  REQUIRE(ex.exit_code == 0);
+  // lr 0: the first step changes nothing, so the step-1 checkpoint holds the imported weights.
+  const auto init = train(1, {"--init-from", hf, "--lr", "0", "--checkpoint-dir", b, "--stop-at", "1"});
+  INFO(init.output);
+  REQUIRE(init.exit_code == 0);
+  checkpoint::Reader ra(a + "/step-00000010"), rb(b + "/step-00000001");
+  for (const auto& n : ra.tensor_names()) {
+    if (n.find(".exp_avg") != std::string::npos) continue;
+    INFO(n);
+    CHECK_CLOSE(rb.read_full(n), ra.read_full(n), 0.0);
+  }
+  // A damaged file: verify exits 1 naming it.
+  const std::string file = a + "/step-00000010/rank-00000.safetensors";
+  {
+    std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(200);
+    f.put('\x7f');
+  }
+  const auto bad = tool({"verify", a});
+  CHECK(bad.exit_code == 1);
+  CHECK(bad.output.find(file) != std::string::npos);
+}
