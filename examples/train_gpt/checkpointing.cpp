@@ -1,3 +1,6 @@
+// train_gpt's checkpoint glue (see checkpointing.h): what a resumed run needs
+// besides the tensors goes into the manifest here, saves are begun and
+// published at step boundaries, and SIGTERM becomes an emergency checkpoint.
 #include "checkpointing.h"
 
 #include <signal.h>
@@ -119,7 +122,6 @@ bool Checkpointer::after_step(int64_t steps_done, bool force) {
   pending_ = std::make_unique<checkpoint::PendingSave>(
       c_.dir, m, checkpoint::owned_pieces(*t_.model, *t_.optimizer, dp_.rank(), dp_.world_size(), replicated), &comm_,
       so);
-  pending_step_ = steps_done;
   begin_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   if (preempted) {
     publish();

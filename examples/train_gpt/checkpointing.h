@@ -63,6 +63,5 @@ class Checkpointer {
   dtrain::comm::Communicator& comm_;
   dtrain::checkpoint::KeyPtr key_;
   std::unique_ptr<dtrain::checkpoint::PendingSave> pending_;
-  int64_t pending_step_ = -1;
   double begin_ms_ = 0;
 };
