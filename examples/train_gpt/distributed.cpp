@@ -107,6 +107,7 @@ int run_distributed(const TrainOptions& base, const DistributedOptions& d, const
   Trainer t;
   t.opt = opt;
   make_model(t);
+  init_from_pretrained(c, t);  // before the engine broadcasts rank 0's weights
   make_data(t);
   make_optimizer(t);  // the schedule; the optimizer is rebuilt on the engine's shards below
 
@@ -143,7 +144,8 @@ int run_distributed(const TrainOptions& base, const DistributedOptions& d, const
     return 0;
   }
 
-  const int64_t first_step = resume_from_checkpoint(c, t, dp);
+  Checkpointer checkpoints(c, t, dp, *comm);
+  const int64_t first_step = checkpoints.resume();
   MetricsWriter metrics(lead ? opt.metrics_out : std::string());
   const int64_t steps = opt.steps;
   double total_ms = 0.0, total_tokens = 0.0;
@@ -201,14 +203,13 @@ int run_distributed(const TrainOptions& base, const DistributedOptions& d, const
                   static_cast<long long>(step) + 1, static_cast<long long>(steps), loss, lr, r.grad_norm, max_ms, tok_s,
                   mib(static_cast<int64_t>(max_peak)), r.skipped ? " | skipped (f16 overflow)" : "");
     }
-    const bool stop = c.stop_at >= 0 && step + 1 >= c.stop_at;
-    if (!c.dir.empty() && ((c.every > 0 && (step + 1) % c.every == 0) || (stop && !(step + 1 == steps)))) {
-      save_checkpoint(c, t, dp, *comm, step + 1);
-    }
-    if (stop && step + 1 < steps) {
+    const bool stop = c.stop_at >= 0 && step + 1 >= c.stop_at && step + 1 < steps;
+    const bool preempted = checkpoints.after_step(step + 1, stop);
+    if (stop || preempted) {
+      checkpoints.finish();
       std::fflush(stdout);
       metrics.write(record);
-      if (lead) std::printf("stopping after step %lld (--stop-at)\n", static_cast<long long>(step) + 1);
+      if (lead && stop) std::printf("stopping after step %lld (--stop-at)\n", static_cast<long long>(step) + 1);
       return 0;
     }
     const bool last = step + 1 == steps;
@@ -237,6 +238,7 @@ int run_distributed(const TrainOptions& base, const DistributedOptions& d, const
     metrics.write(record);
   }
 
+  checkpoints.finish();
   const parallel::MemoryLedger measured = dp.ledger(t.optimizer.get());
   const parallel::MemoryLedger predicted = dp.predicted();
   const auto model_states = gather_pairs(*comm, static_cast<float>(measured.model_state()),

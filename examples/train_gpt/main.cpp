@@ -67,7 +67,8 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   add_checkpoint_options(app, ckpt);
   CLI11_PARSE(app, argc, argv);
   try {
-    if (wants_distributed(dist) || !ckpt.dir.empty()) return run_distributed(opt, dist, ckpt);
+    if (wants_distributed(dist) || !ckpt.dir.empty() || !ckpt.init_from.empty())
+      return run_distributed(opt, dist, ckpt);
     Trainer t;
     t.opt = opt;
     make_model(t);

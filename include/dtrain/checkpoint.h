@@ -108,10 +108,34 @@ struct SaveOptions {
 };
 
 // Collective over `comm` (null: a single process). Writes root/step-<meta.step>
-// and returns its path. Throws dtrain::Error (on every rank where it can) if a
-// write fails; nothing visible is left half-written.
+// and returns its path. Throws dtrain::Error (on every rank) if a write fails
+// on any rank; nothing visible is left half-written.
 std::string save(const std::string& root, const Meta& meta, const std::vector<Piece>& pieces, comm::Communicator* comm,
                  const SaveOptions& options = {});
+
+// A save that overlaps training. The constructor (collective) creates the
+// temporary directory, copies this rank's pieces to host memory and starts
+// writing its file on a background thread, then returns: training may change
+// the live tensors. finish() (collective: every rank calls it at the same
+// point of the program) waits for the write and publishes the checkpoint.
+// Destroyed unfinished, it waits for the thread and leaves the save
+// unpublished (ignored as incomplete). Only the owner thread communicates.
+class PendingSave {
+ public:
+  PendingSave(const std::string& root, const Meta& meta, const std::vector<Piece>& pieces, comm::Communicator* comm,
+              const SaveOptions& options = {}, bool background = true);
+  ~PendingSave();
+  PendingSave(const PendingSave&) = delete;
+  PendingSave& operator=(const PendingSave&) = delete;
+  // The checkpoint's path once published.
+  std::string finish();
+  bool finished() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
 
 // The newest complete checkpoint under root ("" when there is none). Prints a
 // warning to stderr for each incomplete one it skips.

@@ -4,6 +4,7 @@
 // complete checkpoint and warns about incomplete ones.
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -125,24 +126,100 @@ Tensor Reader::read_full(const std::string& name) {
   return out.reshape(s);
 }
 
+namespace {
+// A byte range of a file's plaintext to copy out while the file is verified.
+struct Segment {
+  uint64_t offset = 0;
+  size_t bytes = 0;
+  char* dst = nullptr;
+};
+}  // namespace
+
 void Reader::load(const std::vector<Piece>& pieces) {
-  // Verify every file involved first, so that a damaged checkpoint loads nothing.
-  for (const auto& p : pieces) {
-    for (const auto& sh : impl_->manifest.tensors.count(p.name) ? impl_->manifest.tensors.at(p.name).shards
-                                                                : std::vector<Manifest::Shard>{}) {
-      if (sh.begin < p.end && p.begin < sh.end) impl_->get(dir_, sh.file);
-    }
-  }
+  // Check every piece against the manifest before reading anything.
   for (const auto& p : pieces) {
     const Shape s = shape(p.name);
     DTRAIN_CHECK(s == p.shape, "checkpoint ", dir_, ": tensor '", p.name, "' has shape ", shape_str(s),
                  " but the model's is ", shape_str(p.shape), " (a different model configuration?)");
     DTRAIN_CHECK(p.data.dtype() == DType::f32, "checkpoint load into '", p.name, "': the target is ",
                  dtype_name(p.data.dtype()), ", only f32 targets are supported");
-    Tensor host = Tensor::empty({p.end - p.begin}, DType::f32);
-    read(p.name, p.begin, p.end, host);
-    Tensor dst = p.data;
-    dst.copy_(p.data.is_cpu() ? host : host.to(p.data.device()));
+    DTRAIN_CHECK(0 <= p.begin && p.begin <= p.end && p.end <= shape_numel(s) && p.data.numel() == p.end - p.begin,
+                 "checkpoint load into '", p.name, "': range [", p.begin, ", ", p.end, ") does not fit the tensor");
+  }
+  // Plan: for every file not verified yet, the byte ranges to copy out while
+  // it is read once from end to end, hashed (and decrypted); files verified
+  // earlier are read by range afterwards.
+  std::vector<Tensor> hosts;
+  std::map<std::string, std::vector<Segment>> plan;
+  std::map<std::string, st::Header> headers;
+  struct Later {
+    size_t piece;
+    int64_t a, b;
+  };
+  std::vector<Later> later;
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    const Piece& p = pieces[i];
+    hosts.push_back(Tensor::empty({p.end - p.begin}, DType::f32));
+    for (const auto& sh : impl_->manifest.tensors.at(p.name).shards) {
+      const int64_t a = std::max(p.begin, sh.begin), b = std::min(p.end, sh.end);
+      if (b <= a) continue;
+      if (impl_->open.count(sh.file) != 0) {
+        later.push_back({i, a, b});
+        continue;
+      }
+      const std::string path = dir_ + "/" + sh.file;
+      auto h = headers.find(sh.file);
+      if (h == headers.end()) h = headers.emplace(sh.file, st::read_header(path, key_)).first;
+      const st::Entry* e = h->second.find(p.name);
+      DTRAIN_CHECK(e != nullptr, "checkpoint file ", path, " lacks tensor '", p.name,
+                   "' that the manifest places there");
+      DTRAIN_CHECK(e->dtype == "F32" && e->end - e->begin == static_cast<uint64_t>(sh.end - sh.begin) * 4,
+                   "checkpoint file ", path, ": tensor '", p.name, "' has dtype ", e->dtype, " and ", e->end - e->begin,
+                   " bytes, the manifest expects F32 with ", (sh.end - sh.begin) * 4);
+      plan[sh.file].push_back({h->second.data_start + e->begin + static_cast<uint64_t>(a - sh.begin) * 4,
+                               static_cast<size_t>(b - a) * 4,
+                               static_cast<char*>(hosts[i].data_ptr()) + (a - p.begin) * 4});
+    }
+  }
+  std::vector<char> buf(4 << 20);
+  for (auto& [file, segments] : plan) {
+    const std::string path = dir_ + "/" + file;
+    const auto& info = impl_->manifest.files.at(file);
+    io::InFile f(path, key_);
+    DTRAIN_CHECK(f.size() == info.bytes, "checkpoint file ", path, " is ",
+                 f.size() < info.bytes ? "truncated" : "too long", ": ", f.size(), " bytes, the manifest records ",
+                 info.bytes, " (restore it or use another checkpoint)");
+    std::sort(segments.begin(), segments.end(), [](const Segment& x, const Segment& y) { return x.offset < y.offset; });
+    io::Hasher hash;
+    size_t first = 0;
+    for (uint64_t off = 0; off < f.size();) {
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), f.size() - off));
+      f.read_at(off, buf.data(), n);
+      hash.update(buf.data(), n);
+      while (first < segments.size() && segments[first].offset + segments[first].bytes <= off) ++first;
+      for (size_t k = first; k < segments.size() && segments[k].offset < off + n; ++k) {
+        const Segment& sg = segments[k];
+        const uint64_t lo = std::max(off, sg.offset), hi = std::min(off + n, sg.offset + sg.bytes);
+        if (hi > lo) std::memcpy(sg.dst + (lo - sg.offset), buf.data() + (lo - off), static_cast<size_t>(hi - lo));
+      }
+      off += n;
+    }
+    DTRAIN_CHECK(hash.hex() == info.blake2b, "checkpoint file ", path,
+                 " fails its checksum (BLAKE2b differs from the manifest): the file is corrupted or was modified; "
+                 "restore it or use another checkpoint");
+    Impl::Open o;  // verified: later reads of this file skip the checksum
+    o.file = std::make_unique<io::InFile>(path, key_);
+    o.header = std::move(headers.at(file));
+    impl_->open.emplace(file, std::move(o));
+  }
+  for (const auto& l : later) {
+    Tensor part = hosts[l.piece].narrow(l.a - pieces[l.piece].begin, l.b - l.a);
+    read(pieces[l.piece].name, l.a, l.b, part);
+  }
+  // Everything read and verified: only now are the targets written.
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    Tensor dst = pieces[i].data;
+    dst.copy_(dst.is_cpu() ? hosts[i] : hosts[i].to(dst.device()));
   }
 }
 

@@ -1,7 +1,7 @@
 // Saving a checkpoint: every rank writes its pieces into one safetensors file
-// inside a temporary directory, the ranks agree that all writes succeeded,
-// and rank 0 merges the per-rank indexes into manifest.json, renames the
-// directory into place and updates `latest` last (see dtrain/checkpoint.h).
+// inside a temporary directory (on a background thread from a host snapshot,
+// or directly), the ranks agree that all writes succeeded, and rank 0 merges the per-rank indexes into manifest.json,
+// renames the directory into place and updates `latest` last (see dtrain/checkpoint.h).
 #include <signal.h>
 
 #include <algorithm>
@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "checkpoint/file_io.h"
 #include "checkpoint/layout.h"
@@ -168,19 +169,20 @@ void publish(const std::string& root, const std::string& tmp, const std::string&
 
 }  // namespace
 
-std::string save(const std::string& root, const Meta& meta, const std::vector<Piece>& pieces, comm::Communicator* comm,
-                 const SaveOptions& options) {
-  const int rank = comm != nullptr ? comm->rank() : 0;
-  const int world = comm != nullptr ? comm->size() : 1;
-  DTRAIN_CHECK(meta.world_size == world, "checkpoint::save: meta.world_size ", meta.world_size,
-               " differs from the communicator's ", world);
-  const std::string name = layout::step_dir_name(meta.step);
-  const std::string final_dir = root + "/" + name;
-  const std::string tmp = root + "/" + layout::kTmpPrefix + name;
-
-  bool failed = false;
+struct PendingSave::Impl {
+  std::string root, final_dir, tmp;
+  Meta meta;
+  std::vector<Piece> pieces;
+  comm::Communicator* comm = nullptr;
+  SaveOptions options;
+  int rank = 0, world = 1;
+  bool failed = false, done = false;
   std::string message;
-  auto attempt = [&](const auto& fn) {
+  std::thread writer;
+  std::string writer_error;
+
+  template <typename Fn>
+  void attempt(const Fn& fn) {
     if (failed) return;
     try {
       fn();
@@ -189,23 +191,86 @@ std::string save(const std::string& root, const Meta& meta, const std::vector<Pi
       message =
           std::string("checkpoint save to ") + final_dir + " failed on rank " + std::to_string(rank) + ": " + e.what();
     }
-  };
-  if (rank == 0) {
-    attempt([&] {
+  }
+  void write() {
+    try {
+      write_rank_file(tmp, rank, pieces, options.key);
+      maybe_die_mid_save(rank, meta.step);
+    } catch (const std::exception& e) {
+      writer_error = e.what();
+    }
+  }
+};
+
+PendingSave::PendingSave(const std::string& root, const Meta& meta, const std::vector<Piece>& pieces,
+                         comm::Communicator* comm, const SaveOptions& options, bool background)
+    : impl_(std::make_unique<Impl>()) {
+  Impl& d = *impl_;
+  d.rank = comm != nullptr ? comm->rank() : 0;
+  d.world = comm != nullptr ? comm->size() : 1;
+  DTRAIN_CHECK(meta.world_size == d.world, "checkpoint::save: meta.world_size ", meta.world_size,
+               " differs from the communicator's ", d.world);
+  d.root = root;
+  d.final_dir = root + "/" + layout::step_dir_name(meta.step);
+  d.tmp = root + "/" + layout::kTmpPrefix + layout::step_dir_name(meta.step);
+  d.meta = meta;
+  d.comm = comm;
+  d.options = options;
+  if (d.rank == 0) {
+    d.attempt([&] {
       fs::create_directories(root);
-      fs::remove_all(tmp);
-      fs::create_directory(tmp);
+      fs::remove_all(d.tmp);
+      fs::create_directory(d.tmp);
     });
   }
-  agree(comm, failed, message, "creating the directory");
-  attempt([&] { write_rank_file(tmp, rank, pieces, options.key); });
-  if (!failed) maybe_die_mid_save(rank, meta.step);
-  agree(comm, failed, message, "writing shards");
-  if (rank == 0) {
-    attempt([&] { publish(root, tmp, final_dir, merge_indexes(tmp, world, meta, options.key), world, options); });
+  agree(comm, d.failed, d.message, "creating the directory");
+  if (!background) {  // written from the live tensors in finish()
+    d.pieces = pieces;
+    return;
   }
-  agree(comm, failed, message, "publishing the checkpoint");
-  return final_dir;
+  d.pieces.reserve(pieces.size());
+  for (const auto& p : pieces) {  // the snapshot: training may change the live tensors from here on
+    Piece copy = p;
+    copy.data = p.data.is_cpu() ? p.data.clone() : p.data.to(Device::cpu());
+    d.pieces.push_back(std::move(copy));
+  }
+  d.writer = std::thread([&d] { d.write(); });
+}
+
+PendingSave::~PendingSave() {
+  if (impl_ && impl_->writer.joinable()) impl_->writer.join();
+}
+
+bool PendingSave::finished() const {
+  return impl_->done;
+}
+
+std::string PendingSave::finish() {
+  Impl& d = *impl_;
+  DTRAIN_CHECK(!d.done, "PendingSave::finish called twice");
+  d.done = true;
+  if (d.writer.joinable()) {
+    d.writer.join();
+  } else {
+    d.write();
+  }
+  if (!d.writer_error.empty()) {
+    d.attempt([&] { throw Error(d.writer_error); });
+  }
+  agree(d.comm, d.failed, d.message, "writing shards");
+  if (d.rank == 0) {
+    d.attempt([&] {
+      publish(d.root, d.tmp, d.final_dir, merge_indexes(d.tmp, d.world, d.meta, d.options.key), d.world, d.options);
+    });
+  }
+  agree(d.comm, d.failed, d.message, "publishing the checkpoint");
+  return d.final_dir;
+}
+
+std::string save(const std::string& root, const Meta& meta, const std::vector<Piece>& pieces, comm::Communicator* comm,
+                 const SaveOptions& options) {
+  PendingSave pending(root, meta, pieces, comm, options, /*background=*/false);
+  return pending.finish();
 }
 
 }  // namespace dtrain::checkpoint

@@ -39,17 +39,22 @@ struct TempDir {
   }
 };
 
-// train_gpt at `world` ranks (1: no launcher) with kTiny + args.
-ProcessResult train(int world, const std::vector<std::string>& args, const Env& extra = {}) {
+// train_gpt at `world` ranks (1: no launcher) with exactly `args`.
+ProcessResult train_raw(int world, const std::vector<std::string>& args, const Env& extra = {}) {
   std::vector<std::string> argv;
   if (world > 1) argv = {DTRAIN_RUN, "--nproc-per-node", std::to_string(world)};
   argv.push_back(DTRAIN_TRAIN_GPT);
-  argv.insert(argv.end(), kTiny.begin(), kTiny.end());
   argv.insert(argv.end(), args.begin(), args.end());
   Env env = {{"OMP_NUM_THREADS", "1"}, {"DTRAIN_TIMEOUT_S", "30"}, {"WORLD_SIZE", "<unset>"}};
   for (const auto& [k, v] : extra) env[k] = v;
   Process p(argv, env);
   return p.wait(std::chrono::seconds(120));
+}
+
+ProcessResult train(int world, const std::vector<std::string>& args, const Env& extra = {}) {
+  std::vector<std::string> all = kTiny;
+  all.insert(all.end(), args.begin(), args.end());
+  return train_raw(world, all, extra);
 }
 
 // ckpt_worker resave at `world` ranks and ZeRO `stage`.
@@ -199,4 +204,119 @@ TEST_CASE("train_gpt with DTRAIN_CHECKPOINT_KEY saves encrypted and resumes only
   INFO(good.output);
   CHECK(good.exit_code == 0);
   CHECK(good.output.find("resume: loaded " + dir + "/step-00000005") != std::string::npos);
+}
+
+namespace {
+// kTiny with --steps replaced.
+std::vector<std::string> tiny_steps(const std::string& steps, const std::vector<std::string>& more) {
+  std::vector<std::string> args = kTiny;
+  for (size_t i = 0; i + 1 < args.size(); ++i) {
+    if (args[i] == "--steps") args[i + 1] = steps;
+  }
+  args.insert(args.end(), more.begin(), more.end());
+  return args;
+}
+
+// The ranks of a train_gpt job started directly (no launcher), so each has its own pid.
+std::vector<std::unique_ptr<Process>> start_train_ranks(int world, const std::vector<std::string>& args) {
+  const int port = comm::net::pick_free_port();
+  std::vector<std::unique_ptr<Process>> ranks;
+  for (int r = 0; r < world; ++r) {
+    Env env = job_env(r, world, port);
+    env["DTRAIN_TIMEOUT_S"] = "10";
+    std::vector<std::string> argv = {DTRAIN_TRAIN_GPT};
+    argv.insert(argv.end(), args.begin(), args.end());
+    ranks.push_back(std::make_unique<Process>(argv, env));
+  }
+  return ranks;
+}
+}  // namespace
+
+TEST_CASE("SIGTERM (a preemption notice) saves an emergency checkpoint and stops", "[checkpoint]") {
+  TempDir d;
+  const std::string dir = d.path + "/ck";
+  auto ranks = start_train_ranks(2, tiny_steps("100000", {"--zero", "1", "--checkpoint-dir", dir}));
+  REQUIRE(ranks[0]->wait_for_output("step     3/", std::chrono::seconds(60)));
+  for (auto& r : ranks) ::kill(r->pid(), SIGTERM);
+  const auto results = wait_all(ranks, std::chrono::seconds(60));
+  INFO(results[0].output);
+  for (const auto& r : results) CHECK(r.exit_code == 0);
+  CHECK(results[0].output.find("SIGTERM: emergency checkpoint saved after step") != std::string::npos);
+  const std::string latest = checkpoint::find_latest(dir);
+  REQUIRE_FALSE(latest.empty());
+  checkpoint::Reader r(latest);
+  r.verify_all();
+  CHECK(r.meta().step >= 3);
+}
+
+TEST_CASE("kill -9 of one rank of 4: the others fail within the timeout, --resume continues from the last checkpoint",
+          "[checkpoint]") {
+  TempDir d;
+  const std::string dir = d.path + "/ck";
+  auto ranks =
+      start_train_ranks(4, tiny_steps("100000", {"--zero", "2", "--checkpoint-dir", dir, "--checkpoint-every", "5"}));
+  REQUIRE(ranks[0]->wait_for_output("step-00000005", std::chrono::seconds(60)));
+  ::kill(ranks[2]->pid(), SIGKILL);
+  const auto results = wait_all(ranks, std::chrono::seconds(60));
+  for (int r : {0, 1, 3}) {
+    INFO("rank " << r << ": "
+                 << results[static_cast<size_t>(r)].output.substr(results[static_cast<size_t>(r)].output.size() > 1500
+                                                                      ? results[static_cast<size_t>(r)].output.size() -
+                                                                            1500
+                                                                      : 0));
+    CHECK(results[static_cast<size_t>(r)].exit_code != 0);
+    CHECK_FALSE(results[static_cast<size_t>(r)].timed_out);
+    CHECK(results[static_cast<size_t>(r)].seconds < 45);
+    CHECK(results[static_cast<size_t>(r)].output.find("rank 2") != std::string::npos);  // the dead rank is named
+  }
+  const std::string latest = checkpoint::find_latest(dir);
+  REQUIRE_FALSE(latest.empty());
+  const int64_t saved = checkpoint::Reader(latest).meta().step;
+  CHECK(saved >= 5);
+  const auto again =
+      train_raw(4, tiny_steps(std::to_string(saved + 2), {"--zero", "2", "--checkpoint-dir", dir, "--resume"}));
+  INFO(again.output);
+  CHECK(again.exit_code == 0);
+  CHECK(again.output.find("resume: loaded " + latest) != std::string::npos);
+}
+
+TEST_CASE("dtrain-ckpt verifies and exports; train_gpt --init-from starts from the exported weights", "[checkpoint]") {
+  TempDir d;
+  const std::string a = d.path + "/a", b = d.path + "/b", hf = d.path + "/gpt2.safetensors";
+  const auto s = train(1, {"--checkpoint-dir", a, "--checkpoint-every", "10", "--stop-at", "10"});
+  INFO(s.output);
+  REQUIRE(s.exit_code == 0);
+  auto tool = [](const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {DTRAIN_CKPT};
+    argv.insert(argv.end(), args.begin(), args.end());
+    Process p(argv, {});
+    return p.wait(std::chrono::seconds(60));
+  };
+  const auto info = tool({"info", a});
+  CHECK(info.exit_code == 0);
+  CHECK(info.output.find("step 10, saved by 1 rank(s) at ZeRO stage 0") != std::string::npos);
+  CHECK(tool({"verify", a}).exit_code == 0);
+  const auto ex = tool({"export", a, hf});
+  INFO(ex.output);
+  REQUIRE(ex.exit_code == 0);
+  // lr 0: the first step changes nothing, so the step-1 checkpoint holds the imported weights.
+  const auto init = train(1, {"--init-from", hf, "--lr", "0", "--checkpoint-dir", b, "--stop-at", "1"});
+  INFO(init.output);
+  REQUIRE(init.exit_code == 0);
+  checkpoint::Reader ra(a + "/step-00000010"), rb(b + "/step-00000001");
+  for (const auto& n : ra.tensor_names()) {
+    if (n.find(".exp_avg") != std::string::npos) continue;
+    INFO(n);
+    CHECK_CLOSE(rb.read_full(n), ra.read_full(n), 0.0);
+  }
+  // A damaged file: verify exits 1 naming it.
+  const std::string file = a + "/step-00000010/rank-00000.safetensors";
+  {
+    std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(200);
+    f.put('\x7f');
+  }
+  const auto bad = tool({"verify", a});
+  CHECK(bad.exit_code == 1);
+  CHECK(bad.output.find(file) != std::string::npos);
 }
