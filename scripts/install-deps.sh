@@ -7,6 +7,7 @@ packages=(
   libeigen3-dev libopenblas-dev libgloo-dev libsodium-dev
   nlohmann-json3-dev libcli11-dev catch2 pybind11-dev
   clang-14 libclang-rt-14-dev clang-format clang-tidy iproute2 procps python3
+  python3-venv python3-dev libdlpack-dev
 )
 missing=()
 for p in "${packages[@]}"; do

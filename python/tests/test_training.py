@@ -93,7 +93,8 @@ def test_shards_and_bytes(tmp_path):
 
 def test_addition_dataset():
     ds = dtrain.data.AdditionDataset(2)
-    assert ds.problem_text(7, 58) == "07+58=065\n" and ds.line_length == 10
+    # Sums are written least significant digit first: 65 -> "065" -> "560".
+    assert ds.problem_text(7, 58) == "07+58=560\n" and ds.line_length == 10
     pairs = ds.held_out(5, 1)
     assert all(ds.is_held_out(a, b) for a, b in pairs)
     perfect = ds.evaluate(pairs, lambda prompts, n: [
