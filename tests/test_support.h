@@ -34,16 +34,4 @@ inline Tensor random_tensor(const Shape& shape, uint32_t seed, float lo = -1.0f,
   return t;
 }
 
-// max |a - b| / max(1, max |b|): the normalised error used across the suite.
-inline double normalized_error(const Tensor& a, const Tensor& b) {
-  const auto va = a.to_vector();
-  const auto vb = b.to_vector();
-  double max_diff = 0.0, max_ref = 1.0;
-  for (size_t i = 0; i < va.size() && i < vb.size(); ++i) {
-    max_diff = std::fmax(max_diff, std::fabs(static_cast<double>(va[i]) - vb[i]));
-    max_ref = std::fmax(max_ref, std::fabs(static_cast<double>(vb[i])));
-  }
-  return va.size() == vb.size() ? max_diff / max_ref : INFINITY;
-}
-
 }  // namespace dtrain::testing

@@ -149,7 +149,7 @@ void bench_gemm(Bench& b, cublasHandle_t handle, int64_t M, int64_t N, int64_t K
           {"cublas_ms", base},
           {"cublas_tflops", tf_base},
           {"ratio", tf / tf_base}},
-         "gemm      " + std::string(dtype_name(dt)) + " " + shape + ": " + std::to_string(tf) +
+         "gemm      " + std::string(dtype_name(dt)) + " " + shape + ": dtrain (calls cuBLASLt) " + std::to_string(tf) +
              " TFLOP/s, cublasGemmEx " + std::to_string(tf_base) + " (ratio " + std::to_string(tf / tf_base) + ")");
   if (M == 8192 && N == 8192 && K == 8192 && dt == DType::bf16) {
     summary["gemm_8192_bf16_ratio"] = tf / tf_base;
@@ -256,6 +256,13 @@ void bench_attention(Bench& b, json& summary) {
       const double f = b.time_ms([&] { ops::attention(out, lse, qkv, NH); });
       const double bw = b.time_ms([&] { ops::attention_backward(dqkv, dout, qkv, out, lse, NH); });
       const double tf = fwd_flops / (f * 1e9), tb = 2.5 * fwd_flops / (bw * 1e9);
+      // The ratio that matters: attention is GEMM-shaped work, so it is put
+      // next to the best bf16 GEMM of this run (0 when GEMMs were not run).
+      const double gemm_best = summary.value("gemm_bf16_best_tflops", 0.0);
+      const std::string how =
+          std::string(impl) == "matmul" ? "cuBLAS batched GEMMs + dtrain softmax kernel" : "dtrain kernel, CUDA cores";
+      const std::string vs_gemm =
+          gemm_best > 0 ? ", fwd " + std::to_string(100.0 * tf / gemm_best) + "% of the run's best bf16 GEMM" : "";
       b.emit({{"bench", "attention"},
               {"impl", impl},
               {"B", B},
@@ -266,9 +273,11 @@ void bench_attention(Bench& b, json& summary) {
               {"fwd_ms", f},
               {"fwd_tflops", tf},
               {"bwd_ms", bw},
-              {"bwd_tflops", tb}},
-             "attention " + std::string(impl) + " B=" + std::to_string(B) + " T=" + std::to_string(T) + ": fwd " +
-                 std::to_string(tf) + " TFLOP/s, bwd " + std::to_string(tb) + " TFLOP/s");
+              {"bwd_tflops", tb},
+              {"implementation", how},
+              {"fwd_ratio_gemm", gemm_best > 0 ? tf / gemm_best : 0.0}},
+             "attention " + std::string(impl) + " (" + how + ") B=" + std::to_string(B) + " T=" + std::to_string(T) +
+                 ": fwd " + std::to_string(tf) + " TFLOP/s, bwd " + std::to_string(tb) + " TFLOP/s" + vs_gemm);
       summary["attention_" + std::string(impl) + "_T" + std::to_string(T) + "_fwd_tflops"] = tf;
     }
     ::unsetenv("DTRAIN_ATTENTION");

@@ -37,7 +37,9 @@ std::string AdditionDataset::prompt_text(int64_t a, int64_t b) const {
 }
 
 std::string AdditionDataset::answer_text(int64_t a, int64_t b) const {
-  return padded(a + b, digits_ + 1);
+  std::string sum = padded(a + b, digits_ + 1);
+  std::reverse(sum.begin(), sum.end());  // least significant digit first (header)
+  return sum;
 }
 
 std::string AdditionDataset::problem_text(int64_t a, int64_t b) const {

@@ -63,7 +63,8 @@ double tolerance(DType dtype) {
 
 void expect_near(double got, double want, DType dtype, const std::string& what) {
   ++g_checks;
-  if (std::fabs(got - want) > tolerance(dtype) * std::max(1.0, std::fabs(want))) {
+  // Written as "not within" so that a NaN result counts as a mismatch.
+  if (!(std::fabs(got - want) <= tolerance(dtype) * std::max(1.0, std::fabs(want)))) {
     if (++g_failures <= 20) std::printf("MISMATCH %s: got %g want %g\n", what.c_str(), got, want);
   }
 }

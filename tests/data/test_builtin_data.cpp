@@ -1,4 +1,5 @@
 // The built-in additions dataset.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <sstream>
 
@@ -17,9 +18,10 @@ std::string as_text(const std::vector<uint16_t>& t) {
 
 TEST_CASE("additions are deterministic, correct, and never train on held-out pairs", "[data][builtin]") {
   const data::AdditionDataset ds(2);
-  CHECK(ds.problem_text(12, 34) == "12+34=046\n");
-  CHECK(ds.problem_text(7, 95) == "07+95=102\n");
-  CHECK(data::AdditionDataset(3).problem_text(12, 345) == "012+345=0357\n");
+  // Sums are written least significant digit first: 46 -> "046" -> "640".
+  CHECK(ds.problem_text(12, 34) == "12+34=640\n");
+  CHECK(ds.problem_text(7, 95) == "07+95=201\n");
+  CHECK(data::AdditionDataset(3).problem_text(12, 345) == "012+345=7530\n");
   const auto a = ds.train_tokens(3000, 5);
   CHECK(a == ds.train_tokens(3000, 5));
   CHECK(a != ds.train_tokens(3000, 6));
@@ -31,7 +33,9 @@ TEST_CASE("additions are deterministic, correct, and never train on held-out pai
     REQUIRE(plus != std::string::npos);
     REQUIRE(eq != std::string::npos);
     const int64_t x = std::stoll(line.substr(0, plus)), y = std::stoll(line.substr(plus + 1, eq - plus - 1));
-    CHECK(std::stoll(line.substr(eq + 1)) == x + y);
+    std::string sum = line.substr(eq + 1);
+    std::reverse(sum.begin(), sum.end());
+    CHECK(std::stoll(sum) == x + y);
     CHECK(x < 100);
     held += ds.is_held_out(x, y);
     ++n;

@@ -35,11 +35,13 @@ TEST_CASE("streams: CPU streams and events are no-ops", "[stream]") {
   CHECK_THROWS_WITH(e.elapsed_ms(e), Catch::Contains("enable_timing"));
 }
 
-TEST_CASE("streams: a CUDA stream without a usable GPU is an Error", "[stream]") {
-  if (cuda_device_count() > 0) return;  // covered by the GPU cases below
-  CHECK_THROWS_AS(Stream::compute(Device::cuda(0)), Error);
-  CHECK_THROWS_AS(current_stream(Device::cuda(0)), Error);
-  CHECK_THROWS_AS(Stream::side(Device::cuda(0)), Error);
+TEST_CASE("streams: a CUDA stream on a device that is not there is an Error naming it", "[stream]") {
+  // cuda:N with N = the number of visible devices: cuda:0 on a machine
+  // without a GPU, the first missing index on one with GPUs.
+  const Device missing = Device::cuda(cuda_device_count());
+  CHECK_THROWS_WITH(Stream::compute(missing), Catch::Contains(missing.str() + " requested"));
+  CHECK_THROWS_AS(current_stream(missing), Error);
+  CHECK_THROWS_AS(Stream::side(missing), Error);
 }
 
 #ifdef DTRAIN_WITH_CUDA

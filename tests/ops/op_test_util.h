@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "check_close.h"
 #include "dtrain/ops.h"
 #include "dtrain/tensor.h"
 #include "ops/cpu/isa.h"
@@ -44,17 +45,6 @@ inline Vec random_vec(size_t n, uint32_t seed, double lo = -1.0, double hi = 1.0
   Vec v(n);
   for (double& x : v) x = static_cast<float>(dist(rng));  // representable in f32
   return v;
-}
-
-// max |a - b| / max(1, max |b|): the error measure of every comparison here.
-inline double scaled_error(const Vec& a, const Vec& b) {
-  if (a.size() != b.size()) return INFINITY;
-  double diff = 0.0, ref = 1.0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    diff = std::max(diff, std::fabs(a[i] - b[i]));
-    ref = std::max(ref, std::fabs(b[i]));
-  }
-  return diff / ref;
 }
 
 inline Vec sub(const Vec& a, const Vec& b) {

@@ -54,9 +54,9 @@ TEST_CASE("adamw_step matches the formula over several tensors and steps", "[ops
   }
   for (size_t i = 0; i < ts.size(); ++i) {
     CAPTURE(i);
-    CHECK(scaled_error(to_vec(ts[i].param), refs[i].p) < 1e-6);
-    CHECK(scaled_error(to_vec(ts[i].exp_avg), refs[i].m) < 1e-6);
-    CHECK(scaled_error(to_vec(ts[i].exp_avg_sq), refs[i].v) < 1e-6);
+    CHECK_CLOSE(to_vec(ts[i].param), refs[i].p, 1e-6);
+    CHECK_CLOSE(to_vec(ts[i].exp_avg), refs[i].m, 1e-6);
+    CHECK_CLOSE(to_vec(ts[i].exp_avg_sq), refs[i].v, 1e-6);
     if (ts[i].param_copy.defined()) {
       const float* p = ts[i].param.data<float>();
       const auto* c = static_cast<const uint16_t*>(ts[i].param_copy.data_ptr());
@@ -81,7 +81,7 @@ TEST_CASE("adamw_step takes bf16 gradients", "[ops][adamw]") {
   ops::adamw_step(ts, cfg);
   RefState ref{p, Vec(n, 0.0), Vec(n, 0.0)};
   ref_adamw(ref, to_vec(t.grad), cfg, 0.01);
-  CHECK(scaled_error(to_vec(t.param), ref.p) < 1e-6);
+  CHECK_CLOSE(to_vec(t.param), ref.p, 1e-6);
 }
 
 TEST_CASE("adamw_step validates its arguments", "[ops][adamw][validation]") {

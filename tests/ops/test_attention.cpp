@@ -53,8 +53,8 @@ TEST_CASE("attention forward matches a naive loop, lse included", "[ops][attenti
     ops::attention(out, lse, from_vec(qkv, {d.b, d.t, 3 * d.c}), d.nh);
     Vec rl;
     const Vec ref = ref_attention(qkv, d, &rl);
-    CHECK(scaled_error(to_vec(out), ref) < 1e-5);
-    CHECK(scaled_error(to_vec(lse), rl) < 1e-5);
+    CHECK_CLOSE(to_vec(out), ref, 1e-5);
+    CHECK_CLOSE(to_vec(lse), rl, 1e-5);
   }
 }
 
@@ -73,7 +73,7 @@ TEST_CASE("attention_backward matches finite differences and accumulates", "[ops
     Tensor dqkv = from_vec(dqkv0, qs);
     ops::attention_backward(dqkv, from_vec(dout, os), qt, out, lse, d.nh);
     const Vec fd = fd_grad([&](const Vec& v) { return ref_attention(v, d); }, qkv, dout);
-    CHECK(scaled_error(sub(to_vec(dqkv), dqkv0), fd) < 1e-4);
+    CHECK_CLOSE(sub(to_vec(dqkv), dqkv0), fd, 1e-4);
   }
 }
 
@@ -83,7 +83,7 @@ TEST_CASE("attention runs the threaded path on a longer sequence", "[ops][attent
   Tensor out = Tensor::empty({d.b, d.t, d.c}), lse = Tensor::empty({d.b, d.nh, d.t});
   const Tensor qt = from_vec(qkv, {d.b, d.t, 3 * d.c});
   ops::attention(out, lse, qt, d.nh);
-  CHECK(scaled_error(to_vec(out), ref_attention(qkv, d)) < 1e-5);
+  CHECK_CLOSE(to_vec(out), ref_attention(qkv, d), 1e-5);
   // Backward with dout = one-hot on a single output element gives that element's gradient:
   // check a few of its entries (q, k, v, and one from the other batch) by central differences.
   Tensor dout = Tensor::zeros({d.b, d.t, d.c});

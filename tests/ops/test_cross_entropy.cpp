@@ -39,13 +39,13 @@ TEST_CASE("softmax_cross_entropy losses and gradient match a reference", "[ops][
         if (n > 2) targets[1] = -100;  // an ignored row
         Tensor losses = Tensor::full({n}, NAN), dlogits = Tensor::full({n, v}, NAN);
         ops::softmax_cross_entropy(losses, dlogits, from_vec(logits, {n, v}), targets_tensor(targets), grad_scale);
-        CHECK(scaled_error(to_vec(losses), ref_losses(logits, targets, v, -100)) < 1e-5);
+        CHECK_CLOSE(to_vec(losses), ref_losses(logits, targets, v, -100), 1e-5);
         // d(sum_r losses[r] * grad_scale) / d logits
         if (n * v <= 200) {
           const Vec w(static_cast<size_t>(n), grad_scale);
           // v by copy: C++17 lambdas cannot capture a structured binding (clang rejects it).
           const Vec fd = fd_grad([&, v = v](const Vec& x) { return ref_losses(x, targets, v, -100); }, logits, w);
-          CHECK(scaled_error(to_vec(dlogits), fd) < 1e-5);
+          CHECK_CLOSE(to_vec(dlogits), fd, 1e-5);
         } else {
           // Analytic reference: (softmax - onehot) * grad_scale, 0 on ignored rows.
           Vec ref(logits.size(), 0.0);
@@ -57,18 +57,18 @@ TEST_CASE("softmax_cross_entropy losses and gradient match a reference", "[ops][
             for (int64_t i = 0; i < v; ++i) ref[r * v + i] = std::exp(logits[r * v + i] - mx) / sum * grad_scale;
             ref[r * v + targets[r]] -= grad_scale;
           }
-          CHECK(scaled_error(to_vec(dlogits), ref) < 1e-6);
+          CHECK_CLOSE(to_vec(dlogits), ref, 1e-6);
         }
         // dlogits written in place over logits gives the same result.
         Tensor inplace = from_vec(logits, {n, v});
         Tensor losses2 = Tensor::empty({n});
         ops::softmax_cross_entropy(losses2, inplace, inplace, targets_tensor(targets), grad_scale);
-        CHECK(scaled_error(to_vec(inplace), to_vec(dlogits)) == 0.0);
-        CHECK(scaled_error(to_vec(losses2), to_vec(losses)) == 0.0);
+        CHECK_CLOSE(to_vec(inplace), to_vec(dlogits), 0.0);
+        CHECK_CLOSE(to_vec(losses2), to_vec(losses), 0.0);
         // Losses only.
         Tensor none, losses3 = Tensor::empty({n});
         ops::softmax_cross_entropy(losses3, none, from_vec(logits, {n, v}), targets_tensor(targets), grad_scale);
-        CHECK(scaled_error(to_vec(losses3), to_vec(losses)) == 0.0);
+        CHECK_CLOSE(to_vec(losses3), to_vec(losses), 0.0);
       }
     }
 }

@@ -17,19 +17,19 @@ TEST_CASE("add, add_ and scale match direct loops, in place included", "[ops][el
     }
     Tensor out = Tensor::full({n}, NAN);
     ops::add(out, from_vec(a, {n}), from_vec(b, {n}));
-    CHECK(scaled_error(to_vec(out), sum) == 0.0);
+    CHECK_CLOSE(to_vec(out), sum, 0.0);
     Tensor ia = from_vec(a, {n});
     ops::add(ia, ia, from_vec(b, {n}));
-    CHECK(scaled_error(to_vec(ia), sum) == 0.0);
+    CHECK_CLOSE(to_vec(ia), sum, 0.0);
     Tensor y = from_vec(a, {n});
     ops::add_(y, from_vec(b, {n}), 0.5f);
-    CHECK(scaled_error(to_vec(y), axpy) < 1e-7);
+    CHECK_CLOSE(to_vec(y), axpy, 1e-7);
     Tensor s = Tensor::full({n}, NAN);
     ops::scale(s, from_vec(a, {n}), -3.0f);
-    CHECK(scaled_error(to_vec(s), scaled) < 1e-7);
+    CHECK_CLOSE(to_vec(s), scaled, 1e-7);
     Tensor si = from_vec(a, {n});
     ops::scale(si, si, -3.0f);
-    CHECK(scaled_error(to_vec(si), scaled) < 1e-7);
+    CHECK_CLOSE(to_vec(si), scaled, 1e-7);
   }
 }
 

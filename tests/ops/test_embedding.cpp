@@ -30,7 +30,7 @@ TEST_CASE("embedding forward matches a naive loop", "[ops][embedding]") {
     Vec ref(static_cast<size_t>(k.b * k.t * k.c));
     for (int64_t bt = 0; bt < k.b * k.t; ++bt)
       for (int64_t i = 0; i < k.c; ++i) ref[bt * k.c + i] = wte[toks[bt] * k.c + i] + wpe[(bt % k.t) * k.c + i];
-    CHECK(scaled_error(to_vec(out), ref) < 1e-6);
+    CHECK_CLOSE(to_vec(out), ref, 1e-6);
   }
 }
 
@@ -58,12 +58,12 @@ TEST_CASE("embedding_backward accumulates every repeated token (no lost updates)
         rpe[(bt % k.t) * k.c + i] += dout[bt * k.c + i];
       }
     }
-    CHECK(scaled_error(to_vec(dwte), rte) < 1e-5);
-    CHECK(scaled_error(to_vec(dwpe), rpe) < 1e-5);
+    CHECK_CLOSE(to_vec(dwte), rte, 1e-5);
+    CHECK_CLOSE(to_vec(dwpe), rpe, 1e-5);
     // Either table may be skipped.
     Tensor none, only_pe = from_vec(dwpe0, {k.t + 2, k.c});
     ops::embedding_backward(none, only_pe, from_vec(dout, {k.b, k.t, k.c}), tokens_tensor(toks, k.b, k.t));
-    CHECK(scaled_error(to_vec(only_pe), rpe) < 1e-5);
+    CHECK_CLOSE(to_vec(only_pe), rpe, 1e-5);
   }
 }
 

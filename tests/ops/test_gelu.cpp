@@ -22,11 +22,11 @@ TEST_CASE("gelu forward matches the tanh formula", "[ops][gelu]") {
       const Vec x = random_vec(static_cast<size_t>(n), static_cast<uint32_t>(n), -6.0, 6.0);
       Tensor out = Tensor::full({n}, NAN);
       ops::gelu(out, from_vec(x, {n}));
-      CHECK(scaled_error(to_vec(out), ref_gelu(x)) < 2e-6);
+      CHECK_CLOSE(to_vec(out), ref_gelu(x), 2e-6);
       // In place.
       Tensor inplace = from_vec(x, {n});
       ops::gelu(inplace, inplace);
-      CHECK(scaled_error(to_vec(inplace), ref_gelu(x)) < 2e-6);
+      CHECK_CLOSE(to_vec(inplace), ref_gelu(x), 2e-6);
     }
 }
 
@@ -47,14 +47,14 @@ TEST_CASE("gelu_backward matches finite differences and accumulates", "[ops][gel
         const Vec p = ref_gelu({x[i] + h}), m = ref_gelu({x[i] - h});
         fd[i] = dout[i] * (p[0] - m[0]) / (2 * h);
       }
-      CHECK(scaled_error(sub(to_vec(dx), dx0), fd) < 1e-5);
-      if (n < 100) CHECK(scaled_error(sub(to_vec(dx), dx0), fd_grad(ref_gelu, x, dout)) < 1e-5);
+      CHECK_CLOSE(sub(to_vec(dx), dx0), fd, 1e-5);
+      if (n < 100) CHECK_CLOSE(sub(to_vec(dx), dx0), fd_grad(ref_gelu, x, dout), 1e-5);
       // dx may be dout itself (in place on the incoming gradient).
       Tensor d = from_vec(dout, {n});
       ops::gelu_backward(d, d, from_vec(x, {n}));
       Vec expect(x.size());
       for (size_t i = 0; i < x.size(); ++i) expect[i] = dout[i] + fd[i];
-      CHECK(scaled_error(to_vec(d), expect) < 1e-5);
+      CHECK_CLOSE(to_vec(d), expect, 1e-5);
     }
 }
 
@@ -93,25 +93,42 @@ TEST_CASE("gelu validates its arguments", "[ops][gelu][validation]") {
       {"'dx'", "dtype"});
 }
 
-TEST_CASE("validation accepts bf16 on cuda and f32 only on cpu", "[ops][validation]") {
-  // Without CUDA compiled in, a call that passes validation reaches the CUDA
-  // dispatch, which throws "built without CUDA": that proves bf16 was accepted.
-  if (cuda_compiled()) {
-    // Not skip_test (which ends the whole binary): the rest of the suite still runs.
-    WARN("not checked in a CUDA build: fake cuda tensors must not reach real kernels");
-    return;
-  }
-  Tensor x = fake_cuda({4, 8}, DType::bf16), out = fake_cuda({4, 8}, DType::bf16);
-  check_error([&] { ops::gelu(out, x); }, {"without CUDA"});
-  Tensor w = fake_cuda({8}, DType::bf16), mean = fake_cuda({4}), rstd = fake_cuda({4});
-  Tensor ln_out = fake_cuda({4, 8}, DType::bf16);
-  check_error([&] { ops::layernorm(ln_out, mean, rstd, x, w, w); }, {"without CUDA"});
-  // ... but not mixed with f32 in one call.
+TEST_CASE("validation refuses mixed dtypes and integers on cuda", "[ops][validation]") {
+  // Refused in validation, before any backend: safe with fake tensors in every build.
+  Tensor out = fake_cuda({4, 8}, DType::bf16), x = fake_cuda({4, 8}, DType::bf16);
   Tensor f = fake_cuda({4, 8});
   check_error([&] { ops::gelu(f, x); }, {"'out'", "dtype", "bf16"});
   check_error([&] { ops::gelu(out, fake_cuda({4, 8}, DType::f16)); }, {"'out'", "dtype", "expected f16", "bf16"});
   Tensor i = fake_cuda({4, 8}, DType::i32);
   check_error([&] { ops::gelu(i, i); }, {"'x'", "f32, bf16 or f16 on cuda", "i32"});
+}
+
+TEST_CASE("validation accepts bf16 and f16 on cuda", "[ops][validation]") {
+  if (!cuda_compiled()) {
+    // The call passes validation and reaches the CUDA dispatch, which throws
+    // "built without CUDA": that proves bf16/f16 were accepted.
+    for (DType dt : {DType::bf16, DType::f16}) {
+      Tensor x = fake_cuda({4, 8}, dt), out = fake_cuda({4, 8}, dt);
+      check_error([&] { ops::gelu(out, x); }, {"without CUDA"});
+      Tensor w = fake_cuda({8}, dt), mean = fake_cuda({4}), rstd = fake_cuda({4});
+      Tensor ln_out = fake_cuda({4, 8}, dt);
+      check_error([&] { ops::layernorm(ln_out, mean, rstd, x, w, w); }, {"without CUDA"});
+    }
+    return;
+  }
+  // A CUDA build dispatches accepted calls to real kernels: real tensors only.
+  require_gpu_or_skip();
+  for (DType dt : {DType::bf16, DType::f16}) {
+    const Device gpu = Device::cuda(0);
+    Tensor x = Tensor::full({4, 8}, 0.5, dt, gpu), out = Tensor::empty({4, 8}, dt, gpu);
+    CHECK_NOTHROW(ops::gelu(out, x));
+    Tensor w = Tensor::full({8}, 1.0, dt, gpu), mean = Tensor::empty({4}, DType::f32, gpu);
+    Tensor rstd = Tensor::empty({4}, DType::f32, gpu), ln_out = Tensor::empty({4, 8}, dt, gpu);
+    CHECK_NOTHROW(ops::layernorm(ln_out, mean, rstd, x, w, w));
+    // gelu(0.5) = 0.3457 in the dtype's precision.
+    CHECK_CLOSE(out, std::vector<double>(32, 0.5 * 0.5 * (1 + std::tanh(0.7978845608 * (0.5 + 0.044715 * 0.125)))),
+                tolerance_for(dt, 0.0, 1e-2));
+  }
 }
 
 }  // namespace dtrain::testing

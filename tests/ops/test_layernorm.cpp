@@ -40,8 +40,8 @@ TEST_CASE("layernorm forward matches a naive loop", "[ops][layernorm]") {
                      1e-5f);
       Vec rm, rr;
       const Vec ref = ref_layernorm(x, w, b, rows, ch, 1e-5, &rm, &rr);
-      CHECK(scaled_error(to_vec(out), ref) < 1e-5);
-      CHECK(scaled_error(to_vec(mean), rm) < 1e-6);
+      CHECK_CLOSE(to_vec(out), ref, 1e-5);
+      CHECK_CLOSE(to_vec(mean), rm, 1e-6);
       // rstd can be large for ch = 1 (1/sqrt(eps)); compare relatively.
       const Vec got = to_vec(rstd);
       for (size_t i = 0; i < rr.size(); ++i) CHECK(std::fabs(got[i] - rr[i]) <= 1e-4 * rr[i]);
@@ -72,9 +72,9 @@ TEST_CASE("layernorm_backward matches finite differences and accumulates", "[ops
     const auto f = [&, ch = ch](const Vec& xv, const Vec& wv, const Vec& bv) {
       return ref_layernorm(xv, wv, bv, rows, ch, 1e-5);
     };
-    CHECK(scaled_error(sub(to_vec(dx), dx0), fd_grad([&](const Vec& v) { return f(v, w, b); }, x, dout)) < 1e-4);
-    CHECK(scaled_error(sub(to_vec(dw), dw0), fd_grad([&](const Vec& v) { return f(x, v, b); }, w, dout)) < 1e-5);
-    CHECK(scaled_error(sub(to_vec(db), db0), fd_grad([&](const Vec& v) { return f(x, w, v); }, b, dout)) < 1e-5);
+    CHECK_CLOSE(sub(to_vec(dx), dx0), fd_grad([&](const Vec& v) { return f(v, w, b); }, x, dout), 1e-4);
+    CHECK_CLOSE(sub(to_vec(dw), dw0), fd_grad([&](const Vec& v) { return f(x, v, b); }, w, dout), 1e-5);
+    CHECK_CLOSE(sub(to_vec(db), db0), fd_grad([&](const Vec& v) { return f(x, w, v); }, b, dout), 1e-5);
   }
 }
 
@@ -95,8 +95,8 @@ TEST_CASE("layernorm_backward reduces weight gradients across threads", "[ops][l
       rb[i] += dv[r * ch + i];
     }
   }
-  CHECK(scaled_error(to_vec(dw), rw) < 1e-5);
-  CHECK(scaled_error(to_vec(db), rb) < 1e-5);
+  CHECK_CLOSE(to_vec(dw), rw, 1e-5);
+  CHECK_CLOSE(to_vec(db), rb, 1e-5);
 }
 
 TEST_CASE("layernorm validates its arguments", "[ops][layernorm][validation]") {

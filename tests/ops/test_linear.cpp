@@ -37,7 +37,7 @@ TEST_CASE("linear forward matches a naive loop, with and without bias, over lead
       const Vec b = with_bias ? random_vec(static_cast<size_t>(c.oc), seed++) : Vec{};
       Tensor out = Tensor::full(os, NAN);
       ops::linear(out, from_vec(x, xs), from_vec(w, {c.oc, c.ic}), with_bias ? from_vec(b, {c.oc}) : Tensor());
-      CHECK(scaled_error(to_vec(out), ref_linear(x, w, b, rows, c.ic, c.oc)) < 1e-5);
+      CHECK_CLOSE(to_vec(out), ref_linear(x, w, b, rows, c.ic, c.oc), 1e-5);
     }
   }
 }
@@ -66,13 +66,13 @@ TEST_CASE("linear_backward matches finite differences and accumulates", "[ops][l
     const auto f = [&](const Vec& xv, const Vec& wv, const Vec& bv) {
       return ref_linear(xv, wv, bv, rows, c.ic, c.oc);
     };
-    CHECK(scaled_error(sub(to_vec(dx), dx0), fd_grad([&](const Vec& v) { return f(v, w, b); }, x, dout)) < 1e-5);
-    CHECK(scaled_error(sub(to_vec(dw), dw0), fd_grad([&](const Vec& v) { return f(x, v, b); }, w, dout)) < 1e-5);
-    CHECK(scaled_error(sub(to_vec(db), db0), fd_grad([&](const Vec& v) { return f(x, w, v); }, b, dout)) < 1e-5);
+    CHECK_CLOSE(sub(to_vec(dx), dx0), fd_grad([&](const Vec& v) { return f(v, w, b); }, x, dout), 1e-5);
+    CHECK_CLOSE(sub(to_vec(dw), dw0), fd_grad([&](const Vec& v) { return f(x, v, b); }, w, dout), 1e-5);
+    CHECK_CLOSE(sub(to_vec(db), db0), fd_grad([&](const Vec& v) { return f(x, w, v); }, b, dout), 1e-5);
     // Each gradient may be skipped on its own.
     Tensor none, db_only = from_vec(db0, {c.oc});
     ops::linear_backward(none, none, db_only, from_vec(dout, os), from_vec(x, xs), from_vec(w, {c.oc, c.ic}));
-    CHECK(scaled_error(to_vec(db_only), to_vec(db)) == 0.0);
+    CHECK_CLOSE(to_vec(db_only), to_vec(db), 0.0);
   }
 }
 
@@ -87,7 +87,7 @@ TEST_CASE("linear_backward sums the bias gradient over many rows in parallel", "
   Vec ref(static_cast<size_t>(oc), 0.0);
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t o = 0; o < oc; ++o) ref[o] += d[r * oc + o];
-  CHECK(scaled_error(to_vec(db), ref) < 1e-5);
+  CHECK_CLOSE(to_vec(db), ref, 1e-5);
 }
 
 TEST_CASE("linear and linear_backward validate their arguments", "[ops][linear][validation]") {

@@ -64,7 +64,7 @@ TEST_CASE("matmul forward matches a naive loop for all transposes, batched, alph
         if (beta == 0.0f) out.fill_(NAN);  // beta = 0 must not read out
         ops::matmul(out, from_vec(a, a_shape(c, ta)), from_vec(b, b_shape(c, tb)), ta, tb, alpha, beta);
         const Vec ref = ref_matmul(a, b, o0, c.batch, c.m, c.n, c.k, ta, tb, alpha, beta);
-        CHECK(scaled_error(to_vec(out), ref) < 1e-5);
+        CHECK_CLOSE(to_vec(out), ref, 1e-5);
       }
     }
   }
@@ -83,7 +83,7 @@ TEST_CASE("matmul splits large products across threads correctly", "[ops][matmul
       const Vec o0 = random_vec(static_cast<size_t>(c.batch * c.m * c.n), seed++);
       Tensor out = from_vec(o0, o_shape(c));
       ops::matmul(out, from_vec(a, a_shape(c, ta)), from_vec(b, b_shape(c, tb)), ta, tb, 0.75f, 0.5f);
-      CHECK(scaled_error(to_vec(out), ref_matmul(a, b, o0, c.batch, c.m, c.n, c.k, ta, tb, 0.75, 0.5)) < 1e-5);
+      CHECK_CLOSE(to_vec(out), ref_matmul(a, b, o0, c.batch, c.m, c.n, c.k, ta, tb, 0.75, 0.5), 1e-5);
     }
   }
 }
@@ -119,14 +119,14 @@ TEST_CASE("matmul_backward matches finite differences and accumulates", "[ops][m
           fd_grad([&](const Vec& x) { return ref_matmul(x, b, none, c.batch, c.m, c.n, c.k, ta, tb, 1, 0); }, a, dout);
       const Vec gb =
           fd_grad([&](const Vec& x) { return ref_matmul(a, x, none, c.batch, c.m, c.n, c.k, ta, tb, 1, 0); }, b, dout);
-      CHECK(scaled_error(sub(to_vec(da), da0), ga) < 1e-5);
-      CHECK(scaled_error(sub(to_vec(db), db0), gb) < 1e-5);
+      CHECK_CLOSE(sub(to_vec(da), da0), ga, 1e-5);
+      CHECK_CLOSE(sub(to_vec(db), db0), gb, 1e-5);
       // Only one gradient requested: the other stays untouched.
       Tensor only_db = from_vec(db0, b_shape(c, tb));
       Tensor skip;
       ops::matmul_backward(skip, only_db, from_vec(dout, o_shape(c)), from_vec(a, a_shape(c, ta)),
                            from_vec(b, b_shape(c, tb)), ta, tb);
-      CHECK(scaled_error(sub(to_vec(only_db), db0), gb) < 1e-5);
+      CHECK_CLOSE(sub(to_vec(only_db), db0), gb, 1e-5);
     }
   }
 }

@@ -1,6 +1,7 @@
 // train_gpt through the data-parallel engine under dtrain-run (2 local ranks):
 // the metrics contract (per-rank step times and memory, the final summary with
-// measured and predicted model state), the world-size-independent loss, the
+// measured and predicted model state), the loss equal to plain single-process
+// training (train_gpt without --zero: the model and optimizer, no engine), the
 // dry run and a batch that does not split.
 #include <unistd.h>
 
@@ -9,6 +10,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "check_close.h"
 #include "comm/process_util.h"
 
 using namespace dtrain::testing;
@@ -16,7 +18,7 @@ using namespace dtrain::testing;
 namespace {
 
 const std::vector<std::string> kTiny = {"--n-layer",    "1", "--n-embd",        "32", "--n-head",        "2",
-                                        "--batch",      "8", "--seq-len",       "20", "--steps",         "3",
+                                        "--batch",      "8", "--seq-len",       "20", "--steps",         "10",
                                         "--eval-every", "0", "--eval-problems", "4",  "--sample-tokens", "0"};
 
 ProcessResult run(const std::vector<std::string>& launcher, const std::vector<std::string>& args) {
@@ -52,7 +54,7 @@ TEST_CASE("train_gpt --zero 3 under dtrain-run writes per-rank metrics and the m
   REQUIRE(r3.exit_code == 0);
   CHECK(r3.output.find("memory ledger (per rank, ZeRO stage 3, 2 ranks)") != std::string::npos);
   const auto lines = read_jsonl(m3);
-  REQUIRE(lines.size() == 4);
+  REQUIRE(lines.size() == 11);
   CHECK(lines[0]["rank_step_ms"].size() == 2);
   CHECK(lines[0]["rank_peak_bytes"].size() == 2);
   const auto& summary = lines.back();
@@ -63,19 +65,23 @@ TEST_CASE("train_gpt --zero 3 under dtrain-run writes per-rank metrics and the m
   std::printf("train_gpt --zero 3, 2 ranks: model state %.0f bytes measured, %.0f predicted\n", measured, predicted);
   CHECK(std::fabs(measured / predicted - 1.0) < 0.05);
 
-  // The same global batch on 1 rank with stage 0: the same losses.
+  // The same global batch in one process without the engine (no --zero: the
+  // plain model and AdamW): the same losses at every step. f32; reductions in
+  // a different order: measured ~1e-7 normalised.
   auto args0 = kTiny;
-  args0.insert(args0.end(), {"--zero", "0", "--metrics-out", m0});
+  args0.insert(args0.end(), {"--metrics-out", m0});
   const auto r0 = run({}, args0);
   INFO(r0.output);
   REQUIRE(r0.exit_code == 0);
+  CHECK(r0.output.find("memory ledger") == std::string::npos);  // really the plain trainer
   const auto lines0 = read_jsonl(m0);
-  REQUIRE(lines0.size() == 4);
-  for (size_t i = 0; i < 3; ++i) {
-    const double a = lines[i]["loss"], b = lines0[i]["loss"];
-    INFO("step " << i + 1 << ": 2 ranks ZeRO-3 " << a << ", 1 rank " << b);
-    CHECK(std::fabs(a - b) < 1e-4);
+  REQUIRE(lines0.size() == 11);
+  std::vector<double> zero3, plain;
+  for (size_t i = 0; i < 10; ++i) {
+    zero3.push_back(lines[i]["loss"]);
+    plain.push_back(lines0[i]["loss"]);
   }
+  CHECK_CLOSE(zero3, plain, 1e-5);
   std::remove(m3.c_str());
   std::remove(m0.c_str());
 }

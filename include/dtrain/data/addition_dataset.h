@@ -1,8 +1,18 @@
 // The built-in dataset: integer additions written as text, one per line,
-// operands zero-padded to `digits` and the sum to digits + 1 ("07+58=065\n"),
-// generated deterministically in memory, byte tokens. The fixed layout puts
-// every digit at the same offset in its line, which a small model picks up
-// quickly, so learning is visible within a minute on a CPU. Lines are
+// operands zero-padded to `digits` and the sum to digits + 1 written least
+// significant digit first ("07+58=560\n": 7 + 58 = 65, padded 065, reversed),
+// generated deterministically in memory, byte tokens.
+//
+// Why reversed: that is the order in which a sum is computed, carry by carry,
+// so each answer digit depends only on the operand digits and the digit just
+// written. Written most significant digit first, the first answer digit needs
+// every carry at once; the tiny model then learned to generalise at a step
+// that varied from ~750 to beyond 1500 with the seed and the machine's
+// rounding (measured over 4 seeds: 2 of them reached 99% exact on held-out
+// sums within 1500 steps, 2 stayed under 30%). Reversed, it learns within a
+// minute on a CPU on every seed tried (docs/nn.md).
+//
+// The fixed layout puts every digit at the same offset in its line. Lines are
 // line_length() tokens long: with a sequence length that is a multiple of it,
 // every training row starts at the start of a line, so absolute positions
 // mean the same digit in every row (train_gpt's defaults do this).
@@ -26,9 +36,9 @@ class AdditionDataset {
   explicit AdditionDataset(int digits = 2);
 
   int digits() const { return digits_; }
-  std::string problem_text(int64_t a, int64_t b) const;  // "07+58=065\n"
+  std::string problem_text(int64_t a, int64_t b) const;  // "07+58=560\n"
   std::string prompt_text(int64_t a, int64_t b) const;   // "07+58="
-  std::string answer_text(int64_t a, int64_t b) const;   // "065"
+  std::string answer_text(int64_t a, int64_t b) const;   // "560" (65, reversed)
   bool is_held_out(int64_t a, int64_t b) const;
   int64_t line_length() const { return 3 * digits_ + 4; }
   // `num_problems` training problems (never held-out pairs) as byte tokens.

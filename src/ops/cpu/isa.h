@@ -1,7 +1,8 @@
 // Which vector kernels the CPU backend runs: AVX-512 ones where the CPU has
 // AVX-512F (chosen at run time; the library itself is built for AVX2), the
 // AVX2 ones otherwise. Tests force each in turn so both paths are checked on
-// a machine that has both.
+// a machine that has both. DTRAIN_CPU_ISA=avx2 pins the AVX2 kernels (the same
+// results on every CPU; isa.cpp).
 #pragma once
 
 #include <cstdint>
