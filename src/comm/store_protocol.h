@@ -27,9 +27,10 @@ constexpr uint32_t kVersion = 2;
 constexpr size_t kNonceBytes = 32;
 constexpr size_t kProofBytes = 32;
 constexpr size_t kClientIdBytes = 16;
-// Largest handshake body a server reads before the peer has proved it holds
-// the key (the hello is the largest: 1 + 4 + 36 + 4 + 20 + 1 bytes).
-constexpr size_t kMaxHandshakeBodyBytes = 80;
+// Largest body a server reads before the peer has proved it holds the key:
+// exactly a hello's (type, version, nonce, rank, client id, ciphers; 66
+// bytes), the largest handshake message.
+constexpr size_t kMaxHandshakeBodyBytes = 1 + 4 + (4 + kNonceBytes) + 4 + (4 + kClientIdBytes) + 1;
 constexpr size_t kMaxKeyBytes = 4096;
 constexpr size_t kMaxValueBytes = 16u << 20;  // 16 MiB: NCCL ids and addresses are tiny
 constexpr size_t kMaxKeysPerCheck = 4096;

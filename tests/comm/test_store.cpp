@@ -139,6 +139,12 @@ TEST_CASE("store protocol round-trips and rejects malformed bodies", "[comm][sto
   CHECK_THROWS_AS(protocol::parse_body(unknown, 1), protocol::ProtocolError);
   const uint8_t huge_len[] = {0xff, 0xff, 0xff, 0xff};
   CHECK_THROWS_AS(protocol::parse_length(huge_len), protocol::ProtocolError);
+  // A hello is exactly the largest frame a server reads before authentication.
+  protocol::Message hello;
+  hello.type = protocol::MessageType::client_hello;
+  hello.nonce = std::string(protocol::kNonceBytes, 'n');
+  hello.client_id = std::string(protocol::kClientIdBytes, 'c');
+  CHECK(protocol::encode_body(hello).size() == protocol::kMaxHandshakeBodyBytes);
   const uint8_t big_value[] = {10, 1, 0, 0, 0, 'k', 0xff, 0xff, 0xff, 0x0f};
   CHECK_THROWS_WITH(protocol::parse_body(big_value, sizeof(big_value)), Catch::Contains("exceeds the limit"));
 }
@@ -231,7 +237,7 @@ TEST_CASE("StoreServer closes a connection declaring a frame over the hello size
           "[comm][store][security]") {
   StoreServer server("127.0.0.1", 0, false, kToken);
   auto fd = net::connect_once("127.0.0.1", server.port(), net::deadline_after(2s));
-  const std::string declare("\x51\x00\x00\x00", 4);  // 81 bytes: one more than a hello may have
+  const std::string declare("\x43\x00\x00\x00", 4);  // 67 bytes: one more than a hello has
   net::write_all(fd.get(), declare.data(), declare.size(), net::deadline_after(2s));
   CHECK(seconds_until_closed(fd.get(), 3) < 0.5);
 }

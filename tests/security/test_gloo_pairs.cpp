@@ -42,7 +42,7 @@ TEST_CASE("a stranger on a Gloo pair fails the job closed, naming its address", 
   }
 }
 
-TEST_CASE("DTRAIN_IFACE pins Gloo to one interface; an unknown one is an error naming it", "[security][gloo]") {
+TEST_CASE("DTRAIN_IFACE pins Gloo to one interface, and an unknown one is an error naming it", "[security][gloo]") {
   {
     TrainingJob job(1.0);
     for (int r = 0; r < 2; ++r) job.env(r)["DTRAIN_IFACE"] = "lo";

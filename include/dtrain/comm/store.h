@@ -5,9 +5,12 @@
 // polling with backoff, so every blocking call has the same timeout model.
 //
 // TcpStore: hosted by rank 0 (is_server), reached by every rank over TCP.
-//   Every peer proves it holds the job secret (DTRAIN_AUTH_TOKEN) by
-//   challenge-response (HMAC-SHA512-256 over nonces from both sides, keyed by
-//   a hash of the token); the token never crosses the wire. See docs/comm.md.
+//   Every peer proves it holds the job secret (DTRAIN_AUTH_TOKEN, at least
+//   128 bits: 32 hex digits) by challenge-response over the whole handshake,
+//   the client first; the token never crosses the wire. Every later frame is
+//   encrypted and authenticated with per-connection keys. The server serves
+//   every connection from one thread and bounds what unauthenticated peers
+//   can cost. See docs/security.md.
 // FileStore: a directory on a shared filesystem; one file per key, written
 //   aside and renamed, so a reader never sees a half-written value.
 // PrefixStore: a view of another store under "prefix/"; sub-communicators use it.
@@ -62,7 +65,8 @@ struct TcpStoreOptions {
   bool bind_all_interfaces = false;
   int rank = -1;  // this process's rank, so the host can name a peer that dies
   std::chrono::milliseconds timeout = std::chrono::seconds(300);
-  // Job secret. Empty: read DTRAIN_AUTH_TOKEN. A server with no token refuses to start.
+  // Job secret. Empty: read DTRAIN_AUTH_TOKEN. Under 128 bits (32 hex digits),
+  // or missing, the constructor throws saying how to make one.
   std::string auth_token;
 };
 
