@@ -36,7 +36,6 @@
 
 #include "comm/backend.h"
 #include "comm/communicator_impl.h"
-#include "comm/cpu_reduce.h"
 #include "comm/failure_report.h"
 #include "comm/gloo/gloo_backend.h"
 #include "comm/liveness.h"

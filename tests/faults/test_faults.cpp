@@ -56,17 +56,22 @@ double timeout_s() {
 struct Row {
   std::string fault;
   int trials = 0, within = 0, named = 0;
+  int victim_zero = 0;   // trials whose victim was rank 0 (the store host)
+  double slowest_s = 0;  // the latest survivor exit after its fault, over all trials
 };
 
 // Rows of this process; printed at exit (all cases when run directly).
 struct Table {
   std::vector<Row> rows;
   static void print(const std::vector<Row>& rows) {
-    std::printf("\n| %-34s | %6s | %18s | %6s |\n", "fault (world 4, Gloo)", "trials", "exits within bound", "named");
-    std::printf("|%s|%s|%s|%s|\n", std::string(36, '-').c_str(), std::string(8, '-').c_str(),
-                std::string(20, '-').c_str(), std::string(8, '-').c_str());
+    std::printf("\n| %-34s | %6s | %18s | %6s | %13s | %16s |\n", "fault (world 4, Gloo)", "trials",
+                "exits within bound", "named", "victim rank 0", "slowest exit (s)");
+    std::printf("|%s|%s|%s|%s|%s|%s|\n", std::string(36, '-').c_str(), std::string(8, '-').c_str(),
+                std::string(20, '-').c_str(), std::string(8, '-').c_str(), std::string(15, '-').c_str(),
+                std::string(18, '-').c_str());
     for (const auto& r : rows)
-      std::printf("| %-34s | %6d | %18d | %6d |\n", r.fault.c_str(), r.trials, r.within, r.named);
+      std::printf("| %-34s | %6d | %18d | %6d | %13d | %16.1f |\n", r.fault.c_str(), r.trials, r.within, r.named,
+                  r.victim_zero, r.slowest_s);
     std::fflush(stdout);
   }
   ~Table() {
@@ -243,10 +248,12 @@ void trial(Fault fault, int victim, Row& row, const std::string& device, int wor
     }
     CHECK(within);
     CHECK(named);
+    row.slowest_s = std::max(row.slowest_s, std::min(took, 999.0));
     all_within = all_within && within;
     all_named = all_named && named;
   }
   ++row.trials;
+  row.victim_zero += victim == 0 ? 1 : 0;
   row.within += all_within ? 1 : 0;
   row.named += all_named ? 1 : 0;
 }
