@@ -173,6 +173,9 @@ TEST_CASE("an interrupted save is ignored with a warning and the previous checkp
   CHECK_THAT(error_of([&] { checkpoint::Reader bad(d.path + "/step-00000030"); }),
              Contains("no manifest.json") && Contains("incomplete"));
   CHECK(checkpoint::find_latest(d.path + "/does-not-exist").empty());
+  // The next successful save removes the superseded partial one.
+  save_one(d.path, 40, a, b);
+  CHECK_FALSE(fs::exists(d.path + "/.tmp-step-00000020"));
 }
 
 TEST_CASE("safetensors header parser refuses hostile headers", "[checkpoint]") {
