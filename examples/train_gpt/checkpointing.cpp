@@ -54,6 +54,7 @@ Checkpointer::Checkpointer(const CheckpointOptions& c, Trainer& t, parallel::Dat
     struct sigaction sa {};
     sa.sa_handler = on_sigterm;
     sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;  // blocking calls in communication continue; the flag is read at the step end
     ::sigaction(SIGTERM, &sa, nullptr);
   }
 }

@@ -67,9 +67,9 @@ OutFile::~OutFile() {
 
 void OutFile::write(const void* data, size_t n) {
   const char* p = static_cast<const char*>(data);
-  hash_.update(p, n);
   bytes_ += n;
   if (!key_) {
+    hash_.update(p, n);
     write_raw(p, n);
     return;
   }
@@ -84,6 +84,7 @@ void OutFile::write(const void* data, size_t n) {
 
 void OutFile::seal_chunk(size_t n, bool last) {
   enc::seal(*key_, header_, chunk_index_++, last, plain_.data(), n, sealed_.data());
+  hash_.update(sealed_.data() + n, enc::kTagBytes);
   write_raw(sealed_.data(), n + enc::kTagBytes);
   plain_.erase(plain_.begin(), plain_.begin() + static_cast<std::ptrdiff_t>(n));
 }
@@ -148,6 +149,19 @@ void InFile::load_chunk(uint64_t index) const {
   cached_ = -1;
   enc::open(*key_, header_, index, index + 1 == chunks_, sealed_.data(), n, plain_.data(), path_);
   cached_ = static_cast<int64_t>(index);
+  if (index == next_tag_) {
+    tags_.update(sealed_.data() + n - enc::kTagBytes, enc::kTagBytes);
+    ++next_tag_;
+  }
+}
+
+std::string InFile::tag_checksum() const {
+  DTRAIN_CHECK(key_ != nullptr, "checkpoint file ", path_, ": internal error, a tag checksum of a plain file");
+  while (next_tag_ < chunks_) {  // chunks not read in order yet (or at all): read and authenticate them now
+    cached_ = -1;
+    load_chunk(next_tag_);
+  }
+  return tags_.hex();
 }
 
 InFile::~InFile() {
@@ -216,17 +230,23 @@ std::string read_small_file(const std::string& path, uint64_t max_bytes, KeyPtr 
   return s;
 }
 
-std::string hash_file(const std::string& path, KeyPtr key) {
-  InFile f(path, std::move(key));
+std::string stream_file(const InFile& f, const std::function<void(uint64_t, const char*, size_t)>& visit) {
   Hasher h;
-  std::vector<char> buf(1 << 20);
+  std::vector<char> buf(4 << 20);
   for (uint64_t off = 0; off < f.size();) {
     const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), f.size() - off));
     f.read_at(off, buf.data(), n);
-    h.update(buf.data(), n);
+    if (!f.encrypted()) h.update(buf.data(), n);
+    if (visit) visit(off, buf.data(), n);
     off += n;
   }
+  if (f.encrypted()) return f.tag_checksum();
   return h.hex();
+}
+
+std::string hash_file(const std::string& path, KeyPtr key) {
+  InFile f(path, std::move(key));
+  return stream_file(f);
 }
 
 }  // namespace dtrain::checkpoint::io

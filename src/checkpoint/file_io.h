@@ -9,6 +9,7 @@
 #include <sodium.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -37,7 +38,10 @@ class OutFile {
   OutFile(const OutFile&) = delete;
   OutFile& operator=(const OutFile&) = delete;
   void write(const void* data, size_t n);
-  // fsync + close; returns the checksum of everything written.
+  // fsync + close; returns the file's checksum: BLAKE2b of the plaintext, or
+  // for an encrypted file BLAKE2b of its chunk tags in order (each tag
+  // authenticates its chunk under the key, so this binds the exact content
+  // without a second pass over the data).
   std::string finish();
   uint64_t bytes() const { return bytes_; }  // plaintext bytes
 
@@ -65,6 +69,11 @@ class InFile {
   // Exactly n bytes at offset; throws naming the file if it is shorter.
   void read_at(uint64_t offset, void* out, size_t n) const;
   const std::string& path() const { return path_; }
+  bool encrypted() const { return key_ != nullptr; }
+  // Encrypted files: the checksum of the chunk tags in order (as
+  // OutFile::finish computes it); chunks not yet read in order are read and
+  // authenticated first. Call once.
+  std::string tag_checksum() const;
 
  private:
   void read_raw(uint64_t offset, void* out, size_t n) const;
@@ -77,6 +86,8 @@ class InFile {
   enc::FileHeader header_;
   uint64_t chunks_ = 0;
   mutable int64_t cached_ = -1;
+  mutable Hasher tags_;
+  mutable uint64_t next_tag_ = 0;
   mutable std::vector<unsigned char> plain_, sealed_;
 };
 
@@ -84,7 +95,10 @@ void fsync_dir(const std::string& dir);
 // Writes `content` to path.tmp, fsyncs, renames onto path, fsyncs the directory.
 void write_file_atomic(const std::string& path, const std::string& content, KeyPtr key = nullptr);
 std::string read_small_file(const std::string& path, uint64_t max_bytes, KeyPtr key = nullptr);
-// Checksum of a whole file's plaintext, streamed (authenticating every chunk when encrypted).
+// Reads a whole file once from start to end (authenticating every chunk when
+// encrypted), passing each block of plaintext and its offset to visit;
+// returns the file's checksum as OutFile::finish computes it.
+std::string stream_file(const InFile& f, const std::function<void(uint64_t, const char*, size_t)>& visit = {});
 std::string hash_file(const std::string& path, KeyPtr key = nullptr);
 
 }  // namespace dtrain::checkpoint::io

@@ -181,7 +181,6 @@ void Reader::load(const std::vector<Piece>& pieces) {
                                static_cast<char*>(hosts[i].data_ptr()) + (a - p.begin) * 4});
     }
   }
-  std::vector<char> buf(4 << 20);
   for (auto& [file, segments] : plan) {
     const std::string path = dir_ + "/" + file;
     const auto& info = impl_->manifest.files.at(file);
@@ -190,21 +189,16 @@ void Reader::load(const std::vector<Piece>& pieces) {
                  f.size() < info.bytes ? "truncated" : "too long", ": ", f.size(), " bytes, the manifest records ",
                  info.bytes, " (restore it or use another checkpoint)");
     std::sort(segments.begin(), segments.end(), [](const Segment& x, const Segment& y) { return x.offset < y.offset; });
-    io::Hasher hash;
     size_t first = 0;
-    for (uint64_t off = 0; off < f.size();) {
-      const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), f.size() - off));
-      f.read_at(off, buf.data(), n);
-      hash.update(buf.data(), n);
+    const std::string sum = io::stream_file(f, [&](uint64_t off, const char* data, size_t n) {
       while (first < segments.size() && segments[first].offset + segments[first].bytes <= off) ++first;
       for (size_t k = first; k < segments.size() && segments[k].offset < off + n; ++k) {
         const Segment& sg = segments[k];
         const uint64_t lo = std::max(off, sg.offset), hi = std::min(off + n, sg.offset + sg.bytes);
-        if (hi > lo) std::memcpy(sg.dst + (lo - sg.offset), buf.data() + (lo - off), static_cast<size_t>(hi - lo));
+        if (hi > lo) std::memcpy(sg.dst + (lo - sg.offset), data + (lo - off), static_cast<size_t>(hi - lo));
       }
-      off += n;
-    }
-    DTRAIN_CHECK(hash.hex() == info.blake2b, "checkpoint file ", path,
+    });
+    DTRAIN_CHECK(sum == info.blake2b, "checkpoint file ", path,
                  " fails its checksum (BLAKE2b differs from the manifest): the file is corrupted or was modified; "
                  "restore it or use another checkpoint");
     Impl::Open o;  // verified: later reads of this file skip the checksum

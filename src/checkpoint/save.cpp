@@ -164,6 +164,14 @@ void publish(const std::string& root, const std::string& tmp, const std::string&
   io::fsync_dir(root);
   io::write_file_atomic(root + "/" + layout::kLatest, name + "\n");
   if (!old.empty()) fs::remove_all(old);
+  // Saves interrupted before this one are superseded by it: removed.
+  for (const auto& e : fs::directory_iterator(root)) {
+    const std::string entry = e.path().filename().string();
+    if (entry.rfind(layout::kTmpPrefix, 0) != 0) continue;
+    const int64_t step = layout::parse_step_dir(entry.substr(std::string(layout::kTmpPrefix).size()));
+    std::error_code ec;
+    if (step >= 0 && step < m.meta.step) fs::remove_all(e.path(), ec);
+  }
   if (options.keep_last > 0) prune(root, options.keep_last);
 }
 

@@ -173,6 +173,9 @@ TEST_CASE("an interrupted save is ignored with a warning and the previous checkp
   CHECK_THAT(error_of([&] { checkpoint::Reader bad(d.path + "/step-00000030"); }),
              Contains("no manifest.json") && Contains("incomplete"));
   CHECK(checkpoint::find_latest(d.path + "/does-not-exist").empty());
+  // The next successful save removes the superseded partial one.
+  save_one(d.path, 40, a, b);
+  CHECK_FALSE(fs::exists(d.path + "/.tmp-step-00000020"));
 }
 
 TEST_CASE("safetensors header parser refuses hostile headers", "[checkpoint]") {
@@ -253,6 +256,18 @@ TEST_CASE("encrypted checkpoints: round trip across chunks, no plaintext on disk
   CHECK_THAT(error_of([&] { checkpoint::Reader r(path); }), Contains("manifest.json") && Contains("is encrypted"));
   CHECK_THAT(error_of([&] { checkpoint::Reader r(path, other); }), Contains("manifest.json") && Contains("wrong key"));
 
+  // A file from another save under the same key authenticates, but the manifest's checksum refuses it.
+  {
+    TempDir other_save;
+    const std::string p2 = checkpoint::save(other_save.path, meta_at(4),
+                                            {{"big", {600000}, 0, 600000, big}, {"b", {5}, 0, 5, b}}, nullptr, o);
+    TempDir copy;
+    fs::copy(path, copy.path + "/ck");
+    fs::copy_file(p2 + "/rank-00000.safetensors", copy.path + "/ck/rank-00000.safetensors",
+                  fs::copy_options::overwrite_existing);
+    checkpoint::Reader swapped(copy.path + "/ck", key);
+    CHECK_THAT(error_of([&] { swapped.verify_all(); }), Contains("rank-00000.safetensors") && Contains("checksum"));
+  }
   const std::string file = path + "/rank-00000.safetensors";
   flip_byte(file, fs::file_size(file) / 2);
   checkpoint::Reader r(path, key);
