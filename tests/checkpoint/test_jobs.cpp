@@ -165,7 +165,7 @@ TEST_CASE("a world-4 ZeRO-3 checkpoint loads at world 2 stage 1 and world 1, bit
   CHECK_CLOSE(l1, l4, 1e-5);
 }
 
-TEST_CASE("a rank killed mid-save leaves the previous checkpoint loadable; the partial one is skipped",
+TEST_CASE("a rank killed mid-save leaves the previous checkpoint loadable, the partial one is skipped",
           "[checkpoint]") {
   TempDir d;
   const std::string dir = d.path + "/ck";
@@ -236,7 +236,9 @@ TEST_CASE("SIGTERM (a preemption notice) saves an emergency checkpoint and stops
   TempDir d;
   const std::string dir = d.path + "/ck";
   auto ranks = start_train_ranks(2, tiny_steps("100000", {"--zero", "1", "--checkpoint-dir", dir}));
-  REQUIRE(ranks[0]->wait_for_output("step     3/", std::chrono::seconds(60)));
+  const bool started = ranks[0]->wait_for_output("step     3/", std::chrono::seconds(60));
+  INFO("rank 0 so far: " << ranks[0]->output_so_far() << "\nrank 1 so far: " << ranks[1]->output_so_far());
+  REQUIRE(started);
   for (auto& r : ranks) ::kill(r->pid(), SIGTERM);
   const auto results = wait_all(ranks, std::chrono::seconds(60));
   INFO(results[0].output);
@@ -255,7 +257,9 @@ TEST_CASE("kill -9 of one rank of 4: the others fail within the timeout, --resum
   const std::string dir = d.path + "/ck";
   auto ranks =
       start_train_ranks(4, tiny_steps("100000", {"--zero", "2", "--checkpoint-dir", dir, "--checkpoint-every", "5"}));
-  REQUIRE(ranks[0]->wait_for_output("step-00000005", std::chrono::seconds(60)));
+  const bool saved_one = ranks[0]->wait_for_output("step-00000005", std::chrono::seconds(60));
+  INFO("rank 0 so far: " << ranks[0]->output_so_far());
+  REQUIRE(saved_one);
   ::kill(ranks[2]->pid(), SIGKILL);
   const auto results = wait_all(ranks, std::chrono::seconds(60));
   for (int r : {0, 1, 3}) {
@@ -280,7 +284,7 @@ TEST_CASE("kill -9 of one rank of 4: the others fail within the timeout, --resum
   CHECK(again.output.find("resume: loaded " + latest) != std::string::npos);
 }
 
-TEST_CASE("dtrain-ckpt verifies and exports; train_gpt --init-from starts from the exported weights", "[checkpoint]") {
+TEST_CASE("dtrain-ckpt verifies and exports, train_gpt --init-from starts from the exported weights", "[checkpoint]") {
   TempDir d;
   const std::string a = d.path + "/a", b = d.path + "/b", hf = d.path + "/gpt2.safetensors";
   const auto s = train(1, {"--checkpoint-dir", a, "--checkpoint-every", "10", "--stop-at", "10"});
