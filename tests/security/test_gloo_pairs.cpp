@@ -15,7 +15,11 @@ TEST_CASE("a stranger on a Gloo pair fails the job closed, naming its address", 
   for (int r = 0; r < 2; ++r) job.env(r)["DTRAIN_TIMEOUT_S"] = "6";
   job.env(0)["DTRAIN_GLOO_ADDR"] = "127.0.0.1";
   job.env(1)["DTRAIN_GLOO_ADDR"] = "127.0.0.2";
+  // Every rank arrives in the store before Gloo connects (so a rank that
+  // never comes is named), so rank 1 is made late at the Gloo step itself.
+  job.env(1)["DTRAIN_TEST_GLOO_CONNECT_DELAY_MS"] = "3000";
   job.start(0);
+  job.start(1);
   // Rank 0's pair listener: a listening port of rank 0 other than the store's.
   int pair_port = 0;
   const auto until = std::chrono::steady_clock::now() + 30s;
@@ -28,7 +32,6 @@ TEST_CASE("a stranger on a Gloo pair fails the job closed, naming its address", 
   const int stranger = connect_from("127.0.0.9", pair_port, false);
   REQUIRE(stranger >= 0);
   const std::string stranger_address = local_name(stranger);
-  job.start(1);  // late
   const auto rs = job.stop_and_wait(40s);
   ::close(stranger);
   INFO("stranger " << stranger_address << "\n" << dump(rs));

@@ -9,7 +9,9 @@
 #include <gloo/transport/tcp/device.h>
 #include <gloo/transport/unbound_buffer.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <thread>
 
 #include "comm/cpu_reduce.h"
 #include "comm/gloo/gloo_device.h"
@@ -61,6 +63,10 @@ GlooBackend::GlooBackend(std::shared_ptr<Store> store, int rank, int size, const
   auto context = std::make_shared<gloo::rendezvous::Context>(rank, size);
   context->setTimeout(timeout);
   GlooStoreAdapter adapter(store);
+  // Test hook (tests/security/test_gloo_pairs.cpp): every rank arrives before
+  // Gloo connects, so "a rank that starts late" can only be staged here.
+  if (const char* delay = std::getenv("DTRAIN_TEST_GLOO_CONNECT_DELAY_MS"))
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(delay)));
   try {
     context->connectFullMesh(adapter, device);
   } catch (const std::exception& e) {
