@@ -59,9 +59,13 @@ void Work::wait(std::chrono::milliseconds timeout) const {
   for (;;) {
     if (poll_device(s)) break;
     std::unique_lock<std::mutex> lock(s.mutex);
-    // Short slices: device work needs re-polling; host work is woken by cv.
-    const auto slice = std::chrono::steady_clock::now() + std::chrono::milliseconds(s.device_poll ? 1 : 100);
-    s.cv.wait_until(lock, std::min(slice, deadline), [&] { return s.done; });
+    // Short slices: device work needs re-polling; host work is woken by cv,
+    // and so is a waiter whose work gets its device poll (the worker
+    // notifies), which then polls the device itself instead of waiting for
+    // the watchdog's tick.
+    const bool had_poll = static_cast<bool>(s.device_poll);
+    const auto slice = std::chrono::steady_clock::now() + std::chrono::milliseconds(had_poll ? 1 : 100);
+    s.cv.wait_until(lock, std::min(slice, deadline), [&] { return s.done || (!had_poll && s.device_poll); });
     if (s.done) break;
     if (std::chrono::steady_clock::now() >= deadline) {
       DTRAIN_THROW("Work::wait: ", s.describe, " did not finish within ", timeout.count(),
