@@ -64,7 +64,8 @@ void Work::wait(std::chrono::milliseconds timeout) const {
     // notifies), which then polls the device itself instead of waiting for
     // the watchdog's tick.
     const bool had_poll = static_cast<bool>(s.device_poll);
-    const auto slice = std::chrono::steady_clock::now() + std::chrono::milliseconds(had_poll ? 1 : 100);
+    const auto slice = std::chrono::steady_clock::now() +
+                       (had_poll ? std::chrono::microseconds(50) : std::chrono::microseconds(100000));
     s.cv.wait_until(lock, std::min(slice, deadline), [&] { return s.done || (!had_poll && s.device_poll); });
     if (s.done) break;
     if (std::chrono::steady_clock::now() >= deadline) {
