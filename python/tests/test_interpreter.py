@@ -67,7 +67,11 @@ def test_other_threads_run_during_forward_backward():
 
 def test_ctrl_c_interrupts_a_wait(tmp_path):
     script = textwrap.dedent(f"""
-        import sys, threading, time, numpy as np, dtrain
+        import signal, sys, threading, time, numpy as np, dtrain
+        # A process started in the background by a non-interactive shell (as
+        # CI runners may start the suite) inherits SIGINT ignored, and Python
+        # then installs no KeyboardInterrupt handler: restore it explicitly.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         c = [None, None]
         def build(r):
             c[r] = dtrain.Communicator(dtrain.FileStore({str(tmp_path / 's')!r}), r, 2, timeout=120)
