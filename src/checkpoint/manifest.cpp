@@ -22,6 +22,24 @@ int64_t shape_numel_checked(const Shape& s) {
   }
   return n;
 }
+// Every number of a manifest is an integer except the optimizer's
+// hyper-parameters. nlohmann's get<int64_t>() casts a floating-point value,
+// which is undefined behaviour out of range (a fuzzer found 3.3e65 in
+// "schedule.step"), so floats anywhere else are refused before any get<>.
+bool has_float_outside_hyper(const json& v, bool in_hyper) {
+  if (v.is_number_float()) return !in_hyper;
+  if (v.is_object()) {
+    for (auto it = v.begin(); it != v.end(); ++it) {
+      if (has_float_outside_hyper(it.value(), in_hyper || it.key() == "hyper")) return true;
+    }
+  } else if (v.is_array()) {
+    for (const auto& e : v) {
+      if (has_float_outside_hyper(e, in_hyper)) return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
 std::string Manifest::to_json() const {
@@ -57,6 +75,7 @@ Manifest Manifest::parse(const std::string& text, const std::string& where) {
   json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) fail("not valid JSON (truncated?)");
   if (!j.is_object()) fail("not a JSON object");
+  if (has_float_outside_hyper(j, false)) fail("a count, size or position is not an integer");
   Manifest m;
   try {
     if (j.value("format", std::string()) != "dtrain-checkpoint") fail("'format' is not \"dtrain-checkpoint\"");
