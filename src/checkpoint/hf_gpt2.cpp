@@ -3,7 +3,6 @@
 // pretrained ones. Names map one to one; Conv1D matrices are transposed.
 #include <cstdio>
 #include <filesystem>
-#include <regex>
 
 #include "checkpoint/file_io.h"
 #include "checkpoint/safetensors.h"
@@ -32,14 +31,24 @@ std::pair<std::string, bool> hf_gpt2_name(const std::string& n) {
   if (n == "embed.wte") return {"transformer.wte.weight", false};
   if (n == "embed.wpe") return {"transformer.wpe.weight", false};
   if (n == "ln_f.weight" || n == "ln_f.bias") return {"transformer." + n, false};
-  static const std::regex block(R"(blocks\.(\d+)\.(ln1|ln2|attn\.qkv|attn\.proj|mlp\.fc|mlp\.proj)\.(weight|bias))");
-  std::smatch m;
-  DTRAIN_CHECK(std::regex_match(n, m, block), "'", n, "' is not a GPT-2 parameter; export/import need a GPT model");
+  // "blocks.<i>.<part>.<weight|bias>", parsed by hand (std::regex trips
+  // GCC 12's maybe-uninitialized warning under -O2 with sanitizers).
   static const std::map<std::string, std::string> part = {
       {"ln1", "ln_1"},        {"ln2", "ln_2"},           {"attn.qkv", "attn.c_attn"}, {"attn.proj", "attn.c_proj"},
       {"mlp.fc", "mlp.c_fc"}, {"mlp.proj", "mlp.c_proj"}};
-  const bool matrix = m[3] == "weight" && m[2] != "ln1" && m[2] != "ln2";
-  return {"transformer.h." + m[1].str() + "." + part.at(m[2]) + "." + m[3].str(), matrix};
+  const std::string prefix = "blocks.";
+  const size_t digits_end = n.find('.', prefix.size());
+  const size_t kind_dot = n.rfind('.');
+  const bool has_index = n.compare(0, prefix.size(), prefix) == 0 && digits_end != std::string::npos &&
+                         digits_end > prefix.size() && digits_end < kind_dot &&
+                         n.find_first_not_of("0123456789", prefix.size()) == digits_end;
+  const std::string index = has_index ? n.substr(prefix.size(), digits_end - prefix.size()) : "";
+  const std::string middle = has_index ? n.substr(digits_end + 1, kind_dot - digits_end - 1) : "";
+  const std::string kind = has_index ? n.substr(kind_dot + 1) : "";
+  DTRAIN_CHECK(has_index && part.count(middle) != 0 && (kind == "weight" || kind == "bias"), "'", n,
+               "' is not a GPT-2 parameter; export/import need a GPT model");
+  const bool matrix = kind == "weight" && middle != "ln1" && middle != "ln2";
+  return {"transformer.h." + index + "." + part.at(middle) + "." + kind, matrix};
 }
 
 void export_hf_gpt2(Reader& reader, const std::string& out_path) {
