@@ -27,9 +27,7 @@ namespace dtrain::testing {
 using Vec = std::vector<double>;
 
 inline Vec to_vec(const Tensor& t) {
-  Vec v(static_cast<size_t>(t.numel()));
-  for (int64_t i = 0; i < t.numel(); ++i) v[static_cast<size_t>(i)] = t.item(i);
-  return v;
+  return as_doubles(t);  // compare.h
 }
 
 inline Tensor from_vec(const Vec& v, const Shape& shape, DType dtype = DType::f32) {
