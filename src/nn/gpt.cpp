@@ -50,6 +50,9 @@ void GPTConfig::validate() const {
                "; pick n_head dividing n_embd");
   DTRAIN_CHECK(vocab_size > 0, "GPT config: vocab_size must be positive, got ", vocab_size);
   DTRAIN_CHECK(max_seq_len > 0, "GPT config: max_seq_len must be positive, got ", max_seq_len);
+  DTRAIN_CHECK(param_dtype == DType::f32 && compute_dtype == DType::f32,
+               "GPT config: param_dtype/compute_dtype other than f32 are not built yet; got ",
+               dtype_name(param_dtype), "/", dtype_name(compute_dtype));
 }
 
 std::string GPTConfig::str() const {

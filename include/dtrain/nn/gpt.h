@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "dtrain/dtype.h"
 #include "dtrain/nn/layers.h"
 #include "dtrain/nn/module.h"
 
@@ -24,6 +25,12 @@ struct GPTConfig {
   int64_t vocab_size = 256;
   int64_t max_seq_len = 128;  // rows of the position table
   bool checkpoint_activations = false;
+  // Mixed precision: the dtype parameters (and so activations and gradients) are
+  // stored in, and the dtype the matmuls compute in. f32/f32 is plain training;
+  // bf16/bf16 (or f16/f16) keeps f32 master weights in the optimizer or the
+  // engine's shards. Layernorm statistics, softmax and the loss stay f32.
+  DType param_dtype = DType::f32;
+  DType compute_dtype = DType::f32;
 
   // "tiny" (2 layers, 4 heads, width 128, byte vocabulary 256, context 128:
   // tests and CPU demos), "gpt2-124m", "gpt2-350m". Throws naming the presets.
