@@ -4,7 +4,7 @@
 // entered after a run-time CPU check (isa.h). It includes no headers with
 // inline functions or templates after the pragma, so no AVX-512 code can be
 // picked by the linker for code that runs on other CPUs.
-// Same maths as vec_math.h / gelu.cpp / cross_entropy.cpp, sixteen lanes wide,
+// Same maths as vec_math.h / gelu.cpp / softmax_cross_entropy.cpp, sixteen lanes wide,
 // with masked loads and stores for the tails.
 #include <cstdint>
 

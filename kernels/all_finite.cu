@@ -1,4 +1,4 @@
-// Inf/nan detection for the dynamic loss scaler (src/ops/loss_scaler.cpp):
+// all_finite: inf/nan detection for the dynamic loss scaler (src/optim/loss_scaler.cpp):
 // one multi-tensor launch sets a device flag when any element is not finite,
 // then the flag comes back to the host (the one sync the scaler needs).
 #include "common.cuh"
