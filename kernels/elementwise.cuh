@@ -1,5 +1,5 @@
-// Internal: one vectorised elementwise kernel for the memory-bound ops
-// (add, add_, scale, cast, gelu, gelu_backward).
+// Internal: the one vectorised elementwise launch behind the memory-bound ops
+// add, add_, scale (elementwise.cu), cast (cast.cu) and gelu, gelu_backward (gelu.cu).
 //
 // Each thread handles 8 consecutive elements with 16-byte loads and stores
 // when every pointer is 16-byte aligned (the common case: allocator blocks
