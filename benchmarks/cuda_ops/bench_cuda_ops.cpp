@@ -28,7 +28,9 @@
 #include <string>
 #include <vector>
 
-#include "dtrain/dtrain.h"
+#include "dtrain/allocator.h"
+#include "dtrain/device.h"
+#include "dtrain/error.h"
 #include "dtrain/ops.h"
 #include "dtrain/stream.h"
 

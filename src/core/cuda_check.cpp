@@ -1,9 +1,8 @@
-// The one handler behind DTRAIN_CUDA_CHECK / DTRAIN_CUBLAS_CHECK / DTRAIN_NCCL_CHECK.
+// The one handler behind DTRAIN_CUDA_CHECK / DTRAIN_CUBLAS_CHECK / DTRAIN_NCCL_CHECK
+// (NCCL's status text: comm/nccl/nccl_check.cpp).
 #ifdef DTRAIN_WITH_CUDA
 
 #include "core/cuda_check.h"
-
-#include "core/nccl_check.h"
 
 namespace dtrain::detail {
 
@@ -18,13 +17,6 @@ std::string describe_cuda_error(cudaError_t status) {
 
 std::string describe_cublas_error(cublasStatus_t status) {
   return concat(static_cast<int>(status), ": ", cublasGetStatusString(status));
-}
-
-std::string describe_nccl_error(ncclResult_t status) {
-  int version = 0;
-  std::string loaded = ncclGetVersion(&version) == ncclSuccess ? std::to_string(version) : std::string("unknown");
-  return concat(static_cast<int>(status), ": ", ncclGetErrorString(status), " (NCCL ", loaded, ", built against ",
-                NCCL_MAJOR, ".", NCCL_MINOR, ".", NCCL_PATCH, ")");
 }
 
 }  // namespace dtrain::detail

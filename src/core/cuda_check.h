@@ -4,8 +4,8 @@
 // evaluates stmt once, and when the status is not `ok` hands the statement
 // text, file, line and describe(status) to one handler that throws
 // dtrain::Error. DTRAIN_CUDA_CHECK and DTRAIN_CUBLAS_CHECK are its
-// specialisations; DTRAIN_NCCL_CHECK lives in core/nccl_check.h (it needs
-// nccl.h). Include only from CUDA-enabled translation units.
+// specialisations; DTRAIN_NCCL_CHECK lives with the NCCL backend in
+// comm/nccl/nccl_check.h (it needs nccl.h). Include only from CUDA-enabled translation units.
 #pragma once
 
 #include <cublas_api.h>

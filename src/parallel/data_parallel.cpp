@@ -17,7 +17,7 @@
 #include <unordered_map>
 
 #include "dtrain/allocator.h"
-#include "dtrain/loss_scaler.h"
+#include "dtrain/optim/loss_scaler.h"
 #include "dtrain/ops.h"
 #include "dtrain/optim/clip.h"
 

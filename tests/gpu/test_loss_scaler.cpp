@@ -4,7 +4,7 @@
 #include <cmath>
 #include <limits>
 
-#include "dtrain/loss_scaler.h"
+#include "dtrain/optim/loss_scaler.h"
 #include "test_support.h"
 
 using namespace dtrain;

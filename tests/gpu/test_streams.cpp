@@ -10,7 +10,7 @@
 
 #ifdef DTRAIN_WITH_CUDA
 #include "core/cuda_check.h"
-#include "core/nccl_check.h"
+#include "comm/nccl/nccl_check.h"
 #endif
 
 using namespace dtrain;

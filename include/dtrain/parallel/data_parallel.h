@@ -71,7 +71,7 @@ struct DataParallelOptions {
   // bf16 plus dynamic loss scaling). The model's parameters must already be
   // in the compute dtype. CPU ops are f32-only: bf16/f16 are GPU-only.
   Precision precision = Precision::f32;
-  float initial_loss_scale = 65536.0f;  // f16 only (DynamicLossScaler, dtrain/loss_scaler.h)
+  float initial_loss_scale = 65536.0f;  // f16 only (DynamicLossScaler, dtrain/optim/loss_scaler.h)
   int loss_scale_window = 2000;         // f16: steps without overflow before the scale doubles
   bool check_consistency = true;        // the end-of-backward comparison described above
   bool broadcast_parameters = true;     // start every rank from rank 0's weights

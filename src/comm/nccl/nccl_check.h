@@ -1,6 +1,7 @@
 // Internal: DTRAIN_NCCL_CHECK, the NCCL member of the check macro family
-// (core/cuda_check.h). The message names the NCCL version the process loaded,
-// since NCCL errors often depend on it.
+// (core/cuda_check.h), kept with the NCCL backend so that core never needs
+// nccl.h. The message names the NCCL version the process loaded, since NCCL
+// errors often depend on it (nccl_check.cpp).
 #pragma once
 
 #include <nccl.h>

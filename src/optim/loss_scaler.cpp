@@ -1,4 +1,4 @@
-#include "dtrain/loss_scaler.h"
+#include "dtrain/optim/loss_scaler.h"
 
 #include <algorithm>
 #include <cmath>
@@ -8,7 +8,7 @@
 
 #ifdef DTRAIN_WITH_CUDA
 namespace dtrain::cuda {
-// kernels/nonfinite.cu: true when no element of the tensors (all on one CUDA device) is inf/nan.
+// kernels/all_finite.cu: true when no element of the tensors (all on one CUDA device) is inf/nan.
 bool all_finite(const std::vector<Tensor>& tensors);
 }  // namespace dtrain::cuda
 #endif
