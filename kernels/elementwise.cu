@@ -16,9 +16,6 @@ struct ScaleF {
   float alpha;
   __device__ float operator()(float, float x, float) const { return alpha * x; }
 };
-struct CopyF {
-  __device__ float operator()(float, float x, float) const { return x; }
-};
 
 }  // namespace
 
