@@ -9,6 +9,8 @@
 //    thread pool) and the fraction of the FMA peak;
 //  - memory-bound ops in GB/s (bytes read + bytes written, napkin math next to
 //    each op), vs memcpy of a same-sized buffer on the same thread count.
+// The cases (shapes, inputs, bytes, FLOPs, the library dtrain calls) come from
+// the op case registry (tests/op_cases), which the tests share.
 // Every figure is the best of repeated runs (min time), after a warm-up, with
 // the op and its baseline called alternately.
 #include <cblas.h>
@@ -30,11 +32,11 @@
 
 #include "dtrain/ops.h"
 #include "dtrain/tensor.h"
+#include "op_case.h"
 #include "peak.h"
 
 using dtrain::DType;
 using dtrain::Tensor;
-namespace ops = dtrain::ops;
 using nlohmann::json;
 
 namespace {
@@ -79,15 +81,6 @@ std::pair<double, double> best_times(const std::function<void()>& a, const std::
   return {best_a, best_b};
 }
 
-Tensor random(const dtrain::Shape& shape, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
-  Tensor t = Tensor::empty(shape);
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  float* p = t.data<float>();
-  for (int64_t i = 0; i < t.numel(); ++i) p[i] = dist(rng);
-  return t;
-}
-
 void set_threads(int n) {
   omp_set_num_threads(n);
 }
@@ -99,8 +92,8 @@ struct Output {
   }
 };
 
-void bench_gemm(const std::vector<std::array<int64_t, 3>>& shapes, const std::vector<int>& thread_counts, double min_s,
-                Output& out, json& summary) {
+void bench_gemm(const std::vector<dtrain::op_cases::OpCase>& gemm_cases, const std::vector<int>& thread_counts,
+                double min_s, Output& out, json& summary) {
   std::printf(
       "\nGEMM f32 (out = a @ b), GFLOP/s; ratios against OpenBLAS cblas_sgemm and an FMA peak loop, same run\n"
       "dtrain's CPU GEMM calls OpenBLAS (sgemm via Eigen EIGEN_USE_BLAS, one single-threaded call per OpenMP "
@@ -111,10 +104,12 @@ void bench_gemm(const std::vector<std::array<int64_t, 3>>& shapes, const std::ve
   for (int threads : thread_counts) {
     set_threads(threads);
     const dtrain::bench::Peak peak = dtrain::bench::fma_peak(threads, min_s);
-    for (const auto& s : shapes) {
-      const int64_t m = s[0], n = s[1], k = s[2];
-      Tensor a = random({m, k}, 1), b = random({k, n}, 2), c = Tensor::zeros({m, n}), c2 = Tensor::zeros({m, n});
-      const double flops = 2.0 * m * n * k;
+    for (const dtrain::op_cases::OpCase& gemm : gemm_cases) {
+      dtrain::op_cases::Bound t = dtrain::op_cases::bind(gemm, DType::f32, dtrain::Device::cpu());
+      Tensor &a = t["a"], &b = t["b"];
+      const int64_t m = a.size(0), k = a.size(1), n = b.size(1);
+      Tensor c2 = Tensor::zeros({m, n});
+      const double flops = gemm.forward_flops;
       // ops::matmul runs OpenBLAS single-threaded inside its own OpenMP blocks;
       // the baseline runs OpenBLAS with its own thread pool. OpenBLAS's workers
       // keep spinning for a while after a call and would steal the cores of
@@ -122,7 +117,7 @@ void bench_gemm(const std::vector<std::array<int64_t, 3>>& shapes, const std::ve
       // two rounds of (ours, then OpenBLAS, then a pause), best of each.
       double t_ours = INFINITY, t_blas = INFINITY;
       for (int round = 0; round < 2; ++round) {
-        t_ours = std::min(t_ours, best_time([&] { ops::matmul(c, a, b); }, min_s / 2));
+        t_ours = std::min(t_ours, best_time([&] { gemm.forward(t); }, min_s / 2));
         openblas_set_num_threads(threads);
         t_blas = std::min(t_blas, best_time(
                                       [&] {
@@ -148,7 +143,7 @@ void bench_gemm(const std::vector<std::array<int64_t, 3>>& shapes, const std::ve
              {"threads", threads},
              {"gflops", ours},
              {"openblas_gflops", blas},
-             {"library", "OpenBLAS sgemm (called by dtrain)"},
+             {"library", gemm.cpu_library + " (called by dtrain)"},
              {"ratio_openblas", ours / blas},
              {"fma_peak_gflops", peak.gflops},
              {"fma_peak_isa", peak.isa},
@@ -166,46 +161,27 @@ struct MemOp {
   std::function<void()> run;
 };
 
-void bench_memory(int64_t n, const std::vector<int>& thread_counts, double min_s, Output& out, json& summary) {
-  // Shapes: rows of C = 768 channels (GPT-2 small) for layernorm; vocabulary 50257 for cross-entropy.
-  const int64_t ch = 768, rows = n / ch, vocab = 50257, ce_rows = std::max<int64_t>(1, n / vocab);
-  Tensor x = random({rows, ch}, 1), w = random({ch}, 2), b = random({ch}, 3), dout = random({rows, ch}, 4);
-  Tensor y = Tensor::empty({rows, ch}), mean = Tensor::empty({rows}), rstd = Tensor::empty({rows});
-  Tensor dx = Tensor::zeros({rows, ch}), dw = Tensor::zeros({ch}), db = Tensor::zeros({ch});
-  const int64_t m = rows * ch;
-  Tensor flat = x.reshape({m}), flat_out = y.reshape({m}), flat_d = dout.reshape({m}), flat_dx = dx.reshape({m});
-  Tensor logits = random({ce_rows, vocab}, 5, -4.0f, 4.0f), dlogits = Tensor::empty({ce_rows, vocab});
-  Tensor losses = Tensor::empty({ce_rows}), targets = Tensor::zeros({ce_rows}, DType::i32);
-  Tensor half = Tensor::empty({m}, DType::bf16), f16 = Tensor::empty({m}, DType::f16);
-  ops::cast(half, flat);
-  ops::cast(f16, flat);
-  ops::AdamWTensor st{
-      random({m}, 6), random({m}, 7), Tensor::zeros({m}), Tensor::zeros({m}), Tensor::empty({m}, DType::bf16), 0.1f};
-  std::vector<ops::AdamWTensor> adam{st};
-  ops::AdamWConfig cfg;
-  Tensor norm_out = Tensor::empty({1});
+// The registry's memory-bound cases (f32), forward and backward.
+std::vector<MemOp> memory_ops(const std::vector<dtrain::op_cases::OpCase>& cases,
+                              std::vector<dtrain::op_cases::Bound>& bound) {
+  bound.reserve(cases.size());  // the closures below hold references into it
+  std::vector<MemOp> list;
+  for (const dtrain::op_cases::OpCase& c : cases) {
+    if (c.forward_flops > 0 || !c.forward_bytes) continue;  // GEMM-shaped: the GEMM section
+    dtrain::op_cases::Bound& t = bound.emplace_back(dtrain::op_cases::bind(c, DType::f32, dtrain::Device::cpu()));
+    const std::string name = c.op == "cast" ? "cast " + c.label.substr(0, c.label.find(" n=")) : c.op;
+    list.push_back({name, c.forward_bytes(DType::f32), [&c, &t] { c.forward(t); }});
+    if (c.backward && c.backward_bytes)
+      list.push_back({name + "_backward", c.backward_bytes(DType::f32), [&c, &t] { c.backward(t); }});
+  }
+  return list;
+}
+
+void bench_memory(const std::vector<dtrain::op_cases::OpCase>& cases, int64_t m, const std::vector<int>& thread_counts,
+                  double min_s, Output& out, json& summary) {
+  std::vector<dtrain::op_cases::Bound> bound;
+  const std::vector<MemOp> list = memory_ops(cases, bound);
   const double fm = static_cast<double>(m) * 4;  // bytes of one f32 activation
-  Tensor none;
-  std::vector<MemOp> list = {
-      // x read, out written, mean/rstd written
-      {"layernorm", 2 * fm + 8.0 * rows, [&] { ops::layernorm(y, mean, rstd, x, w, b, 1e-5f); }},
-      // x, dout read; dx read + written (accumulated); mean/rstd read
-      {"layernorm_backward", 4 * fm + 8.0 * rows, [&] { ops::layernorm_backward(dx, dw, db, dout, x, w, mean, rstd); }},
-      {"gelu", 2 * fm, [&] { ops::gelu(flat_out, flat); }},
-      // x, dout read; dx read + written
-      {"gelu_backward", 4 * fm, [&] { ops::gelu_backward(flat_dx, flat_d, flat); }},
-      // param, grad, m, v read; param, m, v written; bf16 copy written
-      {"adamw_step", 7 * fm + fm / 2, [&] { ops::adamw_step(adam, cfg); }},
-      // logits read, dlogits written (losses, targets negligible)
-      {"softmax_cross_entropy", 8.0 * ce_rows * vocab,
-       [&] { ops::softmax_cross_entropy(losses, dlogits, logits, targets); }},
-      {"cast f32->bf16", fm + fm / 2, [&] { ops::cast(half, flat); }},
-      {"cast bf16->f32", fm + fm / 2, [&] { ops::cast(flat_out, half); }},
-      {"cast f32->f16", fm + fm / 2, [&] { ops::cast(f16, flat); }},
-      {"cast f16->f32", fm + fm / 2, [&] { ops::cast(flat_out, f16); }},
-      {"add", 3 * fm, [&] { ops::add(flat_out, flat, flat_d); }},
-      {"global_norm_squared", fm, [&] { ops::global_norm_squared(norm_out, {flat}); }},
-  };
   std::printf(
       "\nMemory-bound ops on %lld f32 elements (%.0f MiB per tensor), GB/s = (bytes read + written) / time;\n"
       "ratio against memcpy of the same byte count on the same threads, same run\n",
@@ -259,14 +235,23 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
     std::vector<int> thread_counts{1};
     if (max_threads > 1) thread_counts.push_back(max_threads);
     const double min_s = quick ? 0.1 : 0.5;
-    std::vector<std::array<int64_t, 3>> shapes{{256, 256, 256}, {1024, 1024, 1024}};
+    dtrain::op_cases::BenchScale scale{};
+    scale.elements = quick ? (8 << 20) : (16 << 20);
+    scale.channels = 768;  // GPT-2 small's rows for layernorm
+    scale.vocab = 50257;   // GPT-2's vocabulary for softmax_cross_entropy
+    scale.quick = quick;
+    scale.cuda = false;
+    scale.gemm_shapes = {{256, 256, 256}, {1024, 1024, 1024}};
     if (!quick)
-      shapes = {{128, 128, 128},   {256, 256, 256},   {512, 512, 512}, {1024, 1024, 1024},
-                {1024, 2304, 768}, {1024, 768, 3072}, {777, 333, 129}};
+      scale.gemm_shapes = {{128, 128, 128},   {256, 256, 256},   {512, 512, 512}, {1024, 1024, 1024},
+                           {1024, 2304, 768}, {1024, 768, 3072}, {777, 333, 129}};
+    std::vector<dtrain::op_cases::OpCase> cases = dtrain::op_cases::bench_cases(scale), gemm_cases;
+    for (const auto& c : cases)
+      if (c.op == "matmul") gemm_cases.push_back(c);
     std::printf("bench_cpu_ops: %d thread(s) max, %s\n", max_threads, openblas_get_config());
     json summary{{"final", true}, {"threads", max_threads}, {"quick", quick}};
-    if (section != "memory") bench_gemm(shapes, thread_counts, min_s, out, summary);
-    if (section != "gemm") bench_memory(quick ? (8 << 20) : (16 << 20), thread_counts, min_s, out, summary);
+    if (section != "memory") bench_gemm(gemm_cases, thread_counts, min_s, out, summary);
+    if (section != "gemm") bench_memory(cases, scale.elements, thread_counts, min_s, out, summary);
     out.write(summary);
     std::printf("\n%s\n", summary.dump().c_str());
     return 0;

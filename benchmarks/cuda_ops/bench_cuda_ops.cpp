@@ -11,6 +11,9 @@
 //              products: 2 GEMMs forward, 5 backward, 2*T*T*hs each, halved),
 //              for both implementations (DTRAIN_ATTENTION=matmul|flash).
 //
+// The cases (shapes, inputs, bytes, FLOPs, the library dtrain calls) come
+// from the op case registry (tests/op_cases), which the tests share.
+//
 // Output: a human line per measurement, and with --metrics-out one JSON object
 // per measurement plus a final summary ({"final": true}).
 #include <cublas_v2.h>
@@ -33,6 +36,7 @@
 #include "dtrain/error.h"
 #include "dtrain/ops.h"
 #include "dtrain/stream.h"
+#include "op_case.h"
 
 using namespace dtrain;
 using json = nlohmann::json;
@@ -98,21 +102,6 @@ class Bench {
   std::vector<json> records_;
 };
 
-Tensor random_on(const Device& d, const Shape& shape, DType dt, float lo = -1.0f, float hi = 1.0f) {
-  Tensor host = Tensor::empty(shape, DType::f32);
-  float* p = host.data<float>();
-  uint32_t state = 12345;
-  for (int64_t i = 0; i < host.numel(); ++i) {
-    state = state * 1664525u + 1013904223u;
-    p[i] = lo + (hi - lo) * static_cast<float>(state >> 8) / 16777216.0f;
-  }
-  Tensor dev = host.to(d);
-  if (dt == DType::f32) return dev;
-  Tensor low = Tensor::empty(shape, dt, d);
-  ops::cast(low, dev);
-  return low;
-}
-
 double copy_gbps(Bench& b) {
   const size_t bytes = (b.opt().quick ? size_t{256} : size_t{1024}) << 20;
   Tensor src = Tensor::zeros({static_cast<int64_t>(bytes)}, DType::u8, b.gpu());
@@ -126,10 +115,13 @@ double copy_gbps(Bench& b) {
   return gbps;
 }
 
-void bench_gemm(Bench& b, cublasHandle_t handle, int64_t M, int64_t N, int64_t K, DType dt, json& summary) {
-  Tensor a = random_on(b.gpu(), {M, K}, dt), w = random_on(b.gpu(), {K, N}, dt);
-  Tensor out = Tensor::empty({M, N}, dt, b.gpu());
-  const double ours = b.time_ms([&] { ops::matmul(out, a, w); });
+// A registry matmul case (out = a @ b) against plain cublasGemmEx on the same tensors.
+void bench_gemm(Bench& b, cublasHandle_t handle, const op_cases::OpCase& c, DType dt, json& summary) {
+  op_cases::Bound t = op_cases::bind(c, dt, b.gpu());
+  const double ours = b.time_ms([&] { c.forward(t); });
+  const Tensor &a = t["a"], &w = t["b"];
+  Tensor& out = t["out"];
+  const int64_t M = a.size(0), K = a.size(1), N = w.size(1);
   // Plain cublasGemmEx, row-major through the column-major transpose identity.
   const auto type = dt == DType::f32 ? CUDA_R_32F : CUDA_R_16BF;
   const float alpha = 1.0f, beta = 0.0f;
@@ -140,104 +132,54 @@ void bench_gemm(Bench& b, cublasHandle_t handle, int64_t M, int64_t N, int64_t K
                               static_cast<int>(K), &beta, out.data_ptr(), type, static_cast<int>(N), CUBLAS_COMPUTE_32F,
                               CUBLAS_GEMM_DEFAULT));
   });
-  const double flops = 2.0 * M * N * K;
-  const double tf = flops / (ours * 1e9), tf_base = flops / (base * 1e9);
-  const std::string shape = std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K);
+  const double tf = c.forward_flops / (ours * 1e9), tf_base = c.forward_flops / (base * 1e9);
   b.emit({{"bench", "gemm"},
-          {"shape", shape},
+          {"op", c.op},
+          {"shape", c.label},
           {"dtype", dtype_name(dt)},
+          {"library", c.cuda_library},
           {"ms", ours},
           {"tflops", tf},
           {"cublas_ms", base},
           {"cublas_tflops", tf_base},
           {"ratio", tf / tf_base}},
-         "gemm      " + std::string(dtype_name(dt)) + " " + shape + ": dtrain (calls cuBLASLt) " + std::to_string(tf) +
-             " TFLOP/s, cublasGemmEx " + std::to_string(tf_base) + " (ratio " + std::to_string(tf / tf_base) + ")");
-  if (M == 8192 && N == 8192 && K == 8192 && dt == DType::bf16) {
+         "gemm      " + std::string(dtype_name(dt)) + " " + c.label + ": dtrain (calls " + c.cuda_library + ") " +
+             std::to_string(tf) + " TFLOP/s, cublasGemmEx " + std::to_string(tf_base) + " (ratio " +
+             std::to_string(tf / tf_base) + ")");
+  if (c.label == "8192x8192x8192" && dt == DType::bf16) {
     summary["gemm_8192_bf16_ratio"] = tf / tf_base;
     summary["gemm_8192_bf16_tflops"] = tf;
   }
   if (dt == DType::bf16) summary["gemm_bf16_best_tflops"] = std::max(summary.value("gemm_bf16_best_tflops", 0.0), tf);
 }
 
-void memory_result(Bench& b, const std::string& name, double bytes, double ms, double copy, json& ratios) {
+void memory_result(Bench& b, const op_cases::OpCase& c, const std::string& name, double bytes, double ms, double copy,
+                   json& ratios) {
   const double gbps = bytes / (ms * 1e6);
   b.emit({{"bench", "memory"},
           {"op", name},
+          {"case", c.label},
           {"bytes", bytes},
           {"ms", ms},
           {"gbps", gbps},
           {"copy_gbps", copy},
           {"ratio", gbps / copy}},
-         "memory    " + name + ": " + std::to_string(gbps) + " GB/s (" + std::to_string(100.0 * gbps / copy) +
-             "% of copy)");
+         "memory    " + name + " (" + c.label + "): " + std::to_string(gbps) + " GB/s (" +
+             std::to_string(100.0 * gbps / copy) + "% of copy)");
   ratios[name] = gbps / copy;
 }
 
-void bench_memory(Bench& b, double copy, json& summary) {
+// Every memory-bound case of the registry, in bf16, forward and backward.
+void bench_memory(Bench& b, const op_cases::BenchScale& scale, double copy, json& summary) {
   json ratios = json::object();
-  const int64_t rows = b.opt().quick ? 8192 : 32768, C = 1024;
   const DType dt = DType::bf16;
-  const double e = 2.0;  // bytes per bf16 element
-  const double nc = static_cast<double>(rows * C);
-  {
-    Tensor x = random_on(b.gpu(), {rows, C}, dt), w = random_on(b.gpu(), {C}, dt), bias = random_on(b.gpu(), {C}, dt);
-    Tensor out = Tensor::empty({rows, C}, dt, b.gpu()), mean = Tensor::empty({rows}, DType::f32, b.gpu()),
-           rstd = Tensor::empty({rows}, DType::f32, b.gpu());
-    memory_result(b, "layernorm_fwd", nc * e * 2 + rows * 8.0,
-                  b.time_ms([&] { ops::layernorm(out, mean, rstd, x, w, bias, 1e-5f); }), copy, ratios);
-    Tensor dx = Tensor::zeros({rows, C}, dt, b.gpu()), dw = Tensor::zeros({C}, dt, b.gpu()),
-           db = Tensor::zeros({C}, dt, b.gpu());
-    memory_result(b, "layernorm_bwd", nc * e * 4 + rows * 8.0,
-                  b.time_ms([&] { ops::layernorm_backward(dx, dw, db, out, x, w, mean, rstd); }), copy, ratios);
-    memory_result(b, "gelu_fwd", nc * e * 2, b.time_ms([&] { ops::gelu(out, x); }), copy, ratios);
-    memory_result(b, "gelu_bwd", nc * e * 4, b.time_ms([&] { ops::gelu_backward(dx, out, x); }), copy, ratios);
-    memory_result(b, "add", nc * e * 3, b.time_ms([&] { ops::add(out, x, dx); }), copy, ratios);
-    Tensor f = Tensor::empty({rows, C}, DType::f32, b.gpu());
-    memory_result(b, "cast_bf16_to_f32", nc * 6, b.time_ms([&] { ops::cast(f, x); }), copy, ratios);
-    memory_result(b, "cast_f32_to_bf16", nc * 6, b.time_ms([&] { ops::cast(out, f); }), copy, ratios);
-  }
-  {
-    const int64_t n = b.opt().quick ? 1024 : 4096, V = 50304;
-    Tensor logits = random_on(b.gpu(), {n, V}, dt, -4.0f, 4.0f), dlogits = Tensor::empty({n, V}, dt, b.gpu());
-    Tensor losses = Tensor::empty({n}, DType::f32, b.gpu());
-    std::vector<float> t(n);
-    for (int64_t i = 0; i < n; ++i) t[i] = static_cast<float>((i * 7919) % V);
-    Tensor targets = Tensor::from_vector(t, {n}, DType::i32).to(b.gpu());
-    memory_result(b, "cross_entropy", static_cast<double>(n * V) * e * 2,
-                  b.time_ms([&] { ops::softmax_cross_entropy(losses, dlogits, logits, targets, 1.0f, -100); }), copy,
-                  ratios);
-  }
-  {
-    // 124M parameters in GPT-2-small-like tensors: per element param r/w (8), bf16 grad (2),
-    // moments r/w (16), bf16 copy (2) = 28 bytes.
-    const std::vector<int64_t> sizes =
-        b.opt().quick ? std::vector<int64_t>{768 * 2304, 768 * 768, 768, 50304 * 768}
-                      : std::vector<int64_t>{768 * 2304, 768 * 768, 768 * 3072, 3072 * 768, 768, 50304 * 768};
-    const int layers = b.opt().quick ? 2 : 12;
-    std::vector<ops::AdamWTensor> list;
-    double elems = 0;
-    for (int l = 0; l < layers; ++l) {
-      for (int64_t s : sizes) {
-        if (l > 0 && s == 50304 * 768) continue;
-        ops::AdamWTensor t;
-        t.param = random_on(b.gpu(), {s}, DType::f32);
-        t.grad = random_on(b.gpu(), {s}, DType::bf16);
-        t.exp_avg = Tensor::zeros({s}, DType::f32, b.gpu());
-        t.exp_avg_sq = Tensor::zeros({s}, DType::f32, b.gpu());
-        t.param_copy = Tensor::empty({s}, DType::bf16, b.gpu());
-        t.weight_decay = 0.1f;
-        list.push_back(t);
-        elems += static_cast<double>(s);
-      }
-    }
-    ops::AdamWConfig config;
-    memory_result(b, "adamw", elems * 28, b.time_ms([&] { ops::adamw_step(list, config); }), copy, ratios);
-    std::vector<Tensor> grads;
-    grads.reserve(list.size());
-    for (auto& t : list) grads.push_back(t.grad);
-    Tensor norm = Tensor::empty({1}, DType::f32, b.gpu());
-    memory_result(b, "global_norm", elems * 2, b.time_ms([&] { ops::global_norm_squared(norm, grads); }), copy, ratios);
+  for (const op_cases::OpCase& c : op_cases::bench_cases(scale)) {
+    if (c.forward_flops > 0 || !c.forward_bytes) continue;  // GEMM-shaped: below
+    op_cases::Bound t = op_cases::bind(c, dt, b.gpu());
+    const std::string name = c.op == "cast" ? "cast " + c.label.substr(0, c.label.find(" n=")) : c.op;
+    memory_result(b, c, name, c.forward_bytes(dt), b.time_ms([&] { c.forward(t); }), copy, ratios);
+    if (c.backward && c.backward_bytes)
+      memory_result(b, c, name + "_backward", c.backward_bytes(dt), b.time_ms([&] { c.backward(t); }), copy, ratios);
   }
   double worst = 1e9;
   for (auto& [k, v] : ratios.items()) worst = std::min(worst, v.get<double>());
@@ -245,32 +187,27 @@ void bench_memory(Bench& b, double copy, json& summary) {
   summary["memory_worst_ratio"] = worst;
 }
 
-void bench_attention(Bench& b, json& summary) {
-  const int64_t B = b.opt().quick ? 4 : 8, C = 768, NH = 12, hs = C / NH;
+void bench_attention(Bench& b, const op_cases::BenchScale& scale, json& summary) {
   const DType dt = DType::bf16;
-  for (int64_t T : b.opt().quick ? std::vector<int64_t>{1024} : std::vector<int64_t>{1024, 2048}) {
-    Tensor qkv = random_on(b.gpu(), {B, T, 3 * C}, dt);
-    Tensor out = Tensor::empty({B, T, C}, dt, b.gpu()), lse = Tensor::empty({B, NH, T}, DType::f32, b.gpu());
-    Tensor dout = random_on(b.gpu(), {B, T, C}, dt), dqkv = Tensor::zeros({B, T, 3 * C}, dt, b.gpu());
-    const double fwd_flops = 2.0 * 2.0 * B * NH * static_cast<double>(T) * T * hs / 2.0;
+  for (const op_cases::OpCase& c : op_cases::bench_cases(scale)) {
+    if (c.op != "attention") continue;
+    op_cases::Bound t = op_cases::bind(c, dt, b.gpu());
+    const int64_t T = t["qkv"].size(1);
     for (const char* impl : {"matmul", "flash"}) {
       ::setenv("DTRAIN_ATTENTION", impl, 1);
-      const double f = b.time_ms([&] { ops::attention(out, lse, qkv, NH); });
-      const double bw = b.time_ms([&] { ops::attention_backward(dqkv, dout, qkv, out, lse, NH); });
-      const double tf = fwd_flops / (f * 1e9), tb = 2.5 * fwd_flops / (bw * 1e9);
+      const double f = b.time_ms([&] { c.forward(t); });
+      const double bw = b.time_ms([&] { c.backward(t); });
+      const double tf = c.forward_flops / (f * 1e9), tb = c.backward_flops / (bw * 1e9);
       // The ratio that matters: attention is GEMM-shaped work, so it is put
       // next to the best bf16 GEMM of this run (0 when GEMMs were not run).
       const double gemm_best = summary.value("gemm_bf16_best_tflops", 0.0);
-      const std::string how =
-          std::string(impl) == "matmul" ? "cuBLAS batched GEMMs + dtrain softmax kernel" : "dtrain kernel, CUDA cores";
+      const std::string how = std::string(impl) == "matmul" ? c.cuda_library : "dtrain kernel";
       const std::string vs_gemm =
           gemm_best > 0 ? ", fwd " + std::to_string(100.0 * tf / gemm_best) + "% of the run's best bf16 GEMM" : "";
       b.emit({{"bench", "attention"},
               {"impl", impl},
-              {"B", B},
+              {"case", c.label},
               {"T", T},
-              {"C", C},
-              {"NH", NH},
               {"dtype", "bf16"},
               {"fwd_ms", f},
               {"fwd_tflops", tf},
@@ -278,8 +215,8 @@ void bench_attention(Bench& b, json& summary) {
               {"bwd_tflops", tb},
               {"implementation", how},
               {"fwd_ratio_gemm", gemm_best > 0 ? tf / gemm_best : 0.0}},
-             "attention " + std::string(impl) + " (" + how + ") B=" + std::to_string(B) + " T=" + std::to_string(T) +
-                 ": fwd " + std::to_string(tf) + " TFLOP/s, bwd " + std::to_string(tb) + " TFLOP/s" + vs_gemm);
+             "attention " + std::string(impl) + " (" + how + ") " + c.label + ": fwd " + std::to_string(tf) +
+                 " TFLOP/s, bwd " + std::to_string(tb) + " TFLOP/s" + vs_gemm);
       summary["attention_" + std::string(impl) + "_T" + std::to_string(T) + "_fwd_tflops"] = tf;
     }
     ::unsetenv("DTRAIN_ATTENTION");
@@ -316,18 +253,26 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
     json summary = {{"final", true}, {"gpu", prop.name}, {"quick", opt.quick}};
     const double copy = copy_gbps(b);
     summary["copy_gbps"] = copy;
+    op_cases::BenchScale scale{};
+    scale.elements = (opt.quick ? 8192 : 32768) * int64_t{1024};
+    scale.channels = 1024;
+    scale.vocab = 50304;
+    scale.quick = opt.quick;
+    scale.cuda = true;
+    scale.gemm_shapes = {{4096, 4096, 4096}, {8192, 8192, 8192}, {8192, 2304, 768}};
+    if (!opt.quick) scale.gemm_shapes.insert(scale.gemm_shapes.end(), {{8192, 768, 3072}, {8192, 50304, 768}});
+    scale.attention_seq_lens = opt.quick ? std::vector<int64_t>{1024} : std::vector<int64_t>{1024, 2048};
+    scale.attention_batch = opt.quick ? 4 : 8;
     cublasHandle_t handle = nullptr;
     BENCH_CUBLAS(cublasCreate(&handle));
-    const std::vector<std::array<int64_t, 3>> shapes =
-        opt.quick
-            ? std::vector<std::array<int64_t, 3>>{{4096, 4096, 4096}, {8192, 8192, 8192}, {8192, 2304, 768}}
-            : std::vector<std::array<int64_t, 3>>{
-                  {4096, 4096, 4096}, {8192, 8192, 8192}, {8192, 2304, 768}, {8192, 768, 3072}, {8192, 50304, 768}};
-    for (const auto& s : shapes) bench_gemm(b, handle, s[0], s[1], s[2], DType::bf16, summary);
-    bench_gemm(b, handle, 4096, 4096, 4096, DType::f32, summary);
+    for (const op_cases::OpCase& c : op_cases::bench_cases(scale)) {
+      if (c.op != "matmul") continue;
+      bench_gemm(b, handle, c, DType::bf16, summary);
+      if (c.label == "4096x4096x4096") bench_gemm(b, handle, c, DType::f32, summary);
+    }
     cublasDestroy(handle);
-    bench_memory(b, copy, summary);
-    bench_attention(b, summary);
+    bench_memory(b, scale, copy, summary);
+    bench_attention(b, scale, summary);
     const MemoryStats mem = memory_stats(b.gpu());
     summary["peak_bytes"] = mem.peak_bytes;
     summary["reserved_bytes"] = mem.reserved_bytes;

@@ -1,87 +1,29 @@
-// adamw_step and the global norm against direct formulas.
+// adamw_step's bf16 copies, argument validation, and global_norm (values
+// against the formulas: the op case registry, tests/op_cases/adamw.cpp and
+// global_norm.cpp).
+#include "op_case.h"
 #include "op_test_util.h"
 
 namespace dtrain::testing {
-namespace {
-
-struct RefState {
-  Vec p, m, v;
-};
-
-void ref_adamw(RefState& s, const Vec& g, const ops::AdamWConfig& c, double wd) {
-  const double bc1 = 1.0 - std::pow(static_cast<double>(c.beta1), static_cast<double>(c.step));
-  const double bc2 = 1.0 - std::pow(static_cast<double>(c.beta2), static_cast<double>(c.step));
-  for (size_t i = 0; i < s.p.size(); ++i) {
-    const double gi = g[i] * c.grad_scale;
-    s.m[i] = c.beta1 * s.m[i] + (1.0 - c.beta1) * gi;
-    s.v[i] = c.beta2 * s.v[i] + (1.0 - c.beta2) * gi * gi;
-    s.p[i] -= c.lr * ((s.m[i] / bc1) / (std::sqrt(s.v[i] / bc2) + c.eps) + wd * s.p[i]);
-  }
-}
-
-}  // namespace
-
-TEST_CASE("adamw_step matches the formula over several tensors and steps", "[ops][adamw]") {
-  const int64_t sizes[] = {1, 7, 64, 100003};
-  std::vector<ops::AdamWTensor> ts;
-  std::vector<RefState> refs;
-  std::vector<Vec> grads;
-  uint32_t seed = 1;
-  for (int64_t n : sizes) {
-    ops::AdamWTensor t;
-    const Vec p = random_vec(static_cast<size_t>(n), seed++);
-    t.param = from_vec(p, {n});
-    t.grad = Tensor::empty({n});
-    t.exp_avg = Tensor::zeros({n});
-    t.exp_avg_sq = Tensor::zeros({n});
-    t.param_copy = Tensor::empty({n}, DType::bf16);
-    t.weight_decay = n == 7 ? 0.0f : 0.1f;
-    ts.push_back(t);
-    refs.push_back({p, Vec(p.size(), 0.0), Vec(p.size(), 0.0)});
-  }
-  ts[2].param_copy = Tensor();  // optional
-  ops::AdamWConfig cfg;
-  cfg.lr = 1e-2f;
-  cfg.grad_scale = 0.5f;
-  for (int64_t step = 1; step <= 3; ++step) {
-    cfg.step = step;
-    for (size_t i = 0; i < ts.size(); ++i) {
-      const Vec g = random_vec(static_cast<size_t>(ts[i].param.numel()), seed++, -2.0, 2.0);
-      ts[i].grad.copy_(from_vec(g, {ts[i].param.numel()}));
-      ref_adamw(refs[i], g, cfg, ts[i].weight_decay);
-    }
-    ops::adamw_step(ts, cfg);
-  }
-  for (size_t i = 0; i < ts.size(); ++i) {
-    CAPTURE(i);
-    CHECK_CLOSE(to_vec(ts[i].param), refs[i].p, 1e-6);
-    CHECK_CLOSE(to_vec(ts[i].exp_avg), refs[i].m, 1e-6);
-    CHECK_CLOSE(to_vec(ts[i].exp_avg_sq), refs[i].v, 1e-6);
-    if (ts[i].param_copy.defined()) {
-      const float* p = ts[i].param.data<float>();
-      const auto* c = static_cast<const uint16_t*>(ts[i].param_copy.data_ptr());
+TEST_CASE("adamw_step's bf16 copy is the new parameter rounded, bit for bit", "[ops][adamw]") {
+  // The registry's cases (tests/op_cases/adamw.cpp) check values against the
+  // formula; here: every copy equals dtype.h's rounding of the parameter.
+  for (const op_cases::OpCase& c : op_cases::test_cases("adamw")) {
+    CAPTURE(c.label);
+    op_cases::Bound b = op_cases::bind(c, DType::f32, Device::cpu());
+    c.forward(b);
+    int copies = 0;
+    for (const auto& [name, copy] : b.tensors) {
+      if (name.rfind("param_copy", 0) != 0 || !copy.defined()) continue;
+      const Tensor& param = b.at("param" + name.substr(10));
+      const auto* bits = static_cast<const uint16_t*>(copy.data_ptr());
       int bad = 0;
-      for (int64_t j = 0; j < ts[i].param.numel(); ++j) bad += c[j] != float_to_bf16(p[j]);
+      for (int64_t j = 0; j < param.numel(); ++j) bad += bits[j] != float_to_bf16(param.data<float>()[j]);
       CHECK(bad == 0);
+      ++copies;
     }
+    if (c.label.rfind("6 tensors", 0) == 0) CHECK(copies == 3);
   }
-}
-
-TEST_CASE("adamw_step takes bf16 gradients", "[ops][adamw]") {
-  const int64_t n = 33;
-  const Vec p = random_vec(n, 1), g = random_vec(n, 2);
-  ops::AdamWTensor t;
-  t.param = from_vec(p, {n});
-  t.grad = from_vec(g, {n}, DType::bf16);
-  t.exp_avg = Tensor::zeros({n});
-  t.exp_avg_sq = Tensor::zeros({n});
-  t.weight_decay = 0.01f;
-  std::vector<ops::AdamWTensor> ts{t};
-  ops::AdamWConfig cfg;
-  ops::adamw_step(ts, cfg);
-  RefState ref{p, Vec(n, 0.0), Vec(n, 0.0)};
-  ref_adamw(ref, to_vec(t.grad), cfg, 0.01);
-  CHECK_CLOSE(to_vec(t.param), ref.p, 1e-6);
 }
 
 TEST_CASE("adamw_step validates its arguments", "[ops][adamw][validation]") {

@@ -1,62 +1,8 @@
-// gelu and gelu_backward against the formula in double and finite differences.
+// gelu and the ops' common validation rules (values against the formula: the
+// op case registry, tests/op_cases/gelu.cpp).
 #include "op_test_util.h"
 
 namespace dtrain::testing {
-namespace {
-
-Vec ref_gelu(const Vec& x) {
-  Vec out(x.size());
-  const double s = std::sqrt(2.0 / M_PI);
-  for (size_t i = 0; i < x.size(); ++i)
-    out[i] = 0.5 * x[i] * (1.0 + std::tanh(s * (x[i] + 0.044715 * x[i] * x[i] * x[i])));
-  return out;
-}
-
-}  // namespace
-
-TEST_CASE("gelu forward matches the tanh formula", "[ops][gelu]") {
-  for (const cpu::Isa isa : cpu_isas())
-    for (int64_t n : {1, 7, 16, 17, 1023, 100003}) {
-      const IsaScope scope(isa);
-      CAPTURE(isa_name(isa), n);
-      const Vec x = random_vec(static_cast<size_t>(n), static_cast<uint32_t>(n), -6.0, 6.0);
-      Tensor out = Tensor::full({n}, NAN);
-      ops::gelu(out, from_vec(x, {n}));
-      CHECK_CLOSE(to_vec(out), ref_gelu(x), 2e-6);
-      // In place.
-      Tensor inplace = from_vec(x, {n});
-      ops::gelu(inplace, inplace);
-      CHECK_CLOSE(to_vec(inplace), ref_gelu(x), 2e-6);
-    }
-}
-
-TEST_CASE("gelu_backward matches finite differences and accumulates", "[ops][gelu]") {
-  for (const cpu::Isa isa : cpu_isas())
-    for (int64_t n : {1, 5, 33, 100003}) {
-      const IsaScope scope(isa);
-      CAPTURE(isa_name(isa), n);
-      const Vec x = random_vec(static_cast<size_t>(n), 11, -5.0, 5.0);
-      const Vec dout = random_vec(x.size(), 12);
-      const Vec dx0 = random_vec(x.size(), 13);
-      Tensor dx = from_vec(dx0, {n});
-      ops::gelu_backward(dx, from_vec(dout, {n}), from_vec(x, {n}));
-      // gelu is elementwise: the finite difference of each element on its own is the full gradient.
-      Vec fd(x.size());
-      const double h = 1e-5;
-      for (size_t i = 0; i < x.size(); ++i) {
-        const Vec p = ref_gelu({x[i] + h}), m = ref_gelu({x[i] - h});
-        fd[i] = dout[i] * (p[0] - m[0]) / (2 * h);
-      }
-      CHECK_CLOSE(sub(to_vec(dx), dx0), fd, 1e-5);
-      if (n < 100) CHECK_CLOSE(sub(to_vec(dx), dx0), fd_grad(ref_gelu, x, dout), 1e-5);
-      // dx may be dout itself (in place on the incoming gradient).
-      Tensor d = from_vec(dout, {n});
-      ops::gelu_backward(d, d, from_vec(x, {n}));
-      Vec expect(x.size());
-      for (size_t i = 0; i < x.size(); ++i) expect[i] = dout[i] + fd[i];
-      CHECK_CLOSE(to_vec(d), expect, 1e-5);
-    }
-}
 
 TEST_CASE("gelu validates its arguments", "[ops][gelu][validation]") {
   Tensor x = Tensor::zeros({4, 5}), out = Tensor::zeros({4, 5}), none;
