@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <utility>
 
 #include "dtrain/ops.h"
 #include "op_case.h"
@@ -12,13 +13,19 @@ namespace {
 
 constexpr int32_t kIgnore = -100;
 
+// The row's max and sum of exp(x - max).
+std::pair<double, double> row_max_and_sum(const double* row, int64_t v) {
+  double mx = -INFINITY, sum = 0.0;
+  for (int64_t i = 0; i < v; ++i) mx = std::max(mx, row[i]);
+  for (int64_t i = 0; i < v; ++i) sum += std::exp(row[i] - mx);
+  return {mx, sum};
+}
+
 Vec losses_ref(const Vec& logits, const Vec& targets, int64_t v) {
   Vec out(targets.size(), 0.0);
   for (size_t r = 0; r < targets.size(); ++r) {
     if (static_cast<int32_t>(targets[r]) == kIgnore) continue;
-    double mx = -INFINITY, sum = 0.0;
-    for (int64_t i = 0; i < v; ++i) mx = std::max(mx, logits[r * v + i]);
-    for (int64_t i = 0; i < v; ++i) sum += std::exp(logits[r * v + i] - mx);
+    const auto [mx, sum] = row_max_and_sum(logits.data() + r * v, v);
     out[r] = std::log(sum) + mx - logits[r * v + static_cast<int64_t>(targets[r])];
   }
   return out;
@@ -29,9 +36,7 @@ Vec dlogits_ref(const Vec& logits, const Vec& targets, int64_t v, double grad_sc
   Vec ref(logits.size(), 0.0);
   for (size_t r = 0; r < targets.size(); ++r) {
     if (static_cast<int32_t>(targets[r]) == kIgnore) continue;
-    double mx = -INFINITY, sum = 0.0;
-    for (int64_t i = 0; i < v; ++i) mx = std::max(mx, logits[r * v + i]);
-    for (int64_t i = 0; i < v; ++i) sum += std::exp(logits[r * v + i] - mx);
+    const auto [mx, sum] = row_max_and_sum(logits.data() + r * v, v);
     for (int64_t i = 0; i < v; ++i) ref[r * v + i] = std::exp(logits[r * v + i] - mx) / sum * grad_scale;
     ref[r * v + static_cast<int64_t>(targets[r])] -= grad_scale;
   }
