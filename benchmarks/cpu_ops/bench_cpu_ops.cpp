@@ -134,8 +134,8 @@ void bench_gemm(const std::vector<dtrain::op_cases::OpCase>& gemm_cases, const s
       char label[64];
       std::snprintf(label, sizeof(label), "%lld x %lld x %lld", static_cast<long long>(m), static_cast<long long>(n),
                     static_cast<long long>(k));
-      std::printf("%-20s %7d %10.1f %10.1f %8.1f%% %10.1f %8.1f%%\n", label, threads, ours, blas, 100 * ours / blas,
-                  peak.gflops, 100 * ours / peak.gflops);
+      std::printf("%-20s %7d %10.1f %10.1f %8.1f%% %10.1f %8.1f%%  (dtrain calls %s)\n", label, threads, ours, blas,
+                  100 * ours / blas, peak.gflops, 100 * ours / peak.gflops, gemm.cpu_library.c_str());
       json j{{"kind", "gemm"},
              {"m", m},
              {"n", n},
