@@ -204,6 +204,9 @@ void bench_attention(Bench& b, const op_cases::BenchScale& scale, json& summary)
       const std::string how = std::string(impl) == "matmul" ? c.cuda_library : "dtrain kernel";
       const std::string vs_gemm =
           gemm_best > 0 ? ", fwd " + std::to_string(100.0 * tf / gemm_best) + "% of the run's best bf16 GEMM" : "";
+      std::string line = "attention " + std::string(impl) + " (" + how + ") ";
+      line += c.label;
+      line += ": fwd " + std::to_string(tf) + " TFLOP/s, bwd " + std::to_string(tb) + " TFLOP/s" + vs_gemm;
       b.emit({{"bench", "attention"},
               {"impl", impl},
               {"case", c.label},
@@ -215,8 +218,7 @@ void bench_attention(Bench& b, const op_cases::BenchScale& scale, json& summary)
               {"bwd_tflops", tb},
               {"implementation", how},
               {"fwd_ratio_gemm", gemm_best > 0 ? tf / gemm_best : 0.0}},
-             "attention " + std::string(impl) + " (" + how + ") " + c.label + ": fwd " + std::to_string(tf) +
-                 " TFLOP/s, bwd " + std::to_string(tb) + " TFLOP/s" + vs_gemm);
+             line);
       summary["attention_" + std::string(impl) + "_T" + std::to_string(T) + "_fwd_tflops"] = tf;
     }
     ::unsetenv("DTRAIN_ATTENTION");
