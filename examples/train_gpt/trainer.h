@@ -1,6 +1,6 @@
 // train_gpt's pieces: options, construction of data / model / optimizer, and
-// the training loop. Construction is kept apart from the loop so that a
-// data-parallel engine can wrap the model and optimizer between the two.
+// evaluation. The loop itself is training.h's, around the data-parallel
+// engine, which wraps the model and rebuilds the optimizer on its shards.
 #pragma once
 
 #include <cstdint>
@@ -13,7 +13,6 @@
 #include "dtrain/nn/gpt.h"
 #include "dtrain/optim/adamw.h"
 #include "dtrain/optim/schedule.h"
-#include "metrics_writer.h"
 
 struct TrainOptions {
   std::string preset = "tiny";
@@ -65,15 +64,4 @@ void make_data(Trainer& t);
 void make_model(Trainer& t);
 void make_optimizer(Trainer& t);
 
-struct StepStats {
-  float loss = 0.0f;
-  float grad_norm = 0.0f;
-  float lr = 0.0f;
-  double step_ms = 0.0;
-  double tokens_per_s = 0.0;
-};
-// One optimizer step on the next global batch (this rank's share).
-StepStats train_step(Trainer& t, int64_t step);
 EvalResult evaluate(Trainer& t);
-// Runs opt.steps steps, printing a line per step and writing metrics.
-void train_loop(Trainer& t, MetricsWriter& metrics);

@@ -1,6 +1,4 @@
-#include "distributed.h"
-
-#include <unistd.h>
+#include "training.h"
 
 #include <algorithm>
 #include <chrono>
@@ -14,31 +12,29 @@
 #include "dtrain/comm/init.h"
 #include "dtrain/data/byte_tokenizer.h"
 #include "dtrain/parallel/data_parallel.h"
+#include "metrics_writer.h"
 
 using namespace dtrain;
 
-void add_distributed_options(CLI::App& app, DistributedOptions& d) {
-  app.add_option("--zero", d.zero, "ZeRO stage of the data-parallel engine: 0 (DDP), 1, 2 or 3")
+void add_engine_options(CLI::App& app, EngineOptions& e) {
+  app.add_option("--zero", e.zero, "ZeRO stage of the data-parallel engine: 0 (DDP, the default), 1, 2 or 3")
       ->check(CLI::Range(0, 3));
-  app.add_option("--grad-accum", d.grad_accum,
+  app.add_option("--grad-accum", e.grad_accum,
                  "micro-steps per optimizer step (per-rank micro-batch = "
                  "batch / world / grad-accum)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  app.add_option("--precision", d.precision, "f32; bf16 or f16 (mixed precision, GPU only)")->capture_default_str();
-  app.add_flag("--dry-run", d.dry_run, "print the data-parallel plan and memory ledger, then exit");
-  app.add_option("--first-bucket-mb", d.first_bucket_mb, "size of the first gradient bucket (stages 0-2)")
+  app.add_option("--precision", e.precision,
+                 "f32; bf16 or f16: the model in that dtype, f32 master weights and moments in the engine "
+                 "(f16 with dynamic loss scaling)")
       ->capture_default_str();
-  app.add_option("--bucket-mb", d.bucket_mb, "size of the other gradient buckets (stages 0-2)")->capture_default_str();
-  app.add_option("--prefetch", d.prefetch, "ZeRO-3: units gathered ahead of use")->capture_default_str();
-  app.add_flag("--no-overlap", d.no_overlap, "communicate after backward instead of during it (a baseline)");
-  app.add_option("--trace-out", d.trace_out, "write rank 0's engine trace (JSON Lines) to this file");
-}
-
-bool wants_distributed(const DistributedOptions& d) {
-  return d.zero >= 0 || d.grad_accum != 1 || d.precision != "f32" || d.dry_run || !d.trace_out.empty() ||
-         std::getenv("WORLD_SIZE") != nullptr || std::getenv("SLURM_NTASKS") != nullptr ||
-         std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr;
+  app.add_flag("--dry-run", e.dry_run, "print the data-parallel plan and memory ledger, then exit");
+  app.add_option("--first-bucket-mb", e.first_bucket_mb, "size of the first gradient bucket (stages 0-2)")
+      ->capture_default_str();
+  app.add_option("--bucket-mb", e.bucket_mb, "size of the other gradient buckets (stages 0-2)")->capture_default_str();
+  app.add_option("--prefetch", e.prefetch, "ZeRO-3: units gathered ahead of use")->capture_default_str();
+  app.add_flag("--no-overlap", e.no_overlap, "communicate after backward instead of during it (a baseline)");
+  app.add_option("--trace-out", e.trace_out, "write rank 0's engine trace (JSON Lines) to this file");
 }
 
 namespace {
@@ -48,21 +44,11 @@ bool launched_by_a_launcher() {
          std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr;
 }
 
-// A one-rank communicator over a private file store, for runs without a launcher.
-struct LocalGroup {
-  std::string dir;
-  ~LocalGroup() {
-    std::error_code ec;
-    if (!dir.empty()) std::filesystem::remove_all(dir, ec);
-  }
-};
-
-std::shared_ptr<comm::Communicator> make_communicator(LocalGroup& local) {
+// Under a launcher: the job's communicator. Otherwise this process alone,
+// with no store and no network (the engine at world size 1 communicates nothing).
+std::shared_ptr<comm::Communicator> make_communicator() {
   if (launched_by_a_launcher()) return comm::init_process_group();
-  char tmpl[] = "/tmp/dtrain_train_gpt_XXXXXX";
-  DTRAIN_CHECK(::mkdtemp(tmpl) != nullptr, "cannot create a temporary directory for the single-process store");
-  local.dir = tmpl;
-  return std::make_shared<comm::Communicator>(std::make_shared<comm::FileStore>(local.dir), 0, 1);
+  return comm::Communicator::single_process();
 }
 
 double mib(int64_t b) {
@@ -83,14 +69,13 @@ std::vector<float> gather_pairs(comm::Communicator& c, float a, float b) {
 
 }  // namespace
 
-int run_distributed(const TrainOptions& base, const DistributedOptions& d, const CheckpointOptions& c) {
-  LocalGroup local;
+int run_training(const TrainOptions& base, const EngineOptions& d, const CheckpointOptions& c) {
   struct GroupGuard {  // tears the default communicator down after the engine
     ~GroupGuard() {
       if (comm::is_initialized()) comm::destroy_process_group();
     }
   } group_guard;
-  auto comm = make_communicator(local);
+  auto comm = make_communicator();
   const int rank = comm->rank(), world = comm->size();
   const bool lead = rank == 0;
   TrainOptions opt = base;
@@ -124,15 +109,20 @@ int run_distributed(const TrainOptions& base, const DistributedOptions& d, const
   t.optimizer = std::make_unique<optim::AdamW>(dp.param_groups(opt.weight_decay));
   t.optimizer->init_state();  // so the ledger shows the optimizer state from the start
 
+  // The plan and the memory ledger are printed when asked for (--zero,
+  // --dry-run) or when there is more than one rank to share the state.
+  const bool show_plan = world > 1 || d.zero >= 0 || d.dry_run;
   if (lead) {
     std::printf("model: %s, %.2fM parameters, device %s\n", t.model->config().str().c_str(),
                 static_cast<double>(t.model->num_parameters()) / 1e6, t.device.str().c_str());
     std::printf("data: %s, global batch %lld x %lld tokens = %d rank(s) x %d micro-step(s) x %lld sequences\n",
                 opt.data.empty() ? "built-in additions" : opt.data.c_str(), static_cast<long long>(opt.batch),
                 static_cast<long long>(opt.seq_len), world, d.grad_accum, static_cast<long long>(micro_rows));
-    std::printf("%s", dp.describe_plan().c_str());
-    std::printf("at start: %s",
-                parallel::format_ledger(dp.ledger(t.optimizer.get()), dp.predicted(), o.stage, world).c_str());
+    if (show_plan) {
+      std::printf("%s", dp.describe_plan().c_str());
+      std::printf("at start: %s",
+                  parallel::format_ledger(dp.ledger(t.optimizer.get()), dp.predicted(), o.stage, world).c_str());
+    }
     std::fflush(stdout);
   }
   if (d.dry_run) {
@@ -146,6 +136,9 @@ int run_distributed(const TrainOptions& base, const DistributedOptions& d, const
 
   Checkpointer checkpoints(c, t, dp, *comm);
   const int64_t first_step = checkpoints.resume();
+  // What building the model, the engine and the optimizer (and a resume) took
+  // at their peak, before the first step's activations.
+  const int64_t startup_peak = memory_stats(t.device).peak_bytes;
   MetricsWriter metrics(lead ? opt.metrics_out : std::string());
   const int64_t steps = opt.steps;
   double total_ms = 0.0, total_tokens = 0.0;
@@ -185,7 +178,7 @@ int run_distributed(const TrainOptions& base, const DistributedOptions& d, const
       total_ms += max_ms;
       total_tokens += tokens;
     }
-    if (step == first_step && lead) {
+    if (step == first_step && lead && show_plan) {
       std::printf("after step 1: %s",
                   parallel::format_ledger(dp.ledger(t.optimizer.get()), dp.predicted(), o.stage, world).c_str());
     }
@@ -241,11 +234,15 @@ int run_distributed(const TrainOptions& base, const DistributedOptions& d, const
   checkpoints.finish();
   const parallel::MemoryLedger measured = dp.ledger(t.optimizer.get());
   const parallel::MemoryLedger predicted = dp.predicted();
-  const auto model_states = gather_pairs(*comm, static_cast<float>(measured.model_state()),
-                                         static_cast<float>(memory_stats(t.device).peak_bytes));
-  std::vector<double> rank_model_state;
+  const auto model_states =
+      gather_pairs(*comm, static_cast<float>(measured.model_state()), static_cast<float>(startup_peak));
+  std::vector<double> rank_model_state, rank_startup_peak;
   rank_model_state.reserve(static_cast<size_t>(world));
-  for (size_t i = 0; i < static_cast<size_t>(world); ++i) rank_model_state.push_back(model_states[2 * i]);
+  rank_startup_peak.reserve(static_cast<size_t>(world));
+  for (size_t i = 0; i < static_cast<size_t>(world); ++i) {
+    rank_model_state.push_back(model_states[2 * i]);
+    rank_startup_peak.push_back(model_states[2 * i + 1]);
+  }
   nlohmann::json summary = {{"final", true},
                             {"steps", steps},
                             {"final_loss", last_loss},
@@ -259,6 +256,8 @@ int run_distributed(const TrainOptions& base, const DistributedOptions& d, const
                             {"model_state_bytes", measured.model_state()},
                             {"model_state_bytes_predicted", predicted.model_state()},
                             {"rank_model_state_bytes", rank_model_state},
+                            {"startup_peak_bytes", startup_peak},
+                            {"rank_startup_peak_bytes", rank_startup_peak},
                             {"parameter_bytes", measured.parameters},
                             {"gradient_bytes", measured.gradients},
                             {"optimizer_state_bytes", measured.optimizer_state}};
