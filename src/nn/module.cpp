@@ -12,7 +12,11 @@ Shape with_last_dim(const Shape& shape, int64_t last) {
   return s;
 }
 
-Module::Module(std::string type_name, Device device) : type_name_(std::move(type_name)), device_(device) {}
+Module::Module(std::string type_name, Device device, DType dtype)
+    : type_name_(std::move(type_name)), device_(device), dtype_(dtype) {
+  DTRAIN_CHECK(dtype == DType::f32 || dtype == DType::bf16 || dtype == DType::f16, type_name_,
+               ": a module's dtype must be f32, bf16 or f16, got ", dtype_name(dtype));
+}
 
 Module::~Module() = default;
 
@@ -105,6 +109,12 @@ Parameter& Module::add_parameter(const std::string& name, Tensor value, bool wei
   param->grad = Tensor::zeros(param->shape(), param->dtype(), param->device());
   params_.push_back(std::move(param));
   return *params_.back();
+}
+
+Parameter& Module::create_parameter(const std::string& name, const Shape& shape, ParamInit init, bool weight_decay) {
+  Tensor value =
+      init == ParamInit::ones ? Tensor::full(shape, 1.0, dtype_, device_) : Tensor::zeros(shape, dtype_, device_);
+  return add_parameter(name, std::move(value), weight_decay);
 }
 
 void Module::add_module(const std::string& name, Module& child) {

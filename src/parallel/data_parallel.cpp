@@ -229,7 +229,7 @@ struct DataParallel::Impl {
       const auto* p = params[i].param;
       DTRAIN_CHECK(p->dtype() == dtype, "DataParallel: parameter '", params[i].name, "' is ", dtype_name(p->dtype()),
                    " but the precision policy ", precision_name(opt.precision), " computes in ", dtype_name(dtype),
-                   "; build the model in ", dtype_name(dtype), " (bf16/f16 need a GPU) or use --precision f32");
+                   "; build the model in ", dtype_name(dtype), " (GPTConfig::param_dtype and compute_dtype) or use --precision f32");
       DTRAIN_CHECK(p->device() == device, "DataParallel: parameter '", params[i].name, "' is on ", p->device().str(),
                    " but '", params.front().name, "' is on ", device.str(), "; keep the model on one device");
       param_id[p] = static_cast<int>(i);

@@ -33,6 +33,10 @@ namespace dtrain::nn {
 
 enum class HookPoint { pre_forward, post_forward, pre_backward, post_backward };
 
+// The constant a built-in layer starts a parameter at (a model's
+// init_weights then draws the random ones).
+enum class ParamInit { zeros, ones };
+
 struct NamedParameter {
   std::string name;  // dotted path from the module asked, e.g. "blocks.0.attn.qkv.weight"
   Parameter* param;
@@ -43,13 +47,17 @@ class Module {
   using ModuleHook = std::function<void(Module&)>;
   using GradReadyHook = std::function<void(Parameter&)>;
 
-  explicit Module(std::string type_name, Device device = Device::cpu());
+  // `dtype` is the floating dtype of the module's parameters, and so of its
+  // activations and gradients (bf16/f16 models: see GPTConfig). Statistics
+  // the ops keep in f32 (layernorm mean/rstd, attention lse, losses) stay f32.
+  explicit Module(std::string type_name, Device device = Device::cpu(), DType dtype = DType::f32);
   virtual ~Module();
   Module(const Module&) = delete;
   Module& operator=(const Module&) = delete;
 
   const std::string& type_name() const { return type_name_; }
   Device device() const { return device_; }
+  DType dtype() const { return dtype_; }
   Module* parent() const { return parent_; }
 
   // ---- tree -----------------------------------------------------------------
@@ -86,6 +94,8 @@ class Module {
  protected:
   // Creates a parameter owned by this module with a zeroed gradient of the same shape.
   Parameter& add_parameter(const std::string& name, Tensor value, bool weight_decay);
+  // The same for a parameter of this module's device and dtype, filled with `init`.
+  Parameter& create_parameter(const std::string& name, const Shape& shape, ParamInit init, bool weight_decay);
   // Registers a member module as a child (the caller keeps ownership; children
   // must outlive nothing but their parent, which owns them as members).
   void add_module(const std::string& name, Module& child);
@@ -97,9 +107,12 @@ class Module {
   void grad_ready(Parameter& param);
   // Makes `t` a tensor of the given shape on this module's device, reusing
   // its storage when shape and dtype already match (no allocation per step).
-  Tensor& ensure(Tensor& t, const Shape& shape, DType dtype = DType::f32);
+  // Without a dtype: the module's dtype (activations and their gradients).
+  Tensor& ensure(Tensor& t, const Shape& shape, DType dtype);
+  Tensor& ensure(Tensor& t, const Shape& shape) { return ensure(t, shape, dtype_); }
   // Zeroes `t` after ensure (gradient scratch that backward accumulates into).
-  Tensor& ensure_zeroed(Tensor& t, const Shape& shape, DType dtype = DType::f32);
+  Tensor& ensure_zeroed(Tensor& t, const Shape& shape, DType dtype);
+  Tensor& ensure_zeroed(Tensor& t, const Shape& shape) { return ensure_zeroed(t, shape, dtype_); }
 
  private:
   void collect_parameters(const std::string& prefix, std::vector<NamedParameter>& out) const;
@@ -116,6 +129,7 @@ class Module {
 
   std::string type_name_;
   Device device_;
+  DType dtype_;
   Module* parent_ = nullptr;
   std::vector<std::unique_ptr<Parameter>> params_;
   std::vector<Parameter*> shared_;
@@ -129,7 +143,7 @@ class Module {
 // It does not own them; the parent that holds the list owns the modules.
 class ModuleList : public Module {
  public:
-  explicit ModuleList(Device device = Device::cpu()) : Module("ModuleList", device) {}
+  explicit ModuleList(Device device = Device::cpu(), DType dtype = DType::f32) : Module("ModuleList", device, dtype) {}
   void append(Module& m) { add_module(std::to_string(size_++), m); }
   int64_t size() const { return size_; }
 
