@@ -15,6 +15,8 @@ nn::GPTConfig make_config(const TrainOptions& opt) {
   if (opt.vocab_size) c.vocab_size = opt.vocab_size;
   if (opt.max_seq_len) c.max_seq_len = opt.max_seq_len;
   c.checkpoint_activations = opt.checkpoint_activations;
+  c.param_dtype = opt.dtype;
+  c.compute_dtype = opt.dtype;
   c.validate();
   DTRAIN_CHECK(opt.seq_len <= c.max_seq_len, "--seq-len ", opt.seq_len, " is longer than the model's position table (",
                c.max_seq_len, "); lower --seq-len or raise --max-seq-len");
@@ -106,8 +108,7 @@ void make_model(Trainer& t) {
   t.model = std::make_unique<nn::GPT>(config, t.device, t.opt.seed);
 }
 
-void make_optimizer(Trainer& t) {
-  t.optimizer = std::make_unique<optim::AdamW>(optim::param_groups(*t.model, t.opt.weight_decay));
+void make_schedule(Trainer& t) {
   t.schedule.max_lr = t.opt.lr;
   t.schedule.min_lr = t.opt.lr * t.opt.min_lr_ratio;
   t.schedule.warmup_steps = std::min(t.opt.warmup_steps, t.opt.steps / 2);

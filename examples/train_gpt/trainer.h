@@ -18,6 +18,9 @@ struct TrainOptions {
   std::string preset = "tiny";
   int64_t n_layer = 0, n_head = 0, n_embd = 0, vocab_size = 0, max_seq_len = 0;  // 0: from the preset
   bool checkpoint_activations = false;
+  // The model's parameter and compute dtype (from --precision; the f32 master
+  // weights and moments of a bf16/f16 model live in the engine).
+  dtrain::DType dtype = dtrain::DType::f32;
   std::string device = "cpu";
   int64_t batch = 16;    // global batch (sequences per step over all ranks)
   int64_t seq_len = 60;  // a multiple of the built-in data's 10-character lines
@@ -62,6 +65,8 @@ struct Trainer {
 dtrain::nn::GPTConfig make_config(const TrainOptions& opt);
 void make_data(Trainer& t);
 void make_model(Trainer& t);
-void make_optimizer(Trainer& t);
+// The learning-rate schedule. The optimizer is the engine's business: it is
+// built over the engine's f32 master shards (training.cpp).
+void make_schedule(Trainer& t);
 
 EvalResult evaluate(Trainer& t);

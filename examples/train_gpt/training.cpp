@@ -51,6 +51,19 @@ std::shared_ptr<comm::Communicator> make_communicator() {
   return comm::Communicator::single_process();
 }
 
+// The dtype the model is built in under a precision policy.
+DType model_dtype(parallel::Precision p) {
+  switch (p) {
+    case parallel::Precision::bf16:
+      return DType::bf16;
+    case parallel::Precision::f16:
+      return DType::f16;
+    case parallel::Precision::f32:
+      break;
+  }
+  return DType::f32;
+}
+
 double mib(int64_t b) {
   return static_cast<double>(b) / (1024.0 * 1024.0);
 }
@@ -79,6 +92,8 @@ int run_training(const TrainOptions& base, const EngineOptions& d, const Checkpo
   const int rank = comm->rank(), world = comm->size();
   const bool lead = rank == 0;
   TrainOptions opt = base;
+  const parallel::Precision precision = parallel::parse_precision(d.precision);
+  opt.dtype = model_dtype(precision);
   opt.rank = rank;
   opt.world_size = world;
   if (opt.device == "cuda" && launched_by_a_launcher()) {  // one GPU per local rank
@@ -94,18 +109,19 @@ int run_training(const TrainOptions& base, const EngineOptions& d, const Checkpo
   make_model(t);
   init_from_pretrained(c, t);  // before the engine broadcasts rank 0's weights
   make_data(t);
-  make_optimizer(t);  // the schedule; the optimizer is rebuilt on the engine's shards below
+  make_schedule(t);
 
   parallel::DataParallelOptions o;
   o.stage = d.zero < 0 ? 0 : d.zero;
   o.grad_accumulation = d.grad_accum;
-  o.precision = parallel::parse_precision(d.precision);
+  o.precision = precision;
   o.first_bucket_bytes = std::max<int64_t>(1, static_cast<int64_t>(d.first_bucket_mb * 1024 * 1024));
   o.bucket_bytes = std::max<int64_t>(1, static_cast<int64_t>(d.bucket_mb * 1024 * 1024));
   o.prefetch_depth = d.prefetch;
   o.overlap = !d.no_overlap;
   o.trace = !d.trace_out.empty();
   parallel::DataParallel dp(*t.model, comm, o);
+  // AdamW over the engine's f32 masters (this rank's shard from stage 1 on).
   t.optimizer = std::make_unique<optim::AdamW>(dp.param_groups(opt.weight_decay));
   t.optimizer->init_state();  // so the ledger shows the optimizer state from the start
 
