@@ -68,16 +68,21 @@ double mib(int64_t b) {
   return static_cast<double>(b) / (1024.0 * 1024.0);
 }
 
-// Every rank's (a, b) pair, gathered (for per-rank metrics).
-std::vector<float> gather_pairs(comm::Communicator& c, float a, float b) {
+// Every rank's values of a and of b, gathered (for per-rank metrics). The
+// communicator at world size 1 copies, so one process needs no special case.
+struct PerRank {
+  std::vector<double> a, b;
+};
+PerRank gather_per_rank(comm::Communicator& c, float a, float b) {
   Tensor in = Tensor::from_vector({a, b}, {2});
   Tensor out = Tensor::empty({2 * static_cast<int64_t>(c.size())}, DType::f32);
-  if (c.size() == 1) {
-    out.copy_(in);
-  } else {
-    c.all_gather(in, out).wait();
+  c.all_gather(in, out).wait();
+  PerRank r;
+  for (int64_t i = 0; i < c.size(); ++i) {
+    r.a.push_back(out.item(2 * i));
+    r.b.push_back(out.item(2 * i + 1));
   }
-  return out.to_vector();
+  return r;
 }
 
 }  // namespace
@@ -176,17 +181,11 @@ int run_training(const TrainOptions& base, const EngineOptions& d, const Checkpo
     const double step_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     const float loss = dp.average(loss_sum / static_cast<float>(d.grad_accum));
     const int64_t peak = memory_stats(t.device).peak_bytes;
-    const auto per_rank = gather_pairs(*comm, static_cast<float>(step_ms), static_cast<float>(peak));
-    double max_ms = 0, max_peak = 0;
-    std::vector<double> rank_ms, rank_peak;
-    rank_ms.reserve(static_cast<size_t>(world));
-    rank_peak.reserve(static_cast<size_t>(world));
-    for (size_t i = 0; i < static_cast<size_t>(world); ++i) {
-      rank_ms.push_back(per_rank[2 * i]);
-      rank_peak.push_back(per_rank[2 * i + 1]);
-      max_ms = std::max(max_ms, rank_ms.back());
-      max_peak = std::max(max_peak, rank_peak.back());
-    }
+    const PerRank per_rank = gather_per_rank(*comm, static_cast<float>(step_ms), static_cast<float>(peak));
+    const std::vector<double>& rank_ms = per_rank.a;
+    const std::vector<double>& rank_peak = per_rank.b;
+    const double max_ms = *std::max_element(rank_ms.begin(), rank_ms.end());
+    const double max_peak = *std::max_element(rank_peak.begin(), rank_peak.end());
     const double tokens = static_cast<double>(opt.batch * opt.seq_len);
     const double tok_s = tokens / (max_ms / 1000.0);
     last_loss = loss;
@@ -250,15 +249,8 @@ int run_training(const TrainOptions& base, const EngineOptions& d, const Checkpo
   checkpoints.finish();
   const parallel::MemoryLedger measured = dp.ledger(t.optimizer.get());
   const parallel::MemoryLedger predicted = dp.predicted();
-  const auto model_states =
-      gather_pairs(*comm, static_cast<float>(measured.model_state()), static_cast<float>(startup_peak));
-  std::vector<double> rank_model_state, rank_startup_peak;
-  rank_model_state.reserve(static_cast<size_t>(world));
-  rank_startup_peak.reserve(static_cast<size_t>(world));
-  for (size_t i = 0; i < static_cast<size_t>(world); ++i) {
-    rank_model_state.push_back(model_states[2 * i]);
-    rank_startup_peak.push_back(model_states[2 * i + 1]);
-  }
+  const PerRank model_states =
+      gather_per_rank(*comm, static_cast<float>(measured.model_state()), static_cast<float>(startup_peak));
   nlohmann::json summary = {{"final", true},
                             {"steps", steps},
                             {"final_loss", last_loss},
@@ -271,9 +263,9 @@ int run_training(const TrainOptions& base, const EngineOptions& d, const Checkpo
                             {"precision", d.precision},
                             {"model_state_bytes", measured.model_state()},
                             {"model_state_bytes_predicted", predicted.model_state()},
-                            {"rank_model_state_bytes", rank_model_state},
+                            {"rank_model_state_bytes", model_states.a},
                             {"startup_peak_bytes", startup_peak},
-                            {"rank_startup_peak_bytes", rank_startup_peak},
+                            {"rank_startup_peak_bytes", model_states.b},
                             {"parameter_bytes", measured.parameters},
                             {"gradient_bytes", measured.gradients},
                             {"optimizer_state_bytes", measured.optimizer_state}};

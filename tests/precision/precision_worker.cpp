@@ -28,6 +28,7 @@
 #include "dtrain/ops.h"
 #include "dtrain/optim/adamw.h"
 #include "dtrain/parallel/data_parallel.h"
+#include "small_gpt.h"
 
 using namespace dtrain;
 
@@ -37,18 +38,6 @@ int g_rank = 0;
 
 void report(const std::string& name, double value, double limit) {
   std::printf("check %s %.9g %.9g\n", name.c_str(), value, limit);
-}
-
-nn::GPTConfig small_config(DType dt) {
-  nn::GPTConfig c;
-  c.n_layer = 2;
-  c.n_head = 2;
-  c.n_embd = 16;
-  c.vocab_size = 32;
-  c.max_seq_len = 8;
-  c.param_dtype = dt;
-  c.compute_dtype = dt;
-  return c;
 }
 
 // Rows [row0, row0 + rows) of step `step`'s global batch: inputs and next-token targets.
@@ -120,7 +109,7 @@ void run_case(const std::shared_ptr<comm::Communicator>& comm, parallel::Precisi
   const bool f16 = precision == parallel::Precision::f16;
   const DType dt = f16 ? DType::f16 : DType::bf16;
   const std::string tag = std::string(parallel::precision_name(precision)) + "_stage" + std::to_string(stage) + "_";
-  const nn::GPTConfig config = small_config(dt);
+  const nn::GPTConfig config = testing::small_gpt(dt, 16, 32, 8);
   nn::GPT model(config, Device::cpu(), 7);
   // Registered before the engine's hooks, so it runs first: the Inf is in the
   // gradient the engine then reduces, as an overflow in backward would be.

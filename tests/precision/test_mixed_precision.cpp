@@ -17,23 +17,12 @@
 #include "check_close.h"
 #include "comm/process_util.h"
 #include "dtrain/nn/gpt.h"
+#include "small_gpt.h"
 
 using namespace dtrain;
 using namespace dtrain::testing;
 
 namespace {
-
-nn::GPTConfig small_config(DType dt) {
-  nn::GPTConfig c;
-  c.n_layer = 2;
-  c.n_head = 2;
-  c.n_embd = 32;
-  c.vocab_size = 64;
-  c.max_seq_len = 16;
-  c.param_dtype = dt;
-  c.compute_dtype = dt;
-  return c;
-}
 
 Tensor tokens(int64_t rows, int64_t t, int64_t vocab, int salt) {
   Tensor x = Tensor::empty({rows, t}, DType::i32);
@@ -122,7 +111,7 @@ TEST_CASE("the gradients of a bf16 or f16 GPT follow the f32 model's", "[precisi
   // largest gradient (floor 0) for bf16, f16's a quarter of it
   // (tolerance_for). The loss is a mean of f32 log-probabilities of rounded
   // logits: 1e-2 relative.
-  const nn::GPTConfig ref_config = small_config(DType::f32);
+  const nn::GPTConfig ref_config = small_gpt(DType::f32, 32, 64, 16);
   nn::GPT reference(ref_config, Device::cpu(), 11);
   const Tensor x = tokens(4, 16, ref_config.vocab_size, 1), y = tokens(4, 16, ref_config.vocab_size, 2);
   reference.zero_grad();
@@ -131,7 +120,7 @@ TEST_CASE("the gradients of a bf16 or f16 GPT follow the f32 model's", "[precisi
   const auto ref_params = reference.named_parameters();
   for (DType dt : {DType::bf16, DType::f16}) {
     INFO(dtype_name(dt));
-    nn::GPT model(small_config(dt), Device::cpu(), 11);
+    nn::GPT model(small_gpt(dt, 32, 64, 16), Device::cpu(), 11);
     model.zero_grad();
     const float loss = model.forward(x, y);
     model.backward();
