@@ -127,23 +127,29 @@ GPT::GPT(const GPTConfig& config, Device device, uint64_t seed)
   add_module("blocks", block_list);
   add_module("ln_f", ln_f);
   add_module("head", head);
-  init_weights(seed);
+  seed_ = seed;
+  if (!DeferredInit::active()) init_weights(seed);
 }
 
 void GPT::init_weights(uint64_t seed) {
-  const float std = 0.02f;
-  const float residual_std = std / std::sqrt(2.0f * static_cast<float>(config_.n_layer));
-  for (auto& np : named_parameters()) {
-    Parameter& p = *np.param;
-    const std::string& local = p.name();
-    if (local == "bias") {
-      p.value.zero_();
-    } else if (p.shape().size() == 1) {  // LayerNorm gain
-      p.value.fill_(1.0);
-    } else {
-      const bool residual = np.name.size() >= 12 && np.name.compare(np.name.size() - 12, 12, ".proj.weight") == 0;
-      init_normal(p.value, 0.0f, residual ? residual_std : std, seed, stream_id(np.name));
-    }
+  seed_ = seed;
+  for (auto& np : named_parameters()) init_parameter_slice(np.name, np.param->value, 0);
+}
+
+void GPT::init_parameter_slice(const std::string& name, Tensor& out, int64_t first_element) const {
+  const Parameter& p = parameter(name);
+  DTRAIN_CHECK(out.defined() && first_element >= 0 && first_element + out.numel() <= p.numel(),
+               "GPT::init_parameter_slice: elements [", first_element, ", ", first_element + out.numel(),
+               ") are outside parameter '", name, "' (", p.numel(), " elements)");
+  if (p.name() == "bias") {
+    out.zero_();
+  } else if (p.shape().size() == 1) {  // LayerNorm gain
+    out.fill_(1.0);
+  } else {
+    const float std = 0.02f;
+    const float residual_std = std / std::sqrt(2.0f * static_cast<float>(config_.n_layer));
+    const bool residual = name.size() >= 12 && name.compare(name.size() - 12, 12, ".proj.weight") == 0;
+    init_normal(out, 0.0f, residual ? residual_std : std, seed_, stream_id(name), first_element);
   }
 }
 

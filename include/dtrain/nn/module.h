@@ -37,6 +37,28 @@ enum class HookPoint { pre_forward, post_forward, pre_backward, post_backward };
 // init_weights then draws the random ones).
 enum class ParamInit { zeros, ones };
 
+// While an object of this class lives on a thread, the built-in layers that
+// thread constructs create their parameters without storage (shape, dtype
+// and device only), and GPT skips drawing its weights. Such a "deferred"
+// model costs no parameter memory: the data-parallel engine gives each rank
+// storage for what it keeps (at ZeRO-3 only its shard) and fills it from
+// Module::init_parameter_slice, which is what lets a model larger than one
+// rank's memory start. Scopes nest.
+//
+//   std::optional<nn::DeferredInit> deferred;
+//   if (zero_stage == 3) deferred.emplace();
+//   nn::GPT model(config, device, seed);
+//   deferred.reset();
+//   parallel::DataParallel dp(model, comm, options);  // initialises the shards
+class DeferredInit {
+ public:
+  DeferredInit();
+  ~DeferredInit();
+  DeferredInit(const DeferredInit&) = delete;
+  DeferredInit& operator=(const DeferredInit&) = delete;
+  static bool active();
+};
+
 struct NamedParameter {
   std::string name;  // dotted path from the module asked, e.g. "blocks.0.attn.qkv.weight"
   Parameter* param;
@@ -87,6 +109,14 @@ class Module {
   int add_grad_ready_hook(GradReadyHook hook);
   void remove_hook(int id);
 
+  // How parameter `name` (dotted, from this module) starts: fills `out` with
+  // elements [first_element, first_element + out.numel()) of its initial
+  // value, flattened, in out's dtype, the same bits whatever the range (so a
+  // shard equals the same range of the whole). The data-parallel engine calls
+  // it on the root for parameters built under DeferredInit. The default
+  // throws: a model built deferred must say how it initialises (GPT does).
+  virtual void init_parameter_slice(const std::string& name, Tensor& out, int64_t first_element) const;
+
   // Frees the activations kept for backward in the subtree (activation
   // checkpointing; also handy after evaluation). The next forward reallocates.
   virtual void release_activations();
@@ -94,7 +124,8 @@ class Module {
  protected:
   // Creates a parameter owned by this module with a zeroed gradient of the same shape.
   Parameter& add_parameter(const std::string& name, Tensor value, bool weight_decay);
-  // The same for a parameter of this module's device and dtype, filled with `init`.
+  // The same for a parameter of this module's device and dtype, filled with
+  // `init` (without storage under DeferredInit).
   Parameter& create_parameter(const std::string& name, const Shape& shape, ParamInit init, bool weight_decay);
   // Registers a member module as a child (the caller keeps ownership; children
   // must outlive nothing but their parent, which owns them as members).
@@ -116,6 +147,7 @@ class Module {
 
  private:
   void collect_parameters(const std::string& prefix, std::vector<NamedParameter>& out) const;
+  void check_new_parameter_name(const std::string& name) const;
 
   struct HookEntry {
     int id;
