@@ -203,6 +203,37 @@ void check_deferred_start(parallel::DataParallel& dp, const Run& ref, const std:
   report(tag + "_startup_peak_minus_bound_bytes", static_cast<double>(startup_peak - bound), 0.0);
 }
 
+// A bf16 model built deferred at stage 3: each rank's bf16 shard (and so its
+// f32 master) holds the whole bf16 model's values bit for bit, and a step of
+// mixed-precision training runs.
+void run_deferred_bf16(const std::shared_ptr<comm::Communicator>& comm) {
+  nn::GPTConfig config = tiny_config();
+  config.param_dtype = config.compute_dtype = DType::bf16;
+  nn::GPT whole(config, Device::cpu(), kSeed);
+  std::optional<nn::DeferredInit> deferred(std::in_place);
+  nn::GPT model(config, Device::cpu(), kSeed);
+  deferred.reset();
+  parallel::DataParallelOptions o;
+  o.stage = 3;
+  o.precision = parallel::Precision::bf16;
+  parallel::DataParallel dp(model, comm, o);
+  optim::AdamW opt(dp.param_groups(kWeightDecay));
+  const auto initial = dp.full_parameters();
+  const auto ref = whole.named_parameters();
+  double err = initial.size() == ref.size() ? 0.0 : INFINITY;
+  for (size_t i = 0; i < initial.size() && i < ref.size(); ++i) {
+    if (initial[i].first != ref[i].name) err = INFINITY;
+    err = worse(err, error_of(initial[i].second, ref[i].param->value));
+  }
+  const std::string tag = "stage3_world" + std::to_string(comm->size()) + "_deferred_bf16";
+  report(tag + "_initial_param_error", err, 0.0);
+  auto [x, y] = batch_rows(0, comm->rank() * 2, 2);
+  const float loss = dp.average(model.forward(x, y, dp.grad_scale()));
+  model.backward();
+  const auto r = dp.step(opt, kLr, kClip);
+  report(tag + "_loss_and_norm_not_finite", std::isfinite(loss) && std::isfinite(r.grad_norm) ? 0.0 : 1.0, 0.0);
+}
+
 void run_stage(const std::shared_ptr<comm::Communicator>& comm, const Run& ref, int stage, int accum,
                const Variant& variant = {}) {
   const int world = comm->size();
@@ -632,6 +663,7 @@ int main(int argc, char** argv) {
     if (comm->size() == 2 || comm->size() == 4) {  // deferred models: in-place init, ZeRO-3 start-up peak
       run_stage(comm, ref, 3, 1, Variant{true, 1, false, true});
       run_stage(comm, ref, 0, 1, Variant{true, 1, false, true});
+      run_deferred_bf16(comm);
     }
     std::fflush(stdout);
     comm::destroy_process_group();

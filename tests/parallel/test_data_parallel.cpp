@@ -94,8 +94,9 @@ TEST_CASE("every ZeRO stage at world size 2 equals single-process training with 
   // one step of the 12-row global batch (the reference).
   // Also: overlap off, prefetch 0 and 2, activation checkpointing (4 x 3 checks).
   // Also: deferred models at stages 3 and 0 (bitwise initial parameters,
-  // the stage-3 start-up peak within model state / N + gathered units).
-  run_and_check(2, {"train", "--accum", "12"}, 24 + 16 + 3 + 12 + 9);
+  // the stage-3 start-up peak within model state / N + gathered units), and
+  // a deferred bf16 model at stage 3.
+  run_and_check(2, {"train", "--accum", "12"}, 24 + 16 + 3 + 12 + 9 + 2);
 }
 
 TEST_CASE("every ZeRO stage at world size 3 equals single-process training", "[parallel]") {
@@ -103,7 +104,7 @@ TEST_CASE("every ZeRO stage at world size 3 equals single-process training", "[p
 }
 
 TEST_CASE("every ZeRO stage at world size 4 equals single-process training with ledger", "[parallel]") {
-  run_and_check(4, {"train"}, 12 + 16 + 9);  // + deferred models, as at world size 2
+  run_and_check(4, {"train"}, 12 + 16 + 9 + 2);  // + deferred models, as at world size 2
 }
 
 TEST_CASE(
