@@ -6,8 +6,10 @@
 //   bench_ddp --device cuda --precision bf16 --presets gpt2-124m                   # one GPU: stage overheads
 //
 // Per preset and stage: median step time (the slowest rank's), the ratio to
-// stage 0 measured in the same run, peak memory per rank (allocator peak over
-// the timed steps), model state per rank (measured, and the ZeRO formula), and
+// stage 0 measured in the same run, start-up peak per rank (allocator peak
+// from building the model to the engine and optimizer built; stage 3 builds
+// the model deferred, so each rank only ever holds its shards), peak memory
+// per rank (allocator peak over the first steps), model state per rank (measured, and the ZeRO formula), and
 // the fraction of communication time hidden behind compute, from the engine's
 // trace: the part of the collectives' time (issue to completion) that lies
 // inside compute (backward for stage 0; also each module's forward after its
@@ -27,6 +29,7 @@
 #include <iterator>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -90,7 +93,7 @@ struct Row {
   std::string preset, label;
   int stage = 0;
   double step_ms = 0, hidden = 0, comm_ms = 0;
-  std::vector<double> peak;
+  std::vector<double> peak, startup;
   double model_state = 0, predicted = 0;
   size_t groups = 0;
   double fwd_ms = 0, bwd_ms = 0, wait_ms = 0, opt_ms = 0;  // per step, rank 0's trace
@@ -108,7 +111,10 @@ struct Bench {
         bool overlap) {
     const Device device = Device::parse(opt.device);
     const nn::GPTConfig cfg = preset(preset_name);
+    std::optional<nn::DeferredInit> deferred;  // stage 3: no rank builds the whole model
+    if (stage == 3) deferred.emplace();
     model = std::make_unique<nn::GPT>(cfg, device, 1234);
+    deferred.reset();
     const int64_t param_bytes = model->num_parameters() * 4;
     parallel::DataParallelOptions o;
     o.stage = stage;
@@ -152,7 +158,10 @@ const Cfg kConfigs[] = {{0, true}, {0, false}, {1, true}, {2, true}, {3, true}};
 void measure_memory(comm::Communicator& c, const std::shared_ptr<comm::Communicator>& comm, const Options& opt,
                     const std::string& preset_name, const Cfg& cfg, Row& r) {
   const Device device = Device::parse(opt.device);
+  const int64_t before = memory_stats(device).current_bytes;
+  reset_peak_memory(device);
   Bench b(comm, opt, preset_name, cfg.stage, cfg.overlap);
+  r.startup = gather(c, static_cast<double>(memory_stats(device).peak_bytes - before));
   reset_peak_memory(device);
   for (int s = 0; s < std::max(2, opt.warmup); ++s) b.step();
   r.peak = gather(c, static_cast<double>(memory_stats(device).peak_bytes));
@@ -261,9 +270,9 @@ int run(int argc, char** argv) {
       std::printf("bench_ddp: %d rank(s), device %s, precision %s, global batch %lld x %lld, %d timed steps\n",
                   comm->size(), opt.device.c_str(), opt.precision.c_str(), static_cast<long long>(opt.batch),
                   static_cast<long long>(opt.seq_len), opt.steps);
-      std::printf("%-8s %-16s %7s %10s %9s %22s %12s %12s %10s %8s   %s\n", "preset", "stage", "groups", "step ms",
-                  "vs st.0", "peak MiB per rank", "state MiB", "formula MiB", "comm ms", "hidden",
-                  "rank 0: forward / backward / wait / update ms");
+      std::printf("%-8s %-16s %7s %10s %9s %22s %22s %12s %12s %10s %8s   %s\n", "preset", "stage", "groups", "step ms",
+                  "vs st.0", "start-up MiB per rank", "peak MiB per rank", "state MiB", "formula MiB", "comm ms",
+                  "hidden", "rank 0: forward / backward / wait / update ms");
     }
     for (const auto& p : opt.presets) {
       std::vector<Row> rows(std::size(kConfigs));
@@ -277,16 +286,19 @@ int run(int argc, char** argv) {
       const double stage0_ms = rows[0].step_ms;
       for (size_t i = 0; i < rows.size() && lead; ++i) {
         const Row& r = rows[i];
-        std::string peaks;
-        for (double b : r.peak) {
-          char buf[32];
-          std::snprintf(buf, sizeof(buf), "%s%.1f", peaks.empty() ? "" : " / ", mib(b));
-          peaks += buf;
-        }
-        std::printf("%-8s %-16s %7zu %10.1f %9.2f %22s %12.2f %12.2f %10.1f %7.0f%%   %.1f / %.1f / %.1f / %.1f\n",
-                    p.c_str(), r.label.c_str(), r.groups, r.step_ms, r.step_ms / stage0_ms, peaks.c_str(),
-                    mib(r.model_state), mib(r.predicted), r.comm_ms, 100.0 * r.hidden, r.fwd_ms, r.bwd_ms, r.wait_ms,
-                    r.opt_ms);
+        auto per_rank = [](const std::vector<double>& bytes) {
+          std::string text;
+          for (double b : bytes) {
+            char buf[32];
+            std::snprintf(buf, sizeof(buf), "%s%.1f", text.empty() ? "" : " / ", mib(b));
+            text += buf;
+          }
+          return text;
+        };
+        std::printf("%-8s %-16s %7zu %10.1f %9.2f %22s %22s %12.2f %12.2f %10.1f %7.0f%%   %.1f / %.1f / %.1f / %.1f\n",
+                    p.c_str(), r.label.c_str(), r.groups, r.step_ms, r.step_ms / stage0_ms, per_rank(r.startup).c_str(),
+                    per_rank(r.peak).c_str(), mib(r.model_state), mib(r.predicted), r.comm_ms, 100.0 * r.hidden,
+                    r.fwd_ms, r.bwd_ms, r.wait_ms, r.opt_ms);
         std::fflush(stdout);
         if (jsonl) {
           nlohmann::json j = {{"preset", p},
@@ -295,6 +307,7 @@ int run(int argc, char** argv) {
                               {"world_size", comm->size()},
                               {"step_ms", r.step_ms},
                               {"ratio_to_stage0", r.step_ms / stage0_ms},
+                              {"startup_peak_bytes_per_rank", r.startup},
                               {"peak_bytes_per_rank", r.peak},
                               {"model_state_bytes", r.model_state},
                               {"model_state_bytes_predicted", r.predicted},

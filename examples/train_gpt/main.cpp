@@ -1,20 +1,19 @@
-// train_gpt: trains a GPT-2 family model on one process (CPU or one GPU).
+// train_gpt: trains a GPT-2 family model on one process or many (CPU or GPUs).
 //
 //   train_gpt                                   # tiny preset, built-in additions, CPU
-//   train_gpt --preset gpt2-124m --device cuda --data 'shards/train_*.bin' --batch 8 --seq-len 1024
+//   train_gpt --preset gpt2-124m --device cuda --data 'shards/train_*.bin' --batch 8 --seq-len 1024 --precision bf16
+//   dtrain-run --nproc-per-node 2 train_gpt --zero 3
+//
+// Every run goes through the data-parallel engine (training.h): one loop for
+// one rank and many.
 //
 // Data: omitted -> integer additions generated in memory (held-out sums are
 // scored by greedy decoding); a text file -> byte tokens; a glob of llm.c
 // token shards -> those. Prints one line per step; --metrics-out writes JSON Lines.
 #include <CLI/CLI.hpp>
 #include <cstdio>
-#include <random>
 
-#include "distributed.h"
-#include "dtrain/data/byte_tokenizer.h"
-#include "trainer.h"
-
-using namespace dtrain;
+#include "training.h"
 
 namespace {
 void add_options(CLI::App& app, TrainOptions& o) {
@@ -46,14 +45,6 @@ void add_options(CLI::App& app, TrainOptions& o) {
   app.add_option("--prompt", o.sample_prompt, "prompt of the final sample")->capture_default_str();
 }
 
-void print_sample(Trainer& t) {
-  if (t.opt.sample_tokens <= 0 || t.opt.sample_prompt.empty()) return;
-  std::mt19937_64 rng(t.opt.seed);
-  const auto prompt = data::encode_bytes_i32(t.opt.sample_prompt);
-  const auto out = nn::generate(*t.model, prompt, t.opt.sample_tokens, t.opt.temperature, rng);
-  std::printf("sample (%s): %s%s\n", t.opt.temperature > 0 ? "temperature" : "greedy", t.opt.sample_prompt.c_str(),
-              data::decode_bytes(out).c_str());
-}
 }  // namespace
 
 // Only option setup runs outside the try below; what it can throw (bad_alloc) may end the program.
@@ -61,30 +52,15 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   CLI::App app{"train_gpt: train a GPT-2 family model with dtrain"};
   TrainOptions opt;
   add_options(app, opt);
-  DistributedOptions dist;  // data-parallel options (distributed.h)
-  add_distributed_options(app, dist);
-  CheckpointOptions ckpt;  // checkpoint options (checkpointing.h): they run the data-parallel path
+  EngineOptions engine;  // data-parallel engine options (training.h)
+  add_engine_options(app, engine);
+  CheckpointOptions ckpt;  // checkpoint options (checkpointing.h)
   add_checkpoint_options(app, ckpt);
   CLI11_PARSE(app, argc, argv);
   try {
-    if (wants_distributed(dist) || !ckpt.dir.empty() || !ckpt.init_from.empty())
-      return run_distributed(opt, dist, ckpt);
-    Trainer t;
-    t.opt = opt;
-    make_model(t);
-    make_data(t);
-    make_optimizer(t);
-    std::printf("model: %s, %.2fM parameters, device %s\n", t.model->config().str().c_str(),
-                static_cast<double>(t.model->num_parameters()) / 1e6, t.device.str().c_str());
-    std::printf("data: %s, global batch %lld x %lld tokens\n",
-                opt.data.empty() ? "built-in additions" : opt.data.c_str(), static_cast<long long>(opt.batch),
-                static_cast<long long>(opt.seq_len));
-    MetricsWriter metrics(opt.metrics_out);
-    train_loop(t, metrics);
-    print_sample(t);
+    return run_training(opt, engine, ckpt);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "train_gpt: error: %s\n", e.what());
     return 1;
   }
-  return 0;
 }

@@ -1,11 +1,9 @@
 #include "trainer.h"
 
-#include <chrono>
 #include <cstdio>
 #include <fstream>
 
 #include "dtrain/data/byte_tokenizer.h"
-#include "dtrain/optim/clip.h"
 
 using namespace dtrain;
 
@@ -17,6 +15,8 @@ nn::GPTConfig make_config(const TrainOptions& opt) {
   if (opt.vocab_size) c.vocab_size = opt.vocab_size;
   if (opt.max_seq_len) c.max_seq_len = opt.max_seq_len;
   c.checkpoint_activations = opt.checkpoint_activations;
+  c.param_dtype = opt.dtype;
+  c.compute_dtype = opt.dtype;
   c.validate();
   DTRAIN_CHECK(opt.seq_len <= c.max_seq_len, "--seq-len ", opt.seq_len, " is longer than the model's position table (",
                c.max_seq_len, "); lower --seq-len or raise --max-seq-len");
@@ -108,27 +108,11 @@ void make_model(Trainer& t) {
   t.model = std::make_unique<nn::GPT>(config, t.device, t.opt.seed);
 }
 
-void make_optimizer(Trainer& t) {
-  t.optimizer = std::make_unique<optim::AdamW>(optim::param_groups(*t.model, t.opt.weight_decay));
+void make_schedule(Trainer& t) {
   t.schedule.max_lr = t.opt.lr;
   t.schedule.min_lr = t.opt.lr * t.opt.min_lr_ratio;
   t.schedule.warmup_steps = std::min(t.opt.warmup_steps, t.opt.steps / 2);
   t.schedule.total_steps = t.opt.steps;
-}
-
-StepStats train_step(Trainer& t, int64_t step) {
-  const auto start = std::chrono::steady_clock::now();
-  const data::Batch& batch = t.train_data->next();
-  StepStats s;
-  t.model->zero_grad();
-  s.loss = t.model->forward(batch.inputs, batch.targets);
-  t.model->backward();
-  s.grad_norm = optim::grad_norm(t.optimizer->grads());
-  s.lr = t.schedule.lr(step);
-  t.optimizer->step(s.lr, optim::clip_scale(s.grad_norm, t.opt.grad_clip));
-  s.step_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-  s.tokens_per_s = static_cast<double>(batch.inputs.numel()) / (s.step_ms / 1000.0);
-  return s;
 }
 
 EvalResult evaluate(Trainer& t) {
@@ -159,63 +143,4 @@ EvalResult evaluate(Trainer& t) {
     });
   }
   return r;
-}
-
-namespace {
-void print_eval(int64_t step, const EvalResult& e, nlohmann::json& record) {
-  std::printf("eval @ step %lld:", static_cast<long long>(step));
-  if (e.val_loss >= 0) {
-    std::printf(" val loss %.4f", e.val_loss);
-    record["val_loss"] = e.val_loss;
-  }
-  if (e.addition) {
-    std::printf(" | held-out sums: exact %.1f%%, digits %.1f%% (format-only baseline %.1f%%)",
-                100.0 * e.addition->exact, 100.0 * e.addition->digits, 100.0 * e.baseline->digits);
-    record["accuracy_exact"] = e.addition->exact;
-    record["accuracy_digits"] = e.addition->digits;
-    record["baseline_digits"] = e.baseline->digits;
-  }
-  std::printf("\n");
-}
-}  // namespace
-
-void train_loop(Trainer& t, MetricsWriter& metrics) {
-  const int64_t steps = t.opt.steps;
-  double total_ms = 0.0, total_tokens = 0.0;
-  float last_loss = 0.0f;
-  EvalResult last_eval;
-  for (int64_t step = 0; step < steps; ++step) {
-    const StepStats s = train_step(t, step);
-    last_loss = s.loss;
-    if (step > 0) {  // the first step allocates; leave it out of the average
-      total_ms += s.step_ms;
-      total_tokens += static_cast<double>(t.train_data->local_batch() * t.opt.seq_len);
-    }
-    std::printf("step %5lld/%lld | loss %.4f | lr %.2e | norm %.3f | %7.1f ms | %9.0f tok/s\n",
-                static_cast<long long>(step) + 1, static_cast<long long>(steps), s.loss, s.lr, s.grad_norm, s.step_ms,
-                s.tokens_per_s);
-    nlohmann::json record = {{"step", step + 1},     {"loss", s.loss}, {"tokens_per_s", s.tokens_per_s},
-                             {"step_ms", s.step_ms}, {"lr", s.lr},     {"grad_norm", s.grad_norm}};
-    const bool last = step + 1 == steps;
-    if ((t.opt.eval_every > 0 && (step + 1) % t.opt.eval_every == 0) || last) {
-      last_eval = evaluate(t);
-      print_eval(step + 1, last_eval, record);
-    }
-    std::fflush(stdout);
-    metrics.write(record);
-  }
-  nlohmann::json summary = {{"final", true},
-                            {"steps", steps},
-                            {"final_loss", last_loss},
-                            {"tokens_per_s", total_ms > 0 ? total_tokens / (total_ms / 1000.0) : 0.0},
-                            {"parameters", t.model->num_parameters()},
-                            {"config", t.model->config().str()}};
-  const EvalResult& e = last_eval;
-  if (e.val_loss >= 0) summary["val_loss"] = e.val_loss;
-  if (e.addition) {
-    summary["accuracy_exact"] = e.addition->exact;
-    summary["accuracy_digits"] = e.addition->digits;
-    summary["baseline_digits"] = e.baseline->digits;
-  }
-  metrics.write(summary);
 }

@@ -1,6 +1,6 @@
 // train_gpt's pieces: options, construction of data / model / optimizer, and
-// the training loop. Construction is kept apart from the loop so that a
-// data-parallel engine can wrap the model and optimizer between the two.
+// evaluation. The loop itself is training.h's, around the data-parallel
+// engine, which wraps the model and rebuilds the optimizer on its shards.
 #pragma once
 
 #include <cstdint>
@@ -13,12 +13,14 @@
 #include "dtrain/nn/gpt.h"
 #include "dtrain/optim/adamw.h"
 #include "dtrain/optim/schedule.h"
-#include "metrics_writer.h"
 
 struct TrainOptions {
   std::string preset = "tiny";
   int64_t n_layer = 0, n_head = 0, n_embd = 0, vocab_size = 0, max_seq_len = 0;  // 0: from the preset
   bool checkpoint_activations = false;
+  // The model's parameter and compute dtype (from --precision; the f32 master
+  // weights and moments of a bf16/f16 model live in the engine).
+  dtrain::DType dtype = dtrain::DType::f32;
   std::string device = "cpu";
   int64_t batch = 16;    // global batch (sequences per step over all ranks)
   int64_t seq_len = 60;  // a multiple of the built-in data's 10-character lines
@@ -63,17 +65,8 @@ struct Trainer {
 dtrain::nn::GPTConfig make_config(const TrainOptions& opt);
 void make_data(Trainer& t);
 void make_model(Trainer& t);
-void make_optimizer(Trainer& t);
+// The learning-rate schedule. The optimizer is the engine's business: it is
+// built over the engine's f32 master shards (training.cpp).
+void make_schedule(Trainer& t);
 
-struct StepStats {
-  float loss = 0.0f;
-  float grad_norm = 0.0f;
-  float lr = 0.0f;
-  double step_ms = 0.0;
-  double tokens_per_s = 0.0;
-};
-// One optimizer step on the next global batch (this rank's share).
-StepStats train_step(Trainer& t, int64_t step);
 EvalResult evaluate(Trainer& t);
-// Runs opt.steps steps, printing a line per step and writing metrics.
-void train_loop(Trainer& t, MetricsWriter& metrics);

@@ -33,6 +33,10 @@ class Allocator {
   virtual void reset_peak() = 0;
   // Releases cached blocks back to the system (no-op where nothing is cached).
   virtual void empty_cache() {}
+  // Caps the bytes held by live tensors (0: no cap); an allocation that would
+  // pass it throws a dtrain::Error naming the limit. Allocators without a cap throw.
+  virtual void set_limit(int64_t bytes);
+  virtual int64_t limit() const { return 0; }
 };
 
 // Thread-safe counters shared by allocator implementations.
@@ -54,5 +58,8 @@ Allocator& allocator_for(const Device& device);
 MemoryStats memory_stats(const Device& device);
 void reset_peak_memory(const Device& device);
 void empty_cache(const Device& device);
+// The cap on a device's live tensor bytes (CPU only; 0 removes it), e.g. to
+// show that a model too large for one rank still trains sharded.
+void set_memory_limit(const Device& device, int64_t bytes);
 
 }  // namespace dtrain

@@ -9,8 +9,12 @@
 //  - Backward ops ADD into every gradient they produce (dx += ..., dweight += ...),
 //    like autograd's .grad accumulation: callers zero gradient buffers first.
 //    This is what lets residual streams and gradient accumulation share buffers.
-//  - All tensors of one call are on the same device. CPU ops take f32 (casts
-//    also bf16/f16); CUDA ops take f32, bf16 or f16 activations and weights.
+//  - All tensors of one call are on the same device. Ops take f32, bf16 or f16
+//    activations, weights and gradients (the tensors of one call in one dtype,
+//    except where an op says otherwise: layernorm statistics, attention's lse
+//    and the losses are f32). CUDA computes in them; the CPU converts to f32,
+//    runs its f32 kernel and rounds the outputs back once
+//    (src/ops/cpu_low_precision.h), so CI runs the mixed-precision path too.
 //  - Bad inputs (shape, dtype, device, aliasing) throw dtrain::Error naming the
 //    op, the argument and expected vs actual.
 //  - Shapes: B batch, T sequence, C channels, NH heads, V vocabulary, N rows.

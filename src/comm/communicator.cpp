@@ -40,6 +40,7 @@
 #include "comm/gloo/gloo_backend.h"
 #include "comm/liveness.h"
 #include "comm/nccl/nccl_backend.h"
+#include "comm/self_backend.h"
 #include "comm/socket_util.h"
 #include "comm/straggler.h"
 #include "comm/work_state.h"
@@ -135,7 +136,8 @@ struct Communicator::Impl : std::enable_shared_from_this<Communicator::Impl> {
   std::unique_ptr<Liveness> liveness;  // heartbeat, poison, evidence (liveness.h)
   std::shared_ptr<StragglerMonitor> stragglers;
 
-  std::unique_ptr<Backend> gloo;
+  std::unique_ptr<Backend> gloo;  // CPU tensors: Gloo, or the one-rank copies of single_process()
+  bool self_transport = false;
   std::unique_ptr<Backend> nccl;  // created by the worker on the first CUDA tensor
   int nccl_device = -1;
 
@@ -568,10 +570,16 @@ void announce_exit(Communicator& comm) {
 // ---- Communicator ----------------------------------------------------------------
 
 Communicator::Communicator(std::shared_ptr<Store> store, int rank, int size, CommOptions options)
-    : Communicator(std::move(store), "world", rank, size, std::move(options), {}) {}
+    : Communicator(std::move(store), "world", rank, size, std::move(options), {}, false) {}
+
+std::shared_ptr<Communicator> Communicator::single_process(CommOptions options) {
+  if (options.timeout.count() <= 0) options.timeout = timeout_from_environment();
+  auto store = std::make_shared<MemoryStore>(options.timeout);
+  return std::shared_ptr<Communicator>(new Communicator(store, "world", 0, 1, std::move(options), {}, true));
+}
 
 Communicator::Communicator(std::shared_ptr<Store> job_store, std::string prefix, int rank, int size,
-                           CommOptions options, std::vector<int> global_ranks)
+                           CommOptions options, std::vector<int> global_ranks, bool self_transport)
     : impl_(std::make_shared<Impl>()) {
   DTRAIN_CHECK(job_store != nullptr, "Communicator needs a store");
   DTRAIN_CHECK(size >= 1, "Communicator size must be >= 1, got ", size);
@@ -580,7 +588,8 @@ Communicator::Communicator(std::shared_ptr<Store> job_store, std::string prefix,
   ignore_sigpipe_unless_handled();
   if (options.timeout.count() <= 0) options.timeout = timeout_from_environment();
   if (options.debug_collectives < 0) options.debug_collectives = env_or(env::kDebugCollectives, "0") == "1" ? 1 : 0;
-  if (options.gloo_address.empty())
+  DTRAIN_CHECK(!self_transport || size == 1, "a communicator without transport has one rank, got ", size);
+  if (options.gloo_address.empty() && !self_transport)
     options.gloo_address = env_or(env::kGlooAddr, net::local_address_towards(store_host(job_store)));
   m.job_store = std::move(job_store);
   m.prefix = std::move(prefix);
@@ -595,8 +604,13 @@ Communicator::Communicator(std::shared_ptr<Store> job_store, std::string prefix,
   // Everybody arrives before Gloo connects, so a rank that never comes is
   // named by every rank that did (Gloo's own rendezvous would only name a key).
   arrive_and_wait(*m.store, "arrived", rank, size, options.timeout, what);
-  m.gloo = std::make_unique<GlooBackend>(std::make_shared<PrefixStore>("gloo", m.store), rank, size,
-                                         options.gloo_address, options.timeout + kGlooTimeoutMargin);
+  m.self_transport = self_transport;
+  if (self_transport) {
+    m.gloo = make_self_backend();
+  } else {
+    m.gloo = std::make_unique<GlooBackend>(std::make_shared<PrefixStore>("gloo", m.store), rank, size,
+                                           options.gloo_address, options.timeout + kGlooTimeoutMargin);
+  }
   // Gloo's full-mesh connect is not a barrier: a rank can finish it and exit
   // while a peer still reads the handshake on their pair ("connection closed
   // by peer"). Nobody leaves the constructor before every rank is connected.
@@ -679,7 +693,7 @@ std::shared_ptr<Communicator> Communicator::split(int color, int key) {
   }
   return std::shared_ptr<Communicator>(
       new Communicator(m.job_store, m.prefix + "/split" + std::to_string(n) + "/c" + std::to_string(color), new_rank,
-                       static_cast<int>(members.size()), m.options, std::move(global)));
+                       static_cast<int>(members.size()), m.options, std::move(global), m.self_transport));
 }
 
 #ifndef DTRAIN_WITH_CUDA

@@ -1,4 +1,4 @@
-// Store's blocking calls (polling with backoff), PrefixStore and FileStore.
+// Store's blocking calls (polling with backoff), PrefixStore, FileStore and MemoryStore.
 #include "dtrain/comm/store.h"
 
 #include <fcntl.h>
@@ -167,6 +167,40 @@ bool FileStore::check(const std::vector<std::string>& keys) {
 
 bool FileStore::delete_key(const std::string& key) {
   return ::unlink(path_for(key).c_str()) == 0;
+}
+
+// ---- MemoryStore -------------------------------------------------------------
+
+void MemoryStore::set(const std::string& key, const std::string& value) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  values_[key] = value;
+}
+
+std::optional<std::string> MemoryStore::try_get(const std::string& key) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const auto it = values_.find(key);
+  if (it == values_.end()) return std::nullopt;
+  return it->second;
+}
+
+int64_t MemoryStore::add(const std::string& key, int64_t delta) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::string& v = values_[key];
+  const int64_t value = (v.empty() ? 0 : std::stoll(v)) + delta;
+  v = std::to_string(value);
+  return value;
+}
+
+bool MemoryStore::check(const std::vector<std::string>& keys) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (const auto& k : keys)
+    if (values_.count(k) == 0) return false;
+  return true;
+}
+
+bool MemoryStore::delete_key(const std::string& key) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return values_.erase(key) > 0;
 }
 
 }  // namespace dtrain::comm

@@ -49,4 +49,13 @@ void empty_cache(const Device& device) {
   allocator_for(device).empty_cache();
 }
 
+void Allocator::set_limit(int64_t /*bytes*/) {
+  DTRAIN_THROW("this device's allocator has no memory limit (only the CPU allocator has one)");
+}
+
+void set_memory_limit(const Device& device, int64_t bytes) {
+  DTRAIN_CHECK(bytes >= 0, "set_memory_limit: the limit must be >= 0 bytes (0: none), got ", bytes);
+  allocator_for(device).set_limit(bytes);
+}
+
 }  // namespace dtrain

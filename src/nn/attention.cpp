@@ -3,10 +3,10 @@
 
 namespace dtrain::nn {
 
-CausalSelfAttention::CausalSelfAttention(int64_t channels, int64_t num_heads, Device device)
-    : Module("CausalSelfAttention", device),
-      qkv(channels, 3 * channels, true, device),
-      proj(channels, channels, true, device),
+CausalSelfAttention::CausalSelfAttention(int64_t channels, int64_t num_heads, Device device, DType dtype)
+    : Module("CausalSelfAttention", device, dtype),
+      qkv(channels, 3 * channels, true, device, dtype),
+      proj(channels, channels, true, device, dtype),
       channels_(channels),
       num_heads_(num_heads) {
   DTRAIN_CHECK(num_heads > 0 && channels % num_heads == 0, "CausalSelfAttention: ", num_heads,
@@ -21,7 +21,7 @@ const Tensor& CausalSelfAttention::forward(const Tensor& x) {
                " must be [B, T, ", channels_, "]");
   const Tensor& q = qkv.forward(x);
   ensure(att_, x.shape());
-  ensure(lse_, {x.size(0), num_heads_, x.size(1)});
+  ensure(lse_, {x.size(0), num_heads_, x.size(1)}, DType::f32);
   ops::attention(att_, lse_, q, num_heads_);
   const Tensor& out = proj.forward(att_);
   run_hooks(HookPoint::post_forward);

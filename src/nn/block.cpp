@@ -3,12 +3,12 @@
 
 namespace dtrain::nn {
 
-Block::Block(int64_t channels, int64_t num_heads, Device device)
-    : Module("Block", device),
-      ln1(channels, device),
-      attn(channels, num_heads, device),
-      ln2(channels, device),
-      mlp(channels, 4 * channels, device) {
+Block::Block(int64_t channels, int64_t num_heads, Device device, DType dtype)
+    : Module("Block", device, dtype),
+      ln1(channels, device, dtype),
+      attn(channels, num_heads, device, dtype),
+      ln2(channels, device, dtype),
+      mlp(channels, 4 * channels, device, dtype) {
   add_module("ln1", ln1);
   add_module("attn", attn);
   add_module("ln2", ln2);

@@ -3,10 +3,10 @@
 
 namespace dtrain::nn {
 
-Embedding::Embedding(int64_t vocab_size, int64_t max_seq_len, int64_t channels, Device device)
-    : Module("Embedding", device),
-      wte(add_parameter("wte", Tensor::zeros({vocab_size, channels}, DType::f32, device), true)),
-      wpe(add_parameter("wpe", Tensor::zeros({max_seq_len, channels}, DType::f32, device), true)),
+Embedding::Embedding(int64_t vocab_size, int64_t max_seq_len, int64_t channels, Device device, DType dtype)
+    : Module("Embedding", device, dtype),
+      wte(create_parameter("wte", {vocab_size, channels}, ParamInit::zeros, true)),
+      wpe(create_parameter("wpe", {max_seq_len, channels}, ParamInit::zeros, true)),
       max_seq_len_(max_seq_len),
       channels_(channels) {
   DTRAIN_CHECK(vocab_size > 0 && max_seq_len > 0 && channels > 0, "Embedding(", vocab_size, ", ", max_seq_len, ", ",

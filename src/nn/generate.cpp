@@ -2,12 +2,21 @@
 #include <cmath>
 
 #include "dtrain/nn/gpt.h"
+#include "dtrain/ops.h"
 
 namespace dtrain::nn {
 
 namespace {
 int32_t argmax(const float* row, int64_t v) {
   return static_cast<int32_t>(std::max_element(row, row + v) - row);
+}
+// The logits of a forward as f32 on the host (a bf16/f16 model's are cast).
+Tensor host_f32_logits(GPT& model, const Tensor& tokens) {
+  const Tensor& logits = model.forward(tokens);
+  if (logits.dtype() == DType::f32) return logits.to(Device::cpu());
+  Tensor wide = Tensor::empty(logits.shape(), DType::f32, logits.device());
+  ops::cast(wide, logits);
+  return wide.to(Device::cpu());
 }
 }  // namespace
 
@@ -24,7 +33,7 @@ std::vector<int32_t> generate(GPT& model, const std::vector<int32_t>& prompt, in
     const int64_t len = static_cast<int64_t>(seq.size()) - start;
     Tensor tokens = Tensor::empty({1, len}, DType::i32);
     std::copy(seq.begin() + start, seq.end(), tokens.data<int32_t>());
-    Tensor logits = model.forward(tokens).to(Device::cpu());
+    Tensor logits = host_f32_logits(model, tokens);
     const float* row = logits.data<float>() + (len - 1) * v;
     int32_t next;
     if (temperature <= 0.0f) {
@@ -67,7 +76,7 @@ std::vector<std::vector<int32_t>> generate_greedy_batch(GPT& model, const std::v
     pos[i] = static_cast<int64_t>(prompts[i].size());
   }
   for (int64_t step = 0; step < max_new_tokens; ++step) {
-    Tensor logits = model.forward(tokens).to(Device::cpu());
+    Tensor logits = host_f32_logits(model, tokens);
     const float* l = logits.data<float>();
     bool all_done = true;
     for (int64_t i = 0; i < n; ++i) {

@@ -50,21 +50,29 @@ void GPTConfig::validate() const {
                "; pick n_head dividing n_embd");
   DTRAIN_CHECK(vocab_size > 0, "GPT config: vocab_size must be positive, got ", vocab_size);
   DTRAIN_CHECK(max_seq_len > 0, "GPT config: max_seq_len must be positive, got ", max_seq_len);
-  DTRAIN_CHECK(param_dtype == DType::f32 && compute_dtype == DType::f32,
-               "GPT config: param_dtype/compute_dtype other than f32 are not built yet; got ",
-               dtype_name(param_dtype), "/", dtype_name(compute_dtype));
+  const bool float_params = param_dtype == DType::f32 || param_dtype == DType::bf16 || param_dtype == DType::f16;
+  DTRAIN_CHECK(float_params, "GPT config: param_dtype must be f32, bf16 or f16, got ", dtype_name(param_dtype));
+  // The ops compute in the dtype of their inputs (accumulating in f32), so
+  // the matmuls run in the parameters' dtype: there is no per-op autocast.
+  // f32 master weights of a bf16/f16 model live in the optimizer or the
+  // engine's shards, not in the model.
+  DTRAIN_CHECK(compute_dtype == param_dtype, "GPT config: compute_dtype ", dtype_name(compute_dtype),
+               " differs from param_dtype ", dtype_name(param_dtype),
+               "; the model computes in its parameters' dtype: use f32/f32, bf16/bf16 or f16/f16 (f32 master "
+               "weights stay in the optimizer or the data-parallel engine)");
 }
 
 std::string GPTConfig::str() const {
   std::ostringstream os;
   os << "n_layer=" << n_layer << " n_head=" << n_head << " n_embd=" << n_embd << " vocab_size=" << vocab_size
      << " max_seq_len=" << max_seq_len << (checkpoint_activations ? " checkpointing" : "");
+  if (param_dtype != DType::f32) os << " dtype=" << dtype_name(param_dtype);
   return os.str();
 }
 
 // ---- tied head ------------------------------------------------------------------
 
-TiedLMHead::TiedLMHead(Parameter& wte, Device device) : Module("TiedLMHead", device), wte_(wte) {
+TiedLMHead::TiedLMHead(Parameter& wte, Device device) : Module("TiedLMHead", device, wte.dtype()), wte_(wte) {
   add_shared_parameter(wte);
 }
 
@@ -101,16 +109,16 @@ const GPTConfig& validated(const GPTConfig& c) {
 }  // namespace
 
 GPT::GPT(const GPTConfig& config, Device device, uint64_t seed)
-    : Module("GPT", device),
-      embed(validated(config).vocab_size, config.max_seq_len, config.n_embd, device),
-      block_list(device),
-      ln_f(config.n_embd, device),
+    : Module("GPT", device, validated(config).param_dtype),
+      embed(config.vocab_size, config.max_seq_len, config.n_embd, device, config.param_dtype),
+      block_list(device, config.param_dtype),
+      ln_f(config.n_embd, device, config.param_dtype),
       head(embed.wte, device),
       config_(config) {
   check_device_available(device);
   add_module("embed", embed);
   for (int64_t i = 0; i < config.n_layer; ++i) {
-    blocks.push_back(std::make_unique<Block>(config.n_embd, config.n_head, device));
+    blocks.push_back(std::make_unique<Block>(config.n_embd, config.n_head, device, config.param_dtype));
     blocks.back()->set_checkpointing(config.checkpoint_activations);
   }
   // Children register in execution order, so named_parameters() is too.
@@ -119,23 +127,29 @@ GPT::GPT(const GPTConfig& config, Device device, uint64_t seed)
   add_module("blocks", block_list);
   add_module("ln_f", ln_f);
   add_module("head", head);
-  init_weights(seed);
+  seed_ = seed;
+  if (!DeferredInit::active()) init_weights(seed);
 }
 
 void GPT::init_weights(uint64_t seed) {
-  const float std = 0.02f;
-  const float residual_std = std / std::sqrt(2.0f * static_cast<float>(config_.n_layer));
-  for (auto& np : named_parameters()) {
-    Parameter& p = *np.param;
-    const std::string& local = p.name();
-    if (local == "bias") {
-      p.value.zero_();
-    } else if (p.shape().size() == 1) {  // LayerNorm gain
-      p.value.fill_(1.0);
-    } else {
-      const bool residual = np.name.size() >= 12 && np.name.compare(np.name.size() - 12, 12, ".proj.weight") == 0;
-      init_normal(p.value, 0.0f, residual ? residual_std : std, seed, stream_id(np.name));
-    }
+  seed_ = seed;
+  for (auto& np : named_parameters()) init_parameter_slice(np.name, np.param->value, 0);
+}
+
+void GPT::init_parameter_slice(const std::string& name, Tensor& out, int64_t first_element) const {
+  const Parameter& p = parameter(name);
+  DTRAIN_CHECK(out.defined() && first_element >= 0 && first_element + out.numel() <= p.numel(),
+               "GPT::init_parameter_slice: elements [", first_element, ", ", first_element + out.numel(),
+               ") are outside parameter '", name, "' (", p.numel(), " elements)");
+  if (p.name() == "bias") {
+    out.zero_();
+  } else if (p.shape().size() == 1) {  // LayerNorm gain
+    out.fill_(1.0);
+  } else {
+    const float std = 0.02f;
+    const float residual_std = std / std::sqrt(2.0f * static_cast<float>(config_.n_layer));
+    const bool residual = name.size() >= 12 && name.compare(name.size() - 12, 12, ".proj.weight") == 0;
+    init_normal(out, 0.0f, residual ? residual_std : std, seed_, stream_id(name), first_element);
   }
 }
 
@@ -207,7 +221,7 @@ float GPT::forward(const Tensor& tokens, const Tensor& targets, float grad_scale
     targets_dev_.copy_(targets);
     tgt = &targets_dev_;
   }
-  ensure(losses_, {n});
+  ensure(losses_, {n}, DType::f32);  // the loss stays f32 whatever the model's dtype
   ensure(dlogits_, {n, v});
   Tensor flat_logits = logits.reshape({n, v});
   Tensor flat_targets = tgt->reshape({n});

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <vector>
 
+#include "dtrain/ops.h"
+
 namespace dtrain::nn {
 
 namespace {
@@ -27,19 +29,38 @@ uint64_t stream_id(const std::string& name) {
   return h;
 }
 
-void init_normal(Tensor& t, float mean, float std, uint64_t seed, uint64_t stream) {
-  DTRAIN_CHECK(t.defined() && t.dtype() == DType::f32, "init_normal needs a defined f32 tensor, got ", t.describe());
-  std::vector<float> values(static_cast<size_t>(t.numel()));
-  uint64_t state = seed * 0x9e3779b97f4a7c15ull ^ stream;
+void init_normal(Tensor& t, float mean, float std, uint64_t seed, uint64_t stream, int64_t first_element) {
+  DTRAIN_CHECK(t.defined() && (t.dtype() == DType::f32 || t.dtype() == DType::bf16 || t.dtype() == DType::f16),
+               "init_normal needs a defined f32, bf16 or f16 tensor, got ", t.describe());
+  DTRAIN_CHECK(first_element >= 0, "init_normal: first_element must be >= 0, got ", first_element);
+  const int64_t n = t.numel();
+  std::vector<float> values(static_cast<size_t>(n));
+  // Value k of the stream comes from draw pair k / 2 (cos for even k, sin for
+  // odd k); pair j starts 2j draws into the stream, and each draw advances the
+  // splitmix64 counter by one constant step, so any pair is reached directly.
+  constexpr uint64_t kStep = 0x9e3779b97f4a7c15ull;
   constexpr double kTwoPi = 6.283185307179586476925;
-  for (size_t i = 0; i < values.size(); i += 2) {
+  const uint64_t base = seed * kStep ^ stream;
+  for (int64_t k = first_element; k < first_element + n;) {
+    const uint64_t pair = static_cast<uint64_t>(k / 2);
+    uint64_t state = base + 2 * pair * kStep;
     const double r = std::sqrt(-2.0 * std::log(uniform01(state)));
     const double theta = kTwoPi * uniform01(state);
-    values[i] = static_cast<float>(mean + std * r * std::cos(theta));
-    if (i + 1 < values.size()) values[i + 1] = static_cast<float>(mean + std * r * std::sin(theta));
+    for (int64_t e = static_cast<int64_t>(2 * pair); e < static_cast<int64_t>(2 * pair) + 2; ++e) {
+      if (e < first_element || e >= first_element + n) continue;
+      const double z = (e % 2 == 0) ? std::cos(theta) : std::sin(theta);
+      values[static_cast<size_t>(e - first_element)] = static_cast<float>(mean + std * r * z);
+    }
+    k = static_cast<int64_t>(2 * pair) + 2;
   }
   Tensor host = Tensor::from_blob(values.data(), t.shape(), DType::f32);
-  t.copy_(host);
+  if (t.dtype() == DType::f32) {
+    t.copy_(host);
+  } else {
+    Tensor rounded = Tensor::empty(t.shape(), t.dtype(), Device::cpu());
+    ops::cast(rounded, host);
+    t.copy_(rounded);
+  }
 }
 
 }  // namespace dtrain::nn

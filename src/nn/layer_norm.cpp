@@ -3,10 +3,12 @@
 
 namespace dtrain::nn {
 
-LayerNorm::LayerNorm(int64_t channels, Device device, float eps)
-    : Module("LayerNorm", device),
-      weight(add_parameter("weight", Tensor::full({channels}, 1.0, DType::f32, device), false)),
-      bias(add_parameter("bias", Tensor::zeros({channels}, DType::f32, device), false)),
+LayerNorm::LayerNorm(int64_t channels, Device device, float eps) : LayerNorm(channels, device, DType::f32, eps) {}
+
+LayerNorm::LayerNorm(int64_t channels, Device device, DType dtype, float eps)
+    : Module("LayerNorm", device, dtype),
+      weight(create_parameter("weight", {channels}, ParamInit::ones, false)),
+      bias(create_parameter("bias", {channels}, ParamInit::zeros, false)),
       channels_(channels),
       eps_(eps) {
   DTRAIN_CHECK(channels > 0, "LayerNorm(", channels, "): channels must be positive");
@@ -19,8 +21,8 @@ const Tensor& LayerNorm::forward(const Tensor& x) {
   x_ = x;
   const int64_t rows = x.numel() / channels_;
   ensure(out_buf_, x.shape());
-  ensure(mean_, {rows});
-  ensure(rstd_, {rows});
+  ensure(mean_, {rows}, DType::f32);
+  ensure(rstd_, {rows}, DType::f32);
   ops::layernorm(out_buf_, mean_, rstd_, x, weight.require_value(), bias.require_value(), eps_);
   run_hooks(HookPoint::post_forward);
   return out_buf_;

@@ -3,10 +3,10 @@
 
 namespace dtrain::nn {
 
-Linear::Linear(int64_t in_features, int64_t out_features, bool bias, Device device)
-    : Module("Linear", device),
-      weight(add_parameter("weight", Tensor::zeros({out_features, in_features}, DType::f32, device), true)),
-      bias(bias ? &add_parameter("bias", Tensor::zeros({out_features}, DType::f32, device), false) : nullptr),
+Linear::Linear(int64_t in_features, int64_t out_features, bool bias, Device device, DType dtype)
+    : Module("Linear", device, dtype),
+      weight(create_parameter("weight", {out_features, in_features}, ParamInit::zeros, true)),
+      bias(bias ? &create_parameter("bias", {out_features}, ParamInit::zeros, false) : nullptr),
       in_(in_features),
       out_(out_features) {
   DTRAIN_CHECK(in_features > 0 && out_features > 0, "Linear(", in_features, ", ", out_features,

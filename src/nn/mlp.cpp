@@ -3,8 +3,10 @@
 
 namespace dtrain::nn {
 
-MLP::MLP(int64_t channels, int64_t hidden, Device device)
-    : Module("MLP", device), fc(channels, hidden, true, device), proj(hidden, channels, true, device) {
+MLP::MLP(int64_t channels, int64_t hidden, Device device, DType dtype)
+    : Module("MLP", device, dtype),
+      fc(channels, hidden, true, device, dtype),
+      proj(hidden, channels, true, device, dtype) {
   add_module("fc", fc);
   add_module("proj", proj);
 }

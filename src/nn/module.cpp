@@ -12,7 +12,11 @@ Shape with_last_dim(const Shape& shape, int64_t last) {
   return s;
 }
 
-Module::Module(std::string type_name, Device device) : type_name_(std::move(type_name)), device_(device) {}
+Module::Module(std::string type_name, Device device, DType dtype)
+    : type_name_(std::move(type_name)), device_(device), dtype_(dtype) {
+  DTRAIN_CHECK(dtype == DType::f32 || dtype == DType::bf16 || dtype == DType::f16, type_name_,
+               ": a module's dtype must be f32, bf16 or f16, got ", dtype_name(dtype));
+}
 
 Module::~Module() = default;
 
@@ -97,14 +101,48 @@ void Module::release_activations() {
   for (auto& [name, child] : children_) child->release_activations();
 }
 
-Parameter& Module::add_parameter(const std::string& name, Tensor value, bool weight_decay) {
+void Module::check_new_parameter_name(const std::string& name) const {
   DTRAIN_CHECK(name.find('.') == std::string::npos && !name.empty(), "parameter name '", name,
                "' must be non-empty and without dots");
   for (const auto& p : params_) DTRAIN_CHECK(p->name() != name, type_name_, " already has a parameter '", name, "'");
+}
+
+Parameter& Module::add_parameter(const std::string& name, Tensor value, bool weight_decay) {
+  check_new_parameter_name(name);
   auto param = std::make_unique<Parameter>(name, std::move(value), weight_decay);
   param->grad = Tensor::zeros(param->shape(), param->dtype(), param->device());
   params_.push_back(std::move(param));
   return *params_.back();
+}
+
+namespace {
+thread_local int deferred_depth = 0;
+}  // namespace
+
+DeferredInit::DeferredInit() {
+  ++deferred_depth;
+}
+DeferredInit::~DeferredInit() {
+  --deferred_depth;
+}
+bool DeferredInit::active() {
+  return deferred_depth > 0;
+}
+
+void Module::init_parameter_slice(const std::string& name, Tensor& /*out*/, int64_t /*first_element*/) const {
+  DTRAIN_THROW(type_name_, " cannot initialise parameter '", name,
+               "' by slices (it does not implement init_parameter_slice); build it without DeferredInit");
+}
+
+Parameter& Module::create_parameter(const std::string& name, const Shape& shape, ParamInit init, bool weight_decay) {
+  if (DeferredInit::active()) {
+    check_new_parameter_name(name);
+    params_.push_back(std::make_unique<Parameter>(name, shape, dtype_, device_, weight_decay));
+    return *params_.back();
+  }
+  Tensor value =
+      init == ParamInit::ones ? Tensor::full(shape, 1.0, dtype_, device_) : Tensor::zeros(shape, dtype_, device_);
+  return add_parameter(name, std::move(value), weight_decay);
 }
 
 void Module::add_module(const std::string& name, Module& child) {

@@ -10,6 +10,9 @@ Parameter::Parameter(std::string name, Tensor value_in, bool weight_decay)
   device_ = value.device();
 }
 
+Parameter::Parameter(std::string name, Shape shape, DType dtype, Device device, bool weight_decay)
+    : name_(std::move(name)), shape_(std::move(shape)), dtype_(dtype), device_(device), weight_decay_(weight_decay) {}
+
 void Parameter::check_compatible(const Tensor& t, const char* what) const {
   DTRAIN_CHECK(t.defined(), "rebinding the ", what, " of parameter '", name_, "' to an undefined tensor");
   DTRAIN_CHECK(t.shape() == shape_ && t.dtype() == dtype_ && t.device() == device_, "rebinding the ", what,

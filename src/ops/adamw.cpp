@@ -4,6 +4,7 @@
 
 #include "ops/backends.h"
 #include "ops/checks.h"
+#include "ops/cpu_low_precision.h"
 
 namespace dtrain::ops {
 
@@ -54,7 +55,7 @@ void adamw_step(std::vector<AdamWTensor>& tensors, const AdamWConfig& config) {
   if (device.is_cuda()) {
     DTRAIN_ON_CUDA(cuda::adamw_step(tensors, config));
   } else {
-    cpu::adamw_step(tensors, config);
+    detail::run_cpu_in_f32(cpu::adamw_step, tensors, config);
   }
 }
 

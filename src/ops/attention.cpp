@@ -1,6 +1,7 @@
 // attention / attention_backward: validation and dispatch.
 #include "ops/backends.h"
 #include "ops/checks.h"
+#include "ops/cpu_low_precision.h"
 
 namespace dtrain::ops {
 namespace {
@@ -38,7 +39,7 @@ void attention(Tensor& out, Tensor& lse, const Tensor& qkv, int64_t num_heads) {
   if (qkv.is_cuda()) {
     DTRAIN_ON_CUDA(cuda::attention(out, lse, qkv, num_heads));
   } else {
-    cpu::attention(out, lse, qkv, num_heads);
+    detail::run_cpu_in_f32(cpu::attention, out, lse, qkv, num_heads);
   }
 }
 
@@ -66,7 +67,7 @@ void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& qkv, con
   if (qkv.is_cuda()) {
     DTRAIN_ON_CUDA(cuda::attention_backward(dqkv, dout, qkv, out, lse, num_heads));
   } else {
-    cpu::attention_backward(dqkv, dout, qkv, out, lse, num_heads);
+    detail::run_cpu_in_f32(cpu::attention_backward, dqkv, dout, qkv, out, lse, num_heads);
   }
 }
 

@@ -1,3 +1,4 @@
+// Argument validation shared by the public ops (see checks.h).
 #include "ops/checks.h"
 
 #include <cmath>
@@ -42,14 +43,9 @@ void OpChecker::dtype(const Arg& a, DType expected) const {
 
 void OpChecker::float_dtype(const Arg& a) const {
   const DType dt = a.tensor.dtype();
-  if (a.tensor.is_cuda()) {
-    if (dt != DType::f32 && dt != DType::bf16 && dt != DType::f16) {
-      fail(detail::concat("argument '", a.name, "' has the wrong dtype: expected f32, bf16 or f16 on cuda, got ",
-                          dtype_name(dt)));
-    }
-  } else if (dt != DType::f32) {
-    fail(detail::concat("argument '", a.name, "' has the wrong dtype: expected f32 (the CPU backend computes in f32 ",
-                        "only; convert with ops::cast), got ", dtype_name(dt)));
+  if (dt != DType::f32 && dt != DType::bf16 && dt != DType::f16) {
+    fail(detail::concat("argument '", a.name, "' has the wrong dtype: expected f32, bf16 or f16 on ",
+                        a.tensor.device().str(), ", got ", dtype_name(dt)));
   }
 }
 

@@ -35,7 +35,8 @@ class OpChecker {
   // The tensor must have at least this many dimensions.
   void min_dim(const Arg& a, int64_t expected) const;
   void dtype(const Arg& a, DType expected) const;
-  // Activation/weight dtype: f32 on the CPU; f32, bf16 or f16 on CUDA.
+  // Activation/weight dtype: f32, bf16 or f16 (on the CPU the low-precision
+  // ones are computed in f32 and rounded back, see cpu_low_precision.h).
   void float_dtype(const Arg& a) const;
   // Same dtype as the reference argument.
   void same_dtype(const Arg& a, const Arg& ref) const;

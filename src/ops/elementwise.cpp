@@ -1,6 +1,7 @@
 // add / add_ / scale: validation and dispatch.
 #include "ops/backends.h"
 #include "ops/checks.h"
+#include "ops/cpu_low_precision.h"
 
 namespace dtrain::ops {
 
@@ -20,7 +21,7 @@ void add(Tensor& out, const Tensor& a, const Tensor& b) {
   if (out.is_cuda()) {
     DTRAIN_ON_CUDA(cuda::add(out, a, b));
   } else {
-    cpu::add(out, a, b);
+    detail::run_cpu_in_f32(cpu::add, out, a, b);
   }
 }
 
@@ -37,7 +38,7 @@ void add_(Tensor& y, const Tensor& x, float alpha) {
   if (y.is_cuda()) {
     DTRAIN_ON_CUDA(cuda::add_(y, x, alpha));
   } else {
-    cpu::add_(y, x, alpha);
+    detail::run_cpu_in_f32(cpu::add_, y, x, alpha);
   }
 }
 
@@ -54,7 +55,7 @@ void scale(Tensor& out, const Tensor& x, float alpha) {
   if (out.is_cuda()) {
     DTRAIN_ON_CUDA(cuda::scale(out, x, alpha));
   } else {
-    cpu::scale(out, x, alpha);
+    detail::run_cpu_in_f32(cpu::scale, out, x, alpha);
   }
 }
 

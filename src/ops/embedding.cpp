@@ -1,6 +1,7 @@
 // embedding / embedding_backward: validation and dispatch.
 #include "ops/backends.h"
 #include "ops/checks.h"
+#include "ops/cpu_low_precision.h"
 
 namespace dtrain::ops {
 
@@ -35,7 +36,7 @@ void embedding(Tensor& out, const Tensor& tokens, const Tensor& wte, const Tenso
   if (wte.is_cuda()) {
     DTRAIN_ON_CUDA(cuda::embedding(out, tokens, wte, wpe));
   } else {
-    cpu::embedding(out, tokens, wte, wpe);
+    detail::run_cpu_in_f32(cpu::embedding, out, tokens, wte, wpe);
   }
 }
 
@@ -76,7 +77,7 @@ void embedding_backward(Tensor& dwte, Tensor& dwpe, const Tensor& dout, const Te
   if (dout.is_cuda()) {
     DTRAIN_ON_CUDA(cuda::embedding_backward(dwte, dwpe, dout, tokens));
   } else {
-    cpu::embedding_backward(dwte, dwpe, dout, tokens);
+    detail::run_cpu_in_f32(cpu::embedding_backward, dwte, dwpe, dout, tokens);
   }
 }
 

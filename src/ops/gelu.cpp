@@ -1,6 +1,7 @@
 // gelu / gelu_backward: validation and dispatch.
 #include "ops/backends.h"
 #include "ops/checks.h"
+#include "ops/cpu_low_precision.h"
 
 namespace dtrain::ops {
 
@@ -16,7 +17,7 @@ void gelu(Tensor& out, const Tensor& x) {
   if (x.is_cuda()) {
     DTRAIN_ON_CUDA(cuda::gelu(out, x));
   } else {
-    cpu::gelu(out, x);
+    detail::run_cpu_in_f32(cpu::gelu, out, x);
   }
 }
 
@@ -37,7 +38,7 @@ void gelu_backward(Tensor& dx, const Tensor& dout, const Tensor& x) {
   if (x.is_cuda()) {
     DTRAIN_ON_CUDA(cuda::gelu_backward(dx, dout, x));
   } else {
-    cpu::gelu_backward(dx, dout, x);
+    detail::run_cpu_in_f32(cpu::gelu_backward, dx, dout, x);
   }
 }
 

@@ -4,6 +4,7 @@
 
 #include "ops/backends.h"
 #include "ops/checks.h"
+#include "ops/cpu_low_precision.h"
 
 namespace dtrain::ops {
 
@@ -26,7 +27,7 @@ void global_norm_squared(Tensor& out, const std::vector<Tensor>& tensors) {
   if (out.is_cuda()) {
     DTRAIN_ON_CUDA(cuda::global_norm_squared(out, tensors));
   } else {
-    cpu::global_norm_squared(out, tensors);
+    detail::run_cpu_in_f32(cpu::global_norm_squared, out, tensors);
   }
 }
 

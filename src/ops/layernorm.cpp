@@ -3,6 +3,7 @@
 
 #include "ops/backends.h"
 #include "ops/checks.h"
+#include "ops/cpu_low_precision.h"
 
 namespace dtrain::ops {
 namespace {
@@ -60,7 +61,7 @@ void layernorm(Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& x, const T
   if (x.is_cuda()) {
     DTRAIN_ON_CUDA(cuda::layernorm(out, mean, rstd, x, weight, bias, eps));
   } else {
-    cpu::layernorm(out, mean, rstd, x, weight, bias, eps);
+    detail::run_cpu_in_f32(cpu::layernorm, out, mean, rstd, x, weight, bias, eps);
   }
 }
 
@@ -97,7 +98,7 @@ void layernorm_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor
   if (x.is_cuda()) {
     DTRAIN_ON_CUDA(cuda::layernorm_backward(dx, dweight, dbias, dout, x, weight, mean, rstd));
   } else {
-    cpu::layernorm_backward(dx, dweight, dbias, dout, x, weight, mean, rstd);
+    detail::run_cpu_in_f32(cpu::layernorm_backward, dx, dweight, dbias, dout, x, weight, mean, rstd);
   }
 }
 

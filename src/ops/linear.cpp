@@ -1,6 +1,7 @@
 // linear / linear_backward: validation and dispatch.
 #include "ops/backends.h"
 #include "ops/checks.h"
+#include "ops/cpu_low_precision.h"
 
 namespace dtrain::ops {
 namespace {
@@ -43,7 +44,7 @@ void linear(Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bi
   if (out.is_cuda()) {
     DTRAIN_ON_CUDA(cuda::linear(out, x, weight, bias));
   } else {
-    cpu::linear(out, x, weight, bias);
+    detail::run_cpu_in_f32(cpu::linear, out, x, weight, bias);
   }
 }
 
@@ -70,7 +71,7 @@ void linear_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor& d
   if (dout.is_cuda()) {
     DTRAIN_ON_CUDA(cuda::linear_backward(dx, dweight, dbias, dout, x, weight));
   } else {
-    cpu::linear_backward(dx, dweight, dbias, dout, x, weight);
+    detail::run_cpu_in_f32(cpu::linear_backward, dx, dweight, dbias, dout, x, weight);
   }
 }
 

@@ -1,6 +1,7 @@
 // matmul / matmul_backward: validation and dispatch.
 #include "ops/backends.h"
 #include "ops/checks.h"
+#include "ops/cpu_low_precision.h"
 
 namespace dtrain::ops {
 namespace {
@@ -56,7 +57,7 @@ void matmul(Tensor& out, const Tensor& a, const Tensor& b, bool trans_a, bool tr
   if (out.is_cuda()) {
     DTRAIN_ON_CUDA(cuda::matmul(out, a, b, trans_a, trans_b, alpha, beta));
   } else {
-    cpu::matmul(out, a, b, trans_a, trans_b, alpha, beta);
+    detail::run_cpu_in_f32(cpu::matmul, out, a, b, trans_a, trans_b, alpha, beta);
   }
 }
 
@@ -87,7 +88,7 @@ void matmul_backward(Tensor& da, Tensor& db, const Tensor& dout, const Tensor& a
   if (dout.is_cuda()) {
     DTRAIN_ON_CUDA(cuda::matmul_backward(da, db, dout, a, b, trans_a, trans_b));
   } else {
-    cpu::matmul_backward(da, db, dout, a, b, trans_a, trans_b);
+    detail::run_cpu_in_f32(cpu::matmul_backward, da, db, dout, a, b, trans_a, trans_b);
   }
 }
 

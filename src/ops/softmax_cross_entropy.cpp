@@ -1,6 +1,7 @@
 // softmax_cross_entropy: validation and dispatch.
 #include "ops/backends.h"
 #include "ops/checks.h"
+#include "ops/cpu_low_precision.h"
 
 namespace dtrain::ops {
 
@@ -34,7 +35,7 @@ void softmax_cross_entropy(Tensor& losses, Tensor& dlogits, const Tensor& logits
   if (logits.is_cuda()) {
     DTRAIN_ON_CUDA(cuda::softmax_cross_entropy(losses, dlogits, logits, targets, grad_scale, ignore_index));
   } else {
-    cpu::softmax_cross_entropy(losses, dlogits, logits, targets, grad_scale, ignore_index);
+    detail::run_cpu_in_f32(cpu::softmax_cross_entropy, losses, dlogits, logits, targets, grad_scale, ignore_index);
   }
 }
 

@@ -9,15 +9,19 @@
 //   dp_worker train [--accum 1,2] [--stages 0,1,2,3]   equality, ledger, overlap
 //   dp_worker edges                                   unused parameter, gradients out of bucket order
 //   dp_worker mismatch                                ranks disagree -> error on all ranks
+//   dp_worker limit                                   a model over the memory limit trains at ZeRO-3 (deferred)
 // Exit codes: 0 done (checks printed), 2 setup failure, 3 expected error raised, 4 it did not.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "compare.h"
+#include "dtrain/allocator.h"
 #include "dtrain/comm/init.h"
 #include "dtrain/nn/gpt.h"
 #include "dtrain/ops.h"
@@ -85,13 +89,15 @@ std::pair<Tensor, Tensor> batch_rows(int step, int64_t row0, int64_t rows) {
 struct Run {
   std::vector<float> losses;
   std::vector<float> norms;
-  std::vector<std::pair<std::string, Tensor>> params;
+  std::vector<std::pair<std::string, Tensor>> initial;  // before the first step
+  std::vector<std::pair<std::string, Tensor>> params;   // after the last
 };
 
 Run train_reference() {
   nn::GPT model(tiny_config(), Device::cpu(), kSeed);
   optim::AdamW opt(optim::param_groups(model, kWeightDecay));
   Run r;
+  for (auto& np : model.named_parameters()) r.initial.emplace_back(np.name, np.param->value.clone());
   for (int s = 0; s < kSteps; ++s) {
     auto [x, y] = batch_rows(s, 0, kGlobalBatch);
     model.zero_grad();
@@ -151,23 +157,97 @@ struct Variant {
   bool overlap = true;
   int prefetch = 1;
   bool checkpointing = false;
+  bool deferred = false;  // the model built under nn::DeferredInit, initialised by the engine
   std::string suffix() const {
     std::string s;
     if (!overlap) s += "_no_overlap";
     if (prefetch != 1) s += "_prefetch" + std::to_string(prefetch);
     if (checkpointing) s += "_checkpointing";
+    if (deferred) s += "_deferred";
     return s;
   }
 };
+
+// The largest group's bytes when gathered in full (f32).
+int64_t largest_group_bytes(const parallel::DataParallel& dp) {
+  int64_t most = 0;
+  for (const auto& g : dp.groups()) most = std::max(most, g.padded_numel * 4);
+  return most;
+}
+
+// A deferred model: the engine's initial parameters equal, bit for bit, the
+// model built whole with the same seed, whatever the world size; at stage 3
+// the start-up peak (model construction to the engine built) stays within
+// model state / N plus the gathered units (one and the prefetch). A model
+// built whole holds its full parameters and gradients (8P bytes) at start-up,
+// over the bound at world sizes 2 and 4.
+void check_deferred_start(parallel::DataParallel& dp, const Run& ref, const std::string& tag, int64_t startup_peak,
+                          int prefetch) {
+  // This rank's model state as the ledger measures it once the engine is
+  // built, before the optimizer (at stage 3 the shards: model state / N).
+  const int64_t state = dp.ledger().model_state();
+  const auto initial = dp.full_parameters();
+  double err = initial.size() == ref.initial.size() ? 0.0 : INFINITY;
+  for (size_t i = 0; i < initial.size() && i < ref.initial.size(); ++i) {
+    if (initial[i].first != ref.initial[i].first) err = INFINITY;
+    err = worse(err, error_of(initial[i].second, ref.initial[i].second));
+  }
+  report(tag + "_initial_param_error", err, 0.0);
+  if (dp.options().stage != 3) return;
+  const int64_t bound = state + (1 + prefetch) * largest_group_bytes(dp);
+  if (g_rank == 0) {
+    std::printf("stage 3 deferred start-up at world %d: peak %lld bytes, bound %lld (model state / N %lld)\n",
+                dp.world_size(), static_cast<long long>(startup_peak), static_cast<long long>(bound),
+                static_cast<long long>(state));
+  }
+  report(tag + "_startup_peak_minus_bound_bytes", static_cast<double>(startup_peak - bound), 0.0);
+}
+
+// A bf16 model built deferred at stage 3: each rank's bf16 shard (and so its
+// f32 master) holds the whole bf16 model's values bit for bit, and a step of
+// mixed-precision training runs.
+void run_deferred_bf16(const std::shared_ptr<comm::Communicator>& comm) {
+  nn::GPTConfig config = tiny_config();
+  config.param_dtype = config.compute_dtype = DType::bf16;
+  nn::GPT whole(config, Device::cpu(), kSeed);
+  std::optional<nn::DeferredInit> deferred(std::in_place);
+  nn::GPT model(config, Device::cpu(), kSeed);
+  deferred.reset();
+  parallel::DataParallelOptions o;
+  o.stage = 3;
+  o.precision = parallel::Precision::bf16;
+  parallel::DataParallel dp(model, comm, o);
+  optim::AdamW opt(dp.param_groups(kWeightDecay));
+  const auto initial = dp.full_parameters();
+  const auto ref = whole.named_parameters();
+  double err = initial.size() == ref.size() ? 0.0 : INFINITY;
+  for (size_t i = 0; i < initial.size() && i < ref.size(); ++i) {
+    if (initial[i].first != ref[i].name) err = INFINITY;
+    err = worse(err, error_of(initial[i].second, ref[i].param->value));
+  }
+  const std::string tag = "stage3_world" + std::to_string(comm->size()) + "_deferred_bf16";
+  report(tag + "_initial_param_error", err, 0.0);
+  auto [x, y] = batch_rows(0, comm->rank() * 2, 2);
+  const float loss = dp.average(model.forward(x, y, dp.grad_scale()));
+  model.backward();
+  const auto r = dp.step(opt, kLr, kClip);
+  report(tag + "_loss_and_norm_not_finite", std::isfinite(loss) && std::isfinite(r.grad_norm) ? 0.0 : 1.0, 0.0);
+}
 
 void run_stage(const std::shared_ptr<comm::Communicator>& comm, const Run& ref, int stage, int accum,
                const Variant& variant = {}) {
   const int world = comm->size();
   // Each rank initialises differently; the engine starts everyone from rank
   // 0's weights (kSeed, as the reference), so equality also tests that.
+  // (A deferred model starts from kSeed on every rank, initialised in place.)
   nn::GPTConfig config = tiny_config();
   config.checkpoint_activations = variant.checkpointing;
-  nn::GPT model(config, Device::cpu(), kSeed + static_cast<uint64_t>(comm->rank()));
+  const int64_t baseline = memory_stats(Device::cpu()).current_bytes;
+  reset_peak_memory(Device::cpu());
+  std::optional<nn::DeferredInit> deferred;
+  if (variant.deferred) deferred.emplace();
+  nn::GPT model(config, Device::cpu(), variant.deferred ? kSeed : kSeed + static_cast<uint64_t>(comm->rank()));
+  deferred.reset();
   parallel::DataParallelOptions o;
   o.stage = stage;
   o.overlap = variant.overlap;
@@ -177,7 +257,11 @@ void run_stage(const std::shared_ptr<comm::Communicator>& comm, const Run& ref, 
   o.bucket_bytes = 16 << 10;
   o.trace = true;
   parallel::DataParallel dp(model, comm, o);
+  const int64_t startup_peak = memory_stats(Device::cpu()).peak_bytes - baseline;
   optim::AdamW opt(dp.param_groups(kWeightDecay));
+  const std::string tag = "stage" + std::to_string(stage) + "_world" + std::to_string(world) + "_accum" +
+                          std::to_string(accum) + variant.suffix();
+  if (variant.deferred) check_deferred_start(dp, ref, tag, startup_peak, variant.prefetch);
   const int64_t local = kGlobalBatch / world;
   const int64_t micro_rows = local / accum;
   std::vector<double> losses, norms;
@@ -201,8 +285,6 @@ void run_stage(const std::shared_ptr<comm::Communicator>& comm, const Run& ref, 
     if (params[i].first != ref.params[i].first) param_diff = INFINITY;
     param_diff = worse(param_diff, error_of(params[i].second, ref.params[i].second));
   }
-  const std::string tag = "stage" + std::to_string(stage) + "_world" + std::to_string(world) + "_accum" +
-                          std::to_string(accum) + variant.suffix();
   report(tag + "_loss_error", loss_diff, kLossTol);
   report(tag + "_grad_norm_error", norm_diff, kLossTol * 10);
   report(tag + "_param_error", param_diff, kParamTol);
@@ -461,6 +543,72 @@ void run_edges(const std::shared_ptr<comm::Communicator>& comm) {
   }
 }
 
+// ---- limit: a model whose full state does not fit one rank -----------------------------
+
+// 8 layers of width 128: ~1.6M parameters, ~26 MB of f32 model state
+// (parameters, gradients, two AdamW moments). Each rank's CPU allocator is
+// capped at three quarters of that above what it held before: the whole
+// model with its optimizer is refused, and the same model built deferred
+// trains at ZeRO-3 (a quarter of the state per rank at world size 4, plus the
+// pooled unit buffers: gathered units and the unit gradients whose
+// reduce-scatter is still in flight, about half the state again here).
+void run_memory_limit(const std::shared_ptr<comm::Communicator>& comm) {
+  nn::GPTConfig c = tiny_config();
+  c.n_layer = 8;
+  c.n_head = 4;
+  c.n_embd = 128;
+  const Device cpu = Device::cpu();
+  int64_t num_params = 0;
+  {
+    nn::DeferredInit deferred;
+    num_params = nn::GPT(c, cpu, kSeed).num_parameters();
+  }
+  const int64_t full_state = 16 * num_params;
+  const int64_t limit = memory_stats(cpu).current_bytes + full_state / 4 * 3;
+  if (g_rank == 0) {
+    std::printf("limit: %lld parameters, full f32 state %lld bytes, limit %lld bytes per rank\n",
+                static_cast<long long>(num_params), static_cast<long long>(full_state), static_cast<long long>(limit));
+  }
+  set_memory_limit(cpu, limit);
+  const auto batch = batch_rows(0, 2 * comm->rank(), 2);
+  bool refused = false;
+  try {
+    nn::GPT whole(c, cpu, kSeed);
+    optim::AdamW opt(optim::param_groups(whole, kWeightDecay));
+    whole.forward(batch.first, batch.second);
+    whole.backward();
+    opt.step(kLr);
+  } catch (const Error& e) {
+    refused =
+        std::string(e.what()).find("CPU memory limit of " + std::to_string(limit) + " bytes") != std::string::npos;
+  }
+  report("limit_whole_model_refused_negated", refused ? -1.0 : 0.0, -1.0);
+  reset_peak_memory(cpu);  // the refused attempt went up to the limit
+
+  std::optional<nn::DeferredInit> deferred(std::in_place);
+  nn::GPT model(c, cpu, kSeed);
+  deferred.reset();
+  parallel::DataParallelOptions o;
+  o.stage = 3;
+  parallel::DataParallel dp(model, comm, o);
+  optim::AdamW opt(dp.param_groups(kWeightDecay));
+  std::vector<double> losses;
+  for (int s = 0; s < 4; ++s) {
+    losses.push_back(dp.average(model.forward(batch.first, batch.second)));
+    model.backward();
+    dp.step(opt, kLr, kClip);
+  }
+  set_memory_limit(cpu, 0);
+  if (g_rank == 0)
+    std::printf("limit: deferred ZeRO-3 losses %.4f -> %.4f, peak %lld bytes\n", losses.front(), losses.back(),
+                static_cast<long long>(memory_stats(cpu).peak_bytes));
+  const bool finite = std::all_of(losses.begin(), losses.end(), [](double l) { return std::isfinite(l); });
+  report("limit_deferred_stage3_loss_not_finite", finite ? 0.0 : 1.0, 0.0);
+  report("limit_deferred_stage3_loss_change", losses.back() - losses.front(), 0.0);
+  report("limit_deferred_stage3_peak_minus_limit_bytes", static_cast<double>(memory_stats(cpu).peak_bytes - limit),
+         0.0);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -483,6 +631,12 @@ int main(int argc, char** argv) {
     auto comm = comm::init_process_group();
     g_rank = comm->rank();
     if (mode == "mismatch") return run_mismatch(comm);
+    if (mode == "limit") {
+      run_memory_limit(comm);
+      std::fflush(stdout);
+      comm::destroy_process_group();
+      return 0;
+    }
     if (mode == "edges") {
       run_edges(comm);
       std::fflush(stdout);
@@ -505,6 +659,11 @@ int main(int argc, char** argv) {
       run_stage(comm, ref, 3, 1, Variant{false, 0, false});
       run_stage(comm, ref, 3, 1, Variant{true, 2, true});
       run_stage(comm, ref, 2, 2, Variant{true, 1, true});
+    }
+    if (comm->size() == 2 || comm->size() == 4) {  // deferred models: in-place init, ZeRO-3 start-up peak
+      run_stage(comm, ref, 3, 1, Variant{true, 1, false, true});
+      run_stage(comm, ref, 0, 1, Variant{true, 1, false, true});
+      run_deferred_bf16(comm);
     }
     std::fflush(stdout);
     comm::destroy_process_group();

@@ -93,7 +93,10 @@ TEST_CASE("every ZeRO stage at world size 2 equals single-process training with 
   // Accumulation 2 at world size 2: two micro-steps of 3 rows per rank equal
   // one step of the 12-row global batch (the reference).
   // Also: overlap off, prefetch 0 and 2, activation checkpointing (4 x 3 checks).
-  run_and_check(2, {"train", "--accum", "12"}, 24 + 16 + 3 + 12);
+  // Also: deferred models at stages 3 and 0 (bitwise initial parameters,
+  // the stage-3 start-up peak within model state / N + gathered units), and
+  // a deferred bf16 model at stage 3.
+  run_and_check(2, {"train", "--accum", "12"}, 24 + 16 + 3 + 12 + 9 + 2);
 }
 
 TEST_CASE("every ZeRO stage at world size 3 equals single-process training", "[parallel]") {
@@ -101,7 +104,7 @@ TEST_CASE("every ZeRO stage at world size 3 equals single-process training", "[p
 }
 
 TEST_CASE("every ZeRO stage at world size 4 equals single-process training with ledger", "[parallel]") {
-  run_and_check(4, {"train"}, 12 + 16);
+  run_and_check(4, {"train"}, 12 + 16 + 9 + 2);  // + deferred models, as at world size 2
 }
 
 TEST_CASE(
@@ -127,4 +130,11 @@ TEST_CASE("a parameter unused on every rank and gradients out of bucket order ma
   // optimizer on the whole batch, at world sizes 2 and 3.
   run_and_check(2, {"edges"}, 8);
   run_and_check(3, {"edges"}, 8);
+}
+
+TEST_CASE("a model whose full state is over each rank's memory limit starts and trains at ZeRO-3 world size 4",
+          "[parallel]") {
+  // dp_worker.cpp run_memory_limit: the whole model is refused naming the
+  // limit; built deferred it starts from shards and its loss falls.
+  run_and_check(4, {"limit"}, 4);
 }

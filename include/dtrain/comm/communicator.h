@@ -54,6 +54,12 @@ class Communicator {
   // same store (or the same prefix of it). Connects Gloo; NCCL connects on
   // the first CUDA tensor.
   Communicator(std::shared_ptr<Store> store, int rank, int size, CommOptions options = {});
+  // This process alone (rank 0 of 1), with no launcher, store server or
+  // network: the store is a map in memory and CPU collectives are copies
+  // (over one rank every reduction is the identity). Code written for many
+  // ranks runs unchanged on one, e.g. the data-parallel engine at world 1.
+  // CUDA tensors still go through NCCL (one rank, no peers to reach).
+  static std::shared_ptr<Communicator> single_process(CommOptions options = {});
   // Bounded: waits for queued work at most the timeout, never hangs on a dead peer.
   ~Communicator();
   Communicator(const Communicator&) = delete;
@@ -103,7 +109,7 @@ class Communicator {
 
  private:
   Communicator(std::shared_ptr<Store> job_store, std::string prefix, int rank, int size, CommOptions options,
-               std::vector<int> global_ranks);
+               std::vector<int> global_ranks, bool self_transport);
   std::shared_ptr<Impl> impl_;
   friend void announce_exit(Communicator& comm);
 };

@@ -14,11 +14,15 @@
 // FileStore: a directory on a shared filesystem; one file per key, written
 //   aside and renamed, so a reader never sees a half-written value.
 // PrefixStore: a view of another store under "prefix/"; sub-communicators use it.
+// MemoryStore: a map inside this process, for a communicator of one process
+//   (single_process_group in init.h); nothing outside the process reaches it.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -109,6 +113,21 @@ class FileStore final : public Store {
  private:
   std::string path_for(const std::string& key) const;
   std::string directory_;
+};
+
+class MemoryStore final : public Store {
+ public:
+  explicit MemoryStore(std::chrono::milliseconds timeout = std::chrono::seconds(300)) : Store(timeout) {}
+
+  void set(const std::string& key, const std::string& value) override;
+  std::optional<std::string> try_get(const std::string& key) override;
+  int64_t add(const std::string& key, int64_t delta) override;
+  bool check(const std::vector<std::string>& keys) override;
+  bool delete_key(const std::string& key) override;
+
+ private:
+  std::mutex mutex_;
+  std::map<std::string, std::string> values_;
 };
 
 class PrefixStore final : public Store {

@@ -57,6 +57,9 @@ class TiedLMHead : public Module {
 
 class GPT : public Module {
  public:
+  // Under nn::DeferredInit the parameters get no storage and no values: a
+  // data-parallel engine initialises each rank's part from `seed`
+  // (init_parameter_slice), bitwise as init_weights(seed) would.
   explicit GPT(const GPTConfig& config, Device device = Device::cpu(), uint64_t seed = 1337);
 
   const GPTConfig& config() const { return config_; }
@@ -75,6 +78,10 @@ class GPT : public Module {
   void set_checkpointing(bool on);
   // Re-draws every parameter from `seed` (GPT-2 initialisation).
   void init_weights(uint64_t seed);
+  // Elements [first_element, first_element + out.numel()) of parameter
+  // `name`'s GPT-2 initial value for the seed last given (constructor or
+  // init_weights).
+  void init_parameter_slice(const std::string& name, Tensor& out, int64_t first_element) const override;
 
   // FLOPs of one training step per token: 6 * (non-embedding params + wte as
   // the head) + attention 6 * n_layer * T * C (forward+backward of QK^T and AV).
@@ -91,6 +98,7 @@ class GPT : public Module {
   const Tensor& run_forward(const Tensor& tokens);
 
   GPTConfig config_;
+  uint64_t seed_ = 0;
   Tensor tokens_dev_, targets_dev_, losses_, dlogits_, dx_, dx2_;
   bool have_dlogits_ = false;
 };

@@ -5,6 +5,8 @@
 //   void backward(const Tensor& dout, Tensor& dx)  dx += d loss / d x
 //                                               (dx may be undefined: skipped),
 //                                               param.grad += ...
+// Every layer takes a device and a dtype (f32, bf16 or f16): its parameters,
+// activations and gradients live there in that dtype.
 // The input x of forward must stay unchanged until backward (layers keep a
 // handle to it, not a copy).
 #pragma once
@@ -18,7 +20,8 @@ namespace dtrain::nn {
 // out[..., out_features] = x[..., in_features] @ weight^T + bias.
 class Linear : public Module {
  public:
-  Linear(int64_t in_features, int64_t out_features, bool bias = true, Device device = Device::cpu());
+  Linear(int64_t in_features, int64_t out_features, bool bias = true, Device device = Device::cpu(),
+         DType dtype = DType::f32);
   const Tensor& forward(const Tensor& x);
   void backward(const Tensor& dout, Tensor& dx);
   void release_activations() override;
@@ -39,6 +42,8 @@ class Linear : public Module {
 class LayerNorm : public Module {
  public:
   explicit LayerNorm(int64_t channels, Device device = Device::cpu(), float eps = 1e-5f);
+  // Gains and biases in `dtype`; mean and rstd are always f32.
+  LayerNorm(int64_t channels, Device device, DType dtype, float eps = 1e-5f);
   const Tensor& forward(const Tensor& x);
   void backward(const Tensor& dout, Tensor& dx);
   void release_activations() override;
@@ -55,7 +60,8 @@ class LayerNorm : public Module {
 // Token + position embedding: out[b, t] = wte[tokens[b, t]] + wpe[t].
 class Embedding : public Module {
  public:
-  Embedding(int64_t vocab_size, int64_t max_seq_len, int64_t channels, Device device = Device::cpu());
+  Embedding(int64_t vocab_size, int64_t max_seq_len, int64_t channels, Device device = Device::cpu(),
+            DType dtype = DType::f32);
   // tokens [B, T] i32 on this module's device, T <= max_seq_len.
   const Tensor& forward(const Tensor& tokens);
   // No input gradient (tokens are integers).
@@ -74,7 +80,7 @@ class Embedding : public Module {
 // Multi-head causal self-attention: qkv projection, attention, output projection.
 class CausalSelfAttention : public Module {
  public:
-  CausalSelfAttention(int64_t channels, int64_t num_heads, Device device = Device::cpu());
+  CausalSelfAttention(int64_t channels, int64_t num_heads, Device device = Device::cpu(), DType dtype = DType::f32);
   const Tensor& forward(const Tensor& x);
   void backward(const Tensor& dout, Tensor& dx);
   void release_activations() override;
@@ -91,7 +97,7 @@ class CausalSelfAttention : public Module {
 // fc (C -> hidden) -> GELU -> proj (hidden -> C).
 class MLP : public Module {
  public:
-  MLP(int64_t channels, int64_t hidden, Device device = Device::cpu());
+  MLP(int64_t channels, int64_t hidden, Device device = Device::cpu(), DType dtype = DType::f32);
   const Tensor& forward(const Tensor& x);
   void backward(const Tensor& dout, Tensor& dx);
   void release_activations() override;
@@ -109,7 +115,7 @@ class MLP : public Module {
 // releases them, so a model holds one block's activations at a time.
 class Block : public Module {
  public:
-  Block(int64_t channels, int64_t num_heads, Device device = Device::cpu());
+  Block(int64_t channels, int64_t num_heads, Device device = Device::cpu(), DType dtype = DType::f32);
   const Tensor& forward(const Tensor& x);
   void backward(const Tensor& dout, Tensor& dx);
   void release_activations() override;

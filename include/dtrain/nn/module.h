@@ -33,6 +33,32 @@ namespace dtrain::nn {
 
 enum class HookPoint { pre_forward, post_forward, pre_backward, post_backward };
 
+// The constant a built-in layer starts a parameter at (a model's
+// init_weights then draws the random ones).
+enum class ParamInit { zeros, ones };
+
+// While an object of this class lives on a thread, the built-in layers that
+// thread constructs create their parameters without storage (shape, dtype
+// and device only), and GPT skips drawing its weights. Such a "deferred"
+// model costs no parameter memory: the data-parallel engine gives each rank
+// storage for what it keeps (at ZeRO-3 only its shard) and fills it from
+// Module::init_parameter_slice, which is what lets a model larger than one
+// rank's memory start. Scopes nest.
+//
+//   std::optional<nn::DeferredInit> deferred;
+//   if (zero_stage == 3) deferred.emplace();
+//   nn::GPT model(config, device, seed);
+//   deferred.reset();
+//   parallel::DataParallel dp(model, comm, options);  // initialises the shards
+class DeferredInit {
+ public:
+  DeferredInit();
+  ~DeferredInit();
+  DeferredInit(const DeferredInit&) = delete;
+  DeferredInit& operator=(const DeferredInit&) = delete;
+  static bool active();
+};
+
 struct NamedParameter {
   std::string name;  // dotted path from the module asked, e.g. "blocks.0.attn.qkv.weight"
   Parameter* param;
@@ -43,13 +69,17 @@ class Module {
   using ModuleHook = std::function<void(Module&)>;
   using GradReadyHook = std::function<void(Parameter&)>;
 
-  explicit Module(std::string type_name, Device device = Device::cpu());
+  // `dtype` is the floating dtype of the module's parameters, and so of its
+  // activations and gradients (bf16/f16 models: see GPTConfig). Statistics
+  // the ops keep in f32 (layernorm mean/rstd, attention lse, losses) stay f32.
+  explicit Module(std::string type_name, Device device = Device::cpu(), DType dtype = DType::f32);
   virtual ~Module();
   Module(const Module&) = delete;
   Module& operator=(const Module&) = delete;
 
   const std::string& type_name() const { return type_name_; }
   Device device() const { return device_; }
+  DType dtype() const { return dtype_; }
   Module* parent() const { return parent_; }
 
   // ---- tree -----------------------------------------------------------------
@@ -79,6 +109,14 @@ class Module {
   int add_grad_ready_hook(GradReadyHook hook);
   void remove_hook(int id);
 
+  // How parameter `name` (dotted, from this module) starts: fills `out` with
+  // elements [first_element, first_element + out.numel()) of its initial
+  // value, flattened, in out's dtype, the same bits whatever the range (so a
+  // shard equals the same range of the whole). The data-parallel engine calls
+  // it on the root for parameters built under DeferredInit. The default
+  // throws: a model built deferred must say how it initialises (GPT does).
+  virtual void init_parameter_slice(const std::string& name, Tensor& out, int64_t first_element) const;
+
   // Frees the activations kept for backward in the subtree (activation
   // checkpointing; also handy after evaluation). The next forward reallocates.
   virtual void release_activations();
@@ -86,6 +124,9 @@ class Module {
  protected:
   // Creates a parameter owned by this module with a zeroed gradient of the same shape.
   Parameter& add_parameter(const std::string& name, Tensor value, bool weight_decay);
+  // The same for a parameter of this module's device and dtype, filled with
+  // `init` (without storage under DeferredInit).
+  Parameter& create_parameter(const std::string& name, const Shape& shape, ParamInit init, bool weight_decay);
   // Registers a member module as a child (the caller keeps ownership; children
   // must outlive nothing but their parent, which owns them as members).
   void add_module(const std::string& name, Module& child);
@@ -97,12 +138,16 @@ class Module {
   void grad_ready(Parameter& param);
   // Makes `t` a tensor of the given shape on this module's device, reusing
   // its storage when shape and dtype already match (no allocation per step).
-  Tensor& ensure(Tensor& t, const Shape& shape, DType dtype = DType::f32);
+  // Without a dtype: the module's dtype (activations and their gradients).
+  Tensor& ensure(Tensor& t, const Shape& shape, DType dtype);
+  Tensor& ensure(Tensor& t, const Shape& shape) { return ensure(t, shape, dtype_); }
   // Zeroes `t` after ensure (gradient scratch that backward accumulates into).
-  Tensor& ensure_zeroed(Tensor& t, const Shape& shape, DType dtype = DType::f32);
+  Tensor& ensure_zeroed(Tensor& t, const Shape& shape, DType dtype);
+  Tensor& ensure_zeroed(Tensor& t, const Shape& shape) { return ensure_zeroed(t, shape, dtype_); }
 
  private:
   void collect_parameters(const std::string& prefix, std::vector<NamedParameter>& out) const;
+  void check_new_parameter_name(const std::string& name) const;
 
   struct HookEntry {
     int id;
@@ -116,6 +161,7 @@ class Module {
 
   std::string type_name_;
   Device device_;
+  DType dtype_;
   Module* parent_ = nullptr;
   std::vector<std::unique_ptr<Parameter>> params_;
   std::vector<Parameter*> shared_;
@@ -129,7 +175,7 @@ class Module {
 // It does not own them; the parent that holds the list owns the modules.
 class ModuleList : public Module {
  public:
-  explicit ModuleList(Device device = Device::cpu()) : Module("ModuleList", device) {}
+  explicit ModuleList(Device device = Device::cpu(), DType dtype = DType::f32) : Module("ModuleList", device, dtype) {}
   void append(Module& m) { add_module(std::to_string(size_++), m); }
   int64_t size() const { return size_; }
 

@@ -15,6 +15,9 @@ namespace dtrain::nn {
 class Parameter {
  public:
   Parameter(std::string name, Tensor value, bool weight_decay);
+  // A parameter without storage yet (a model built under DeferredInit): the
+  // data-parallel engine gives it storage and fills it later.
+  Parameter(std::string name, Shape shape, DType dtype, Device device, bool weight_decay);
 
   // Local name inside the owning module ("weight"); Module::named_parameters
   // gives the dotted path from the root ("blocks.0.attn.qkv.weight").

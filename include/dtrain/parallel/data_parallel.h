@@ -1,6 +1,6 @@
 // DataParallel: the data-parallel engine, ZeRO stages 0-3 over a Communicator.
 //
-//   parallel::DataParallel dp(model, comm, options);        // broadcasts rank 0's weights
+//   parallel::DataParallel dp(model, comm, options);        // starts every rank from rank 0's weights
 //   optim::AdamW opt(dp.param_groups(weight_decay));        // this rank's (shard of the) parameters
 //   for (step ...) {
 //     for (micro = 0; micro < options.grad_accumulation; ++micro) {
@@ -29,6 +29,15 @@
 //            are all-gathered before its forward and its backward (the next
 //            unit's gather prefetched, prefetch_depth deep) and freed after;
 //            gradients reduce-scattered per unit.
+//
+// Start-up. Parameters with values start from rank 0's: broadcast whole in
+// stages 0-2; in stage 3 rank 0 sends each rank only its chunk, one unit at a
+// time. A model built under nn::DeferredInit (shapes only, no storage) is
+// initialised in place from Module::init_parameter_slice with no
+// communication: in stage 3 each rank allocates and fills only its chunks,
+// bitwise the same ranges of the whole initial model whatever the world
+// size, so a model larger than one rank's memory starts (peak: model state
+// / N; gathered units come with the first forward).
 //
 // Gradient accumulation: stages 0-1 skip communication on non-final micro-
 // steps (no_sync) and accumulate into the full buckets; stages 2-3
@@ -69,12 +78,12 @@ struct DataParallelOptions {
   int grad_accumulation = 1;             // micro-steps per optimizer step
   // f32; bf16 (bf16 params/grads, f32 master and f32 reductions); f16 (as
   // bf16 plus dynamic loss scaling). The model's parameters must already be
-  // in the compute dtype. CPU ops are f32-only: bf16/f16 are GPU-only.
+  // in the compute dtype (GPTConfig::param_dtype = compute_dtype = bf16/f16).
   Precision precision = Precision::f32;
   float initial_loss_scale = 65536.0f;  // f16 only (DynamicLossScaler, dtrain/optim/loss_scaler.h)
   int loss_scale_window = 2000;         // f16: steps without overflow before the scale doubles
   bool check_consistency = true;        // the end-of-backward comparison described above
-  bool broadcast_parameters = true;     // start every rank from rank 0's weights
+  bool broadcast_parameters = true;     // start every rank from rank 0's weights (deferred ones: no need)
   // Stage 3 wrapping: modules of these types become one unit each.
   std::vector<std::string> unit_types = {"Block"};
   bool trace = false;  // record a Trace (small overhead per collective)

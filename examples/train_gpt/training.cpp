@@ -1,6 +1,4 @@
-#include "distributed.h"
-
-#include <unistd.h>
+#include "training.h"
 
 #include <algorithm>
 #include <chrono>
@@ -14,31 +12,29 @@
 #include "dtrain/comm/init.h"
 #include "dtrain/data/byte_tokenizer.h"
 #include "dtrain/parallel/data_parallel.h"
+#include "metrics_writer.h"
 
 using namespace dtrain;
 
-void add_distributed_options(CLI::App& app, DistributedOptions& d) {
-  app.add_option("--zero", d.zero, "ZeRO stage of the data-parallel engine: 0 (DDP), 1, 2 or 3")
+void add_engine_options(CLI::App& app, EngineOptions& e) {
+  app.add_option("--zero", e.zero, "ZeRO stage of the data-parallel engine: 0 (DDP, the default), 1, 2 or 3")
       ->check(CLI::Range(0, 3));
-  app.add_option("--grad-accum", d.grad_accum,
+  app.add_option("--grad-accum", e.grad_accum,
                  "micro-steps per optimizer step (per-rank micro-batch = "
                  "batch / world / grad-accum)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  app.add_option("--precision", d.precision, "f32; bf16 or f16 (mixed precision, GPU only)")->capture_default_str();
-  app.add_flag("--dry-run", d.dry_run, "print the data-parallel plan and memory ledger, then exit");
-  app.add_option("--first-bucket-mb", d.first_bucket_mb, "size of the first gradient bucket (stages 0-2)")
+  app.add_option("--precision", e.precision,
+                 "f32; bf16 or f16: the model in that dtype, f32 master weights and moments in the engine "
+                 "(f16 with dynamic loss scaling)")
       ->capture_default_str();
-  app.add_option("--bucket-mb", d.bucket_mb, "size of the other gradient buckets (stages 0-2)")->capture_default_str();
-  app.add_option("--prefetch", d.prefetch, "ZeRO-3: units gathered ahead of use")->capture_default_str();
-  app.add_flag("--no-overlap", d.no_overlap, "communicate after backward instead of during it (a baseline)");
-  app.add_option("--trace-out", d.trace_out, "write rank 0's engine trace (JSON Lines) to this file");
-}
-
-bool wants_distributed(const DistributedOptions& d) {
-  return d.zero >= 0 || d.grad_accum != 1 || d.precision != "f32" || d.dry_run || !d.trace_out.empty() ||
-         std::getenv("WORLD_SIZE") != nullptr || std::getenv("SLURM_NTASKS") != nullptr ||
-         std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr;
+  app.add_flag("--dry-run", e.dry_run, "print the data-parallel plan and memory ledger, then exit");
+  app.add_option("--first-bucket-mb", e.first_bucket_mb, "size of the first gradient bucket (stages 0-2)")
+      ->capture_default_str();
+  app.add_option("--bucket-mb", e.bucket_mb, "size of the other gradient buckets (stages 0-2)")->capture_default_str();
+  app.add_option("--prefetch", e.prefetch, "ZeRO-3: units gathered ahead of use")->capture_default_str();
+  app.add_flag("--no-overlap", e.no_overlap, "communicate after backward instead of during it (a baseline)");
+  app.add_option("--trace-out", e.trace_out, "write rank 0's engine trace (JSON Lines) to this file");
 }
 
 namespace {
@@ -48,52 +44,61 @@ bool launched_by_a_launcher() {
          std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr;
 }
 
-// A one-rank communicator over a private file store, for runs without a launcher.
-struct LocalGroup {
-  std::string dir;
-  ~LocalGroup() {
-    std::error_code ec;
-    if (!dir.empty()) std::filesystem::remove_all(dir, ec);
-  }
-};
-
-std::shared_ptr<comm::Communicator> make_communicator(LocalGroup& local) {
+// Under a launcher: the job's communicator. Otherwise this process alone,
+// with no store and no network (the engine at world size 1 communicates nothing).
+std::shared_ptr<comm::Communicator> make_communicator() {
   if (launched_by_a_launcher()) return comm::init_process_group();
-  char tmpl[] = "/tmp/dtrain_train_gpt_XXXXXX";
-  DTRAIN_CHECK(::mkdtemp(tmpl) != nullptr, "cannot create a temporary directory for the single-process store");
-  local.dir = tmpl;
-  return std::make_shared<comm::Communicator>(std::make_shared<comm::FileStore>(local.dir), 0, 1);
+  return comm::Communicator::single_process();
+}
+
+// The dtype the model is built in under a precision policy.
+DType model_dtype(parallel::Precision p) {
+  switch (p) {
+    case parallel::Precision::bf16:
+      return DType::bf16;
+    case parallel::Precision::f16:
+      return DType::f16;
+    case parallel::Precision::f32:
+      break;
+  }
+  return DType::f32;
 }
 
 double mib(int64_t b) {
   return static_cast<double>(b) / (1024.0 * 1024.0);
 }
 
-// Every rank's (a, b) pair, gathered (for per-rank metrics).
-std::vector<float> gather_pairs(comm::Communicator& c, float a, float b) {
+// Every rank's values of a and of b, gathered (for per-rank metrics). The
+// communicator at world size 1 copies, so one process needs no special case.
+struct PerRank {
+  std::vector<double> a, b;
+};
+PerRank gather_per_rank(comm::Communicator& c, float a, float b) {
   Tensor in = Tensor::from_vector({a, b}, {2});
   Tensor out = Tensor::empty({2 * static_cast<int64_t>(c.size())}, DType::f32);
-  if (c.size() == 1) {
-    out.copy_(in);
-  } else {
-    c.all_gather(in, out).wait();
+  c.all_gather(in, out).wait();
+  PerRank r;
+  for (int64_t i = 0; i < c.size(); ++i) {
+    r.a.push_back(out.item(2 * i));
+    r.b.push_back(out.item(2 * i + 1));
   }
-  return out.to_vector();
+  return r;
 }
 
 }  // namespace
 
-int run_distributed(const TrainOptions& base, const DistributedOptions& d, const CheckpointOptions& c) {
-  LocalGroup local;
+int run_training(const TrainOptions& base, const EngineOptions& d, const CheckpointOptions& c) {
   struct GroupGuard {  // tears the default communicator down after the engine
     ~GroupGuard() {
       if (comm::is_initialized()) comm::destroy_process_group();
     }
   } group_guard;
-  auto comm = make_communicator(local);
+  auto comm = make_communicator();
   const int rank = comm->rank(), world = comm->size();
   const bool lead = rank == 0;
   TrainOptions opt = base;
+  const parallel::Precision precision = parallel::parse_precision(d.precision);
+  opt.dtype = model_dtype(precision);
   opt.rank = rank;
   opt.world_size = world;
   if (opt.device == "cuda" && launched_by_a_launcher()) {  // one GPU per local rank
@@ -109,30 +114,36 @@ int run_distributed(const TrainOptions& base, const DistributedOptions& d, const
   make_model(t);
   init_from_pretrained(c, t);  // before the engine broadcasts rank 0's weights
   make_data(t);
-  make_optimizer(t);  // the schedule; the optimizer is rebuilt on the engine's shards below
+  make_schedule(t);
 
   parallel::DataParallelOptions o;
   o.stage = d.zero < 0 ? 0 : d.zero;
   o.grad_accumulation = d.grad_accum;
-  o.precision = parallel::parse_precision(d.precision);
+  o.precision = precision;
   o.first_bucket_bytes = std::max<int64_t>(1, static_cast<int64_t>(d.first_bucket_mb * 1024 * 1024));
   o.bucket_bytes = std::max<int64_t>(1, static_cast<int64_t>(d.bucket_mb * 1024 * 1024));
   o.prefetch_depth = d.prefetch;
   o.overlap = !d.no_overlap;
   o.trace = !d.trace_out.empty();
   parallel::DataParallel dp(*t.model, comm, o);
+  // AdamW over the engine's f32 masters (this rank's shard from stage 1 on).
   t.optimizer = std::make_unique<optim::AdamW>(dp.param_groups(opt.weight_decay));
   t.optimizer->init_state();  // so the ledger shows the optimizer state from the start
 
+  // The plan and the memory ledger are printed when asked for (--zero,
+  // --dry-run) or when there is more than one rank to share the state.
+  const bool show_plan = world > 1 || d.zero >= 0 || d.dry_run;
   if (lead) {
     std::printf("model: %s, %.2fM parameters, device %s\n", t.model->config().str().c_str(),
                 static_cast<double>(t.model->num_parameters()) / 1e6, t.device.str().c_str());
     std::printf("data: %s, global batch %lld x %lld tokens = %d rank(s) x %d micro-step(s) x %lld sequences\n",
                 opt.data.empty() ? "built-in additions" : opt.data.c_str(), static_cast<long long>(opt.batch),
                 static_cast<long long>(opt.seq_len), world, d.grad_accum, static_cast<long long>(micro_rows));
-    std::printf("%s", dp.describe_plan().c_str());
-    std::printf("at start: %s",
-                parallel::format_ledger(dp.ledger(t.optimizer.get()), dp.predicted(), o.stage, world).c_str());
+    if (show_plan) {
+      std::printf("%s", dp.describe_plan().c_str());
+      std::printf("at start: %s",
+                  parallel::format_ledger(dp.ledger(t.optimizer.get()), dp.predicted(), o.stage, world).c_str());
+    }
     std::fflush(stdout);
   }
   if (d.dry_run) {
@@ -146,6 +157,9 @@ int run_distributed(const TrainOptions& base, const DistributedOptions& d, const
 
   Checkpointer checkpoints(c, t, dp, *comm);
   const int64_t first_step = checkpoints.resume();
+  // What building the model, the engine and the optimizer (and a resume) took
+  // at their peak, before the first step's activations.
+  const int64_t startup_peak = memory_stats(t.device).peak_bytes;
   MetricsWriter metrics(lead ? opt.metrics_out : std::string());
   const int64_t steps = opt.steps;
   double total_ms = 0.0, total_tokens = 0.0;
@@ -167,17 +181,11 @@ int run_distributed(const TrainOptions& base, const DistributedOptions& d, const
     const double step_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     const float loss = dp.average(loss_sum / static_cast<float>(d.grad_accum));
     const int64_t peak = memory_stats(t.device).peak_bytes;
-    const auto per_rank = gather_pairs(*comm, static_cast<float>(step_ms), static_cast<float>(peak));
-    double max_ms = 0, max_peak = 0;
-    std::vector<double> rank_ms, rank_peak;
-    rank_ms.reserve(static_cast<size_t>(world));
-    rank_peak.reserve(static_cast<size_t>(world));
-    for (size_t i = 0; i < static_cast<size_t>(world); ++i) {
-      rank_ms.push_back(per_rank[2 * i]);
-      rank_peak.push_back(per_rank[2 * i + 1]);
-      max_ms = std::max(max_ms, rank_ms.back());
-      max_peak = std::max(max_peak, rank_peak.back());
-    }
+    const PerRank per_rank = gather_per_rank(*comm, static_cast<float>(step_ms), static_cast<float>(peak));
+    const std::vector<double>& rank_ms = per_rank.a;
+    const std::vector<double>& rank_peak = per_rank.b;
+    const double max_ms = *std::max_element(rank_ms.begin(), rank_ms.end());
+    const double max_peak = *std::max_element(rank_peak.begin(), rank_peak.end());
     const double tokens = static_cast<double>(opt.batch * opt.seq_len);
     const double tok_s = tokens / (max_ms / 1000.0);
     last_loss = loss;
@@ -185,7 +193,7 @@ int run_distributed(const TrainOptions& base, const DistributedOptions& d, const
       total_ms += max_ms;
       total_tokens += tokens;
     }
-    if (step == first_step && lead) {
+    if (step == first_step && lead && show_plan) {
       std::printf("after step 1: %s",
                   parallel::format_ledger(dp.ledger(t.optimizer.get()), dp.predicted(), o.stage, world).c_str());
     }
@@ -241,11 +249,8 @@ int run_distributed(const TrainOptions& base, const DistributedOptions& d, const
   checkpoints.finish();
   const parallel::MemoryLedger measured = dp.ledger(t.optimizer.get());
   const parallel::MemoryLedger predicted = dp.predicted();
-  const auto model_states = gather_pairs(*comm, static_cast<float>(measured.model_state()),
-                                         static_cast<float>(memory_stats(t.device).peak_bytes));
-  std::vector<double> rank_model_state;
-  rank_model_state.reserve(static_cast<size_t>(world));
-  for (size_t i = 0; i < static_cast<size_t>(world); ++i) rank_model_state.push_back(model_states[2 * i]);
+  const PerRank model_states =
+      gather_per_rank(*comm, static_cast<float>(measured.model_state()), static_cast<float>(startup_peak));
   nlohmann::json summary = {{"final", true},
                             {"steps", steps},
                             {"final_loss", last_loss},
@@ -258,7 +263,9 @@ int run_distributed(const TrainOptions& base, const DistributedOptions& d, const
                             {"precision", d.precision},
                             {"model_state_bytes", measured.model_state()},
                             {"model_state_bytes_predicted", predicted.model_state()},
-                            {"rank_model_state_bytes", rank_model_state},
+                            {"rank_model_state_bytes", model_states.a},
+                            {"startup_peak_bytes", startup_peak},
+                            {"rank_startup_peak_bytes", model_states.b},
                             {"parameter_bytes", measured.parameters},
                             {"gradient_bytes", measured.gradients},
                             {"optimizer_state_bytes", measured.optimizer_state}};

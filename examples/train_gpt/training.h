@@ -1,6 +1,11 @@
-// train_gpt's data-parallel path: --zero {0,1,2,3}, --grad-accum, --precision,
-// --dry-run, and any world size under dtrain-run (or torchrun / srun / mpirun).
+// train_gpt's one training loop: every run, one process or many, goes
+// through the data-parallel engine (parallel::DataParallel), so precision,
+// gradient accumulation, clipping and loss scaling have one home (the
+// engine's step). Without a launcher the engine runs at world size 1 over
+// Communicator::single_process() (no store, no network, no communication).
 //
+//   train_gpt --batch 16                                   # one process
+//   train_gpt --precision bf16                             # bf16 model, f32 master weights
 //   dtrain-run --nproc-per-node 2 train_gpt --zero 3 --batch 16
 //
 // The global batch (--batch) does not depend on the world size: each rank
@@ -8,7 +13,7 @@
 // the step lines (loss averaged over ranks, step time and peak memory of the
 // slowest / largest rank) and writes --metrics-out; every record carries the
 // per-rank step times and peak memory, and the final summary the measured
-// and predicted model-state bytes per rank.
+// and predicted model-state bytes per rank and the startup peak.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -17,11 +22,11 @@
 #include "checkpointing.h"
 #include "trainer.h"
 
-struct DistributedOptions {
-  int zero = -1;       // ZeRO stage; -1: not given
+struct EngineOptions {
+  int zero = -1;       // ZeRO stage; -1: not given (stage 0)
   int grad_accum = 1;  // micro-steps per optimizer step
   std::string precision = "f32";
-  bool dry_run = false;  // print the plan and the memory ledger, do not train
+  bool dry_run = false;  // print the data-parallel plan and the memory ledger, do not train
   double first_bucket_mb = 1.0;
   double bucket_mb = 25.0;
   int prefetch = 1;
@@ -29,10 +34,7 @@ struct DistributedOptions {
   std::string trace_out;  // write the engine's trace (JSON Lines) of rank 0 here
 };
 
-void add_distributed_options(CLI::App& app, DistributedOptions& d);
-// True when the run goes through the data-parallel engine: any of the options
-// above given, or a launcher's WORLD_SIZE in the environment.
-bool wants_distributed(const DistributedOptions& d);
+void add_engine_options(CLI::App& app, EngineOptions& e);
 // Builds data, model, engine and optimizer, trains, evaluates, samples.
 // Returns the process exit code.
-int run_distributed(const TrainOptions& opt, const DistributedOptions& d, const CheckpointOptions& c = {});
+int run_training(const TrainOptions& opt, const EngineOptions& e, const CheckpointOptions& c = {});

@@ -1,0 +1,48 @@
+// ConsistencyCheck: at the end of every communicating backward the ranks
+// compare which parameters received a gradient and how often each module
+// ran (one small all-reduce), so a rank that diverged produces the same
+// error, naming the parameter or module, on every rank instead of a hang.
+#pragma once
+
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "dtrain/comm/communicator.h"
+#include "dtrain/nn/module.h"
+#include "parallel/layout.h"
+
+namespace dtrain::parallel::detail {
+
+class ConsistencyCheck {
+ public:
+  ConsistencyCheck(nn::Module& model, const Layout& layout);
+
+  const std::vector<std::pair<std::string, nn::Module*>>& modules() const { return modules_; }
+  void count_forward(size_t module_index) { ++forward_runs_[module_index]; }
+  // Records a parameter's gradient; throws if it was reported twice.
+  void note_grad(int param_id);
+  const std::vector<int32_t>& grads_seen() const { return grad_seen_; }
+
+  // Issues the comparison (sum over ranks) of this rank's counts.
+  void start(comm::Communicator& comm);
+  // Waits for it; returns the error text ("" when the ranks agree).
+  std::string finish(int rank, int world);
+  // Forgets the forward counts (after each communicating backward) / the
+  // gradients seen (after every backward).
+  void reset_forward_runs();
+  void reset_grads();
+
+ private:
+  std::string describe_mismatch(const Tensor& summed, int rank, int world) const;
+
+  const Layout& layout_;
+  std::vector<std::pair<std::string, nn::Module*>> modules_;
+  std::vector<int32_t> forward_runs_;
+  std::vector<int32_t> grad_seen_;
+  Tensor summed_;
+  comm::Work work_;
+};
+
+}  // namespace dtrain::parallel::detail

@@ -1,0 +1,81 @@
+// GradientReducer: turns each backward's gradients into this rank's reduced
+// gradient shard. Stages 0-2 reduce a bucket the moment its last gradient is
+// ready (in the fixed launch order, so every rank issues the same sequence);
+// stage 3 units are issued by the gather scheduler when their last user in
+// backward has run (structural launch) and reduced here the same way.
+//
+//   stage 0: all-reduce (avg) of the full bucket; stage 1: reduce-scatter into
+//   the shard of the full buffer; stages 2-3: reduce-scatter of a pooled
+//   full gradient into the f32 shard, accumulating over micro-steps.
+// Mixed precision reduces an f32 copy of the gradient.
+#pragma once
+
+#include <vector>
+
+#include "parallel/buffer_pool.h"
+#include "parallel/engine_context.h"
+#include "parallel/layout.h"
+#include "parallel/precision_policy.h"
+#include "parallel/sharded_state.h"
+
+namespace dtrain::parallel::detail {
+
+class GradientReducer {
+ public:
+  GradientReducer(EngineContext& ctx, const Layout& layout, ShardedState& state, BufferPool& pool,
+                  const PrecisionPolicy& precision);
+
+  // Per backward: `micro` backward passes ran since the last step; `sync`:
+  // this backward communicates (false on the non-final micro-steps of
+  // stages 0-1). `structural`: stage 3 launches units itself (launch_unit).
+  void begin_backward(int micro, bool sync, bool structural);
+  // Gives a group its full gradient buffer (stages 2-3: from the pool, zeroed).
+  void bind_grads(int g);
+  // A parameter's gradient is complete; issues every bucket now ready.
+  void grad_ready(int param_id);
+  // Stage 3: the unit's last user in backward has run.
+  void launch_unit(int g);
+  bool launched(int g) const { return groups_[static_cast<size_t>(g)].launched; }
+  // Frees the buffers of collectives that already finished.
+  void reap_completed();
+  // End of a communicating backward: gradients that never arrived count as
+  // zero (`seen` per parameter), so this rank still joins every collective;
+  // then issues what is left.
+  void complete_missing(const std::vector<int32_t>& seen);
+  // Waits for every reduction and folds it into the gradient shards.
+  void finish_all();
+  // Back to the state before a backward (also after each one).
+  void reset();
+  // Waits for every collective still in flight, ignoring errors (teardown).
+  void drain() noexcept;
+
+ private:
+  struct Pending {
+    int pending = 0;
+    bool complete = false;
+    bool launched = false;
+    bool grads_bound = false;
+    comm::Work work;
+    Tensor out;        // the collective's output (grad_shard itself, or a temporary to add)
+    Tensor in_flight;  // stages 2-3: the full gradient a reduce-scatter still reads
+    bool add_after = false;
+    bool copy_after = false;  // mixed precision stages 0-1: f32 result -> grad_shard
+  };
+  void launch(int g);
+  void launch_ready();
+  void finish(int g);
+
+  EngineContext& ctx_;
+  const Layout& layout_;
+  ShardedState& state_;
+  BufferPool& pool_;
+  const PrecisionPolicy& precision_;
+  std::vector<Pending> groups_;
+  std::vector<int> launch_order_;  // fixed order of gradient collectives
+  size_t next_launch_ = 0;
+  int micro_ = 0;
+  bool sync_ = true;
+  bool structural_ = false;
+};
+
+}  // namespace dtrain::parallel::detail

@@ -1,0 +1,56 @@
+#include "parallel/precision_policy.h"
+
+#include <cmath>
+
+#include "dtrain/ops.h"
+
+namespace dtrain::parallel::detail {
+
+namespace {
+DType dtype_of(Precision p) {
+  switch (p) {
+    case Precision::f32:
+      return DType::f32;
+    case Precision::bf16:
+      return DType::bf16;
+    case Precision::f16:
+      return DType::f16;
+  }
+  return DType::f32;
+}
+}  // namespace
+
+PrecisionPolicy::PrecisionPolicy(Precision precision, float initial_loss_scale, int loss_scale_window)
+    : precision_(precision), dtype_(dtype_of(precision)) {
+  if (precision == Precision::f16) {
+    LossScalerConfig sc;
+    sc.init_scale = initial_loss_scale;
+    sc.growth_interval = loss_scale_window;
+    scaler_.emplace(sc);
+  }
+}
+
+bool PrecisionPolicy::accept_step(float scaled_norm) {
+  return !scaler_ || scaler_->update(std::isfinite(scaled_norm));
+}
+
+Tensor PrecisionPolicy::reduction_input(const Tensor& grad) const {
+  if (!mixed()) return grad;
+  Tensor wide = Tensor::empty(grad.shape(), DType::f32, grad.device());
+  ops::cast(wide, grad);
+  return wide;
+}
+
+void PrecisionPolicy::to_master(Tensor& master, const Tensor& values) const {
+  if (values.dtype() == DType::f32) {
+    master.copy_(values);
+  } else {
+    ops::cast(master, values);
+  }
+}
+
+void PrecisionPolicy::from_master(Tensor& out, const Tensor& master) const {
+  ops::cast(out, master);
+}
+
+}  // namespace dtrain::parallel::detail
