@@ -215,6 +215,7 @@ int run_training(const TrainOptions& base, const EngineOptions& d, const Checkpo
                              {"rank_step_ms", rank_ms},
                              {"rank_peak_bytes", rank_peak}};
     if (r.skipped) record["skipped"] = true;
+    if (precision == parallel::Precision::f16) record["loss_scale"] = r.loss_scale;
     if (lead) {
       std::printf("step %5lld/%lld | loss %.4f | lr %.2e | norm %.3f | %7.1f ms | %9.0f tok/s | peak %.1f MiB%s\n",
                   static_cast<long long>(step) + 1, static_cast<long long>(steps), loss, lr, r.grad_norm, max_ms, tok_s,
