@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <random>
 
 #include "dtrain/allocator.h"
@@ -111,7 +112,15 @@ int run_training(const TrainOptions& base, const EngineOptions& d, const Checkpo
 
   Trainer t;
   t.opt = opt;
-  make_model(t);
+  {
+    // ZeRO-3 builds the model as shapes only: the engine fills each rank's
+    // shards in place, bitwise as the whole model would start, so no rank
+    // ever holds the whole model and nothing is broadcast (startup_peak_bytes
+    // shows it). Pretrained weights need values to load into.
+    std::optional<nn::DeferredInit> deferred;
+    if (d.zero == 3 && c.init_from.empty()) deferred.emplace();
+    make_model(t);
+  }
   init_from_pretrained(c, t);  // before the engine broadcasts rank 0's weights
   make_data(t);
   make_schedule(t);
@@ -206,6 +215,7 @@ int run_training(const TrainOptions& base, const EngineOptions& d, const Checkpo
                              {"rank_step_ms", rank_ms},
                              {"rank_peak_bytes", rank_peak}};
     if (r.skipped) record["skipped"] = true;
+    if (precision == parallel::Precision::f16) record["loss_scale"] = r.loss_scale;
     if (lead) {
       std::printf("step %5lld/%lld | loss %.4f | lr %.2e | norm %.3f | %7.1f ms | %9.0f tok/s | peak %.1f MiB%s\n",
                   static_cast<long long>(step) + 1, static_cast<long long>(steps), loss, lr, r.grad_norm, max_ms, tok_s,

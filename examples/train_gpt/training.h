@@ -13,7 +13,9 @@
 // the step lines (loss averaged over ranks, step time and peak memory of the
 // slowest / largest rank) and writes --metrics-out; every record carries the
 // per-rank step times and peak memory, and the final summary the measured
-// and predicted model-state bytes per rank and the startup peak.
+// and predicted model-state bytes per rank and the start-up peak (the
+// allocator's peak before the first step; under --zero 3 the model is built
+// deferred, so the engine fills each rank's shards and no rank holds it whole).
 #pragma once
 
 #include <CLI/CLI.hpp>
