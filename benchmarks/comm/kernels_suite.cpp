@@ -96,7 +96,7 @@ class KernelsSuite final : public BenchSuite {
       const double gflops = dtrain_matmul(ctx.device, DType::f32, n, row_s, &cut) / 1e9;
       Check c{"kernels", "GEMM f32 " + std::to_string(n) + "^3 (ops::matmul)",
               gflops,    "GFLOP/s",
-              fma,       "measured in this run (AVX2 FMA loop)",
+              fma,       "measured in this run (FMA loop)",
               0.3,       0.05,
               false,     fma > 0 ? "" : "this CPU has no AVX2/FMA: no baseline"};
       if (cut) c.detail = "cut short by the time bound (" + std::to_string(row_s) + " s)";

@@ -11,8 +11,8 @@
 
 namespace dtrain::bench {
 
-// GFLOP/s of an FMA-only loop on `threads` threads (AVX2+FMA); 0 when the CPU
-// lacks AVX2/FMA. Runs for about `seconds`.
+// GFLOP/s of an FMA-only loop on `threads` threads (AVX-512 where the CPU has
+// it, else AVX2+FMA); 0 when the CPU lacks AVX2/FMA. Runs for about `seconds`.
 double cpu_fma_gflops(int threads, double seconds);
 
 // Copy bandwidth, GB/s of traffic (bytes read + bytes written, as datasheets

@@ -31,8 +31,11 @@ case $launcher in
     [[ $(id -u) -eq 0 ]] && extra+=(--allow-run-as-root)
     # --oversubscribe: 2 ranks even where Open MPI counts fewer slots;
     # loopback TCP only, as a CI container has no fast fabric to find.
+    # The store wants a job secret; dtrain-run makes one for its own jobs.
+    DTRAIN_AUTH_TOKEN=$("$dtrain_run" --new-token)
+    export DTRAIN_AUTH_TOKEN
     mpirun -np 2 --oversubscribe "${extra[@]}" --mca btl self,tcp --mca btl_tcp_if_include lo \
-      -x MASTER_ADDR=127.0.0.1 -x MASTER_PORT="$port" -x OMP_NUM_THREADS \
+      -x MASTER_ADDR=127.0.0.1 -x MASTER_PORT="$port" -x OMP_NUM_THREADS -x DTRAIN_AUTH_TOKEN \
       "$bench" "${args[@]}" > "$out/stdout.txt" 2>&1
     ;;
   *)

@@ -101,7 +101,7 @@ TEST_CASE("count_wrong counts every element off by more than the dtype's toleran
     for (int64_t i = 0; i < 6; ++i) b.output.set_item(i, expected_output(spec, v, 0, 2, 6, i, ReduceOp::sum, dt, 0));
     CHECK(count_wrong(spec, b, v, 0, 2, ReduceOp::sum, dt) == 0);
     b.output.set_item(2, b.output.item(2) + 1);
-    b.output.set_item(5, std::nan(""));
+    if (dt != DType::i32) b.output.set_item(5, std::nan(""));  // NaN counts as wrong
     std::vector<std::string> mismatches;
     CHECK(count_wrong(spec, b, v, 0, 2, ReduceOp::sum, dt, 0, &mismatches) == (dt == DType::i32 ? 1 : 2));
     CHECK_FALSE(mismatches.empty());
