@@ -3,14 +3,19 @@
 # wrote: report.json valid against the schema, plots that are real PNGs.
 #   run_bench.sh BENCH DTRAIN_RUN PYTHON REPORT_DIR WORK_DIR LAUNCHER SUITE
 # LAUNCHER: dtrain-run, or mpirun (Open MPI: proves the OMPI_COMM_WORLD_*
-# path of init_process_group). SUITE: all, or stragglers (then rank 1 is
-# slowed by DTRAIN_BENCH_SLOW_RANK and must be named, rank 0 must not).
+# path of init_process_group). SUITE: all; stragglers (then rank 1 is
+# slowed by DTRAIN_BENCH_SLOW_RANK and must be named, rank 0 must not); or
+# comm-cut (a row bound of 0.5 ms: rows must be cut short, reported, and the
+# run must go on to the end).
 set -euo pipefail
 bench=$1 dtrain_run=$2 python=$3 report_dir=$4 work=$5 launcher=$6 suite=$7
 out=$work/$launcher-$suite
 rm -rf "$out"
 mkdir -p "$out"
 args=(--quick --suite "$suite" --out "$out")
+if [[ $suite == comm-cut ]]; then
+  args=(--quick --suite comm --ops all_reduce,all_gather --row-seconds 0.0005 --out "$out")
+fi
 export OMP_NUM_THREADS=1
 if [[ $suite == stragglers ]]; then
   export DTRAIN_BENCH_SLOW_RANK=1:4
@@ -63,7 +68,7 @@ assert len(env["ranks"]) == 2
 want_launcher = "openmpi" if launcher == "mpirun" else "torchrun"
 assert env["launcher"] == want_launcher, (env["launcher"], want_launcher)
 assert (report["overall"] == "failed") == (rc == 1), (report["overall"], rc)
-pngs = ["checks.png"] + (["busbw.png"] if suite == "all" else [])
+pngs = ["checks.png"] + (["busbw.png"] if suite in ("all", "comm-cut") else [])
 for name in pngs:
     data = open(os.path.join(out, name), "rb").read()
     assert len(data) > 1000 and data[:8] == b"\x89PNG\r\n\x1a\n", name
@@ -78,6 +83,14 @@ if suite == "all":
     assert all(r["wrong"] == 0 for r in comm), "a collective returned wrong values"
     assert report["rows"]["train"][0]["tokens_per_s"] > 0
     assert env["duration_s"] < 120, env["duration_s"]
+elif suite == "comm-cut":
+    rows = report["rows"]["comm"]
+    assert {r["op"] for r in rows} == {"all_reduce", "all_gather"}, "the run stopped early"
+    assert max(r["bytes"] for r in rows) == 4 << 20, "the largest quick row is missing"
+    assert any(r["cut_short"] for r in rows), "no row was cut short at a 0.5 ms bound"
+    assert all(r["calls"] >= 1 for r in rows)
+    bound = [c for c in report["checks"] if c["name"] == "rows finished within their time bound"][0]
+    assert bound["verdict"] == "below expectation" and "cut short" in bound["detail"], bound
 else:
     slow = [s["rank"] for s in report["stragglers"]["slow_ranks"]]
     assert slow == [1], "rank 1 was slowed 4x and should be the only straggler named, got %s" % slow
