@@ -25,9 +25,7 @@
 #ifndef DTRAIN_VERSION
 #define DTRAIN_VERSION "unknown"
 #endif
-#ifndef DTRAIN_GIT_REVISION
-#define DTRAIN_GIT_REVISION "unknown"
-#endif
+#include "git_revision.h"  // generated at build time: DTRAIN_GIT_REVISION
 
 namespace dtrain::bench {
 namespace {

@@ -42,11 +42,14 @@ void Progress::say(const std::string& suite, const std::string& what) const {
   std::fflush(stderr);
 }
 
-double TimedCalls::median() const {
-  if (seconds.empty()) return 0;
-  std::vector<double> x = seconds;
+double median_of(std::vector<double> x) {
+  if (x.empty()) return 0;
   std::nth_element(x.begin(), x.begin() + static_cast<std::ptrdiff_t>(x.size() / 2), x.end());
   return x[x.size() / 2];
+}
+
+double TimedCalls::median() const {
+  return median_of(seconds);
 }
 
 double TimedCalls::best() const {

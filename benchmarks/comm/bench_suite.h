@@ -110,6 +110,9 @@ struct SuiteRegistration {
     std::make_unique<Type>()                                                         \
   }
 
+// The median of `x` (the upper one of an even count); 0 when empty.
+double median_of(std::vector<double> x);
+
 // Times `call` up to `max_calls` times, stopping early once `max_seconds` have
 // passed (at least one call). Local: for work that involves no other rank.
 struct TimedCalls {

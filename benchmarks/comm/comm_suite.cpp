@@ -154,12 +154,6 @@ class Case {
   CollectiveBuffers out_of_place_, in_place_;
 };
 
-double median_of(std::vector<double> x) {
-  if (x.empty()) return 0;
-  std::nth_element(x.begin(), x.begin() + static_cast<std::ptrdiff_t>(x.size() / 2), x.end());
-  return x[x.size() / 2];
-}
-
 // The largest row of one collective, for its check.
 struct OpSummary {
   size_t bytes = 0;
@@ -438,7 +432,7 @@ class CommSuite final : public BenchSuite {
                 false,
                 ""};
     if (cut + skipped > 0)
-      bound.detail = std::to_string(cut) + " row(s) cut short (a call was slower than --row-seconds allows), " +
+      bound.detail = std::to_string(cut) + " row(s) cut short (its checked call predicted more than --row-seconds), " +
                      std::to_string(skipped) + " skipped past --suite-seconds";
     ctx.report.add_check(bound);
     auto& section = ctx.report.section("comm");

@@ -17,11 +17,6 @@
 namespace dtrain::bench {
 namespace {
 
-double median_of(std::vector<double> x) {
-  std::sort(x.begin(), x.end());
-  return x.empty() ? 0 : x[x.size() / 2];
-}
-
 // Calls `call` and stretches it to `factor` times its duration.
 void slowed(const std::function<void()>& call, double factor) {
   const auto t0 = Clock::now();
