@@ -42,6 +42,15 @@ void Progress::say(const std::string& suite, const std::string& what) const {
   std::fflush(stderr);
 }
 
+std::vector<double> gather_from_ranks(comm::Communicator& comm, double mine) {
+  Tensor one = Tensor::full({1}, mine, DType::f32);
+  Tensor all = Tensor::zeros({comm.size()}, DType::f32);
+  comm.all_gather(one, all).wait();
+  std::vector<double> out(static_cast<size_t>(comm.size()));
+  for (int r = 0; r < comm.size(); ++r) out[static_cast<size_t>(r)] = all.item(r);
+  return out;
+}
+
 double median_of(std::vector<double> x) {
   if (x.empty()) return 0;
   std::nth_element(x.begin(), x.begin() + static_cast<std::ptrdiff_t>(x.size() / 2), x.end());

@@ -110,6 +110,9 @@ struct SuiteRegistration {
     std::make_unique<Type>()                                                         \
   }
 
+// Every rank's `mine`, by rank (an all-gather: every rank must call it).
+std::vector<double> gather_from_ranks(comm::Communicator& comm, double mine);
+
 // The median of `x` (the upper one of an even count); 0 when empty.
 double median_of(std::vector<double> x);
 

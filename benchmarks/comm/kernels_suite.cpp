@@ -190,7 +190,9 @@ class KernelsSuite final : public BenchSuite {
         {{"cast f32->bf16", 6}, [&] { ops::cast(low, x); }},
         {{"adamw_step", 28}, [&] { ops::adamw_step(adamw, config); }},
     };
-    for (const auto& [k, call] : kernels) {
+    for (const auto& kernel : kernels) {
+      const MemoryKernel& k = kernel.first;
+      const std::function<void()>& call = kernel.second;  // a reference, not a structured binding: captured below
       call();
       sync(out);
       const TimedCalls t = time_calls(

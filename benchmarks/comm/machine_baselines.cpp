@@ -54,6 +54,7 @@ double cpu_fma_gflops(int threads, double seconds) {
   do {
     std::atomic<float> sink{0};
     std::vector<std::thread> pool;
+    pool.reserve(static_cast<size_t>(threads));
     const auto t0 = Clock::now();
     for (int t = 0; t < threads; ++t)
       pool.emplace_back([&] { sink = sink + (wide ? fma_loop_512(iters) : fma_loop(iters)); });

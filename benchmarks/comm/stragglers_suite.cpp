@@ -101,13 +101,7 @@ class StragglersSuite final : public BenchSuite {
     ctx.progress.say("stragglers", "per-rank GEMM " + std::to_string(n) + "^3");
     ctx.comm.barrier().wait();
     const TimedCalls t = time_calls([&] { slowed(gemm, factor); }, ctx.common.quick ? 5 : 20, ctx.common.row_limit());
-    Tensor mine =
-        Tensor::full({1}, 2.0 * static_cast<double>(n * n) * static_cast<double>(n) / t.median() / 1e9, DType::f32);
-    Tensor all = Tensor::zeros({ctx.comm.size()}, DType::f32);
-    ctx.comm.all_gather(mine, all).wait();
-    std::vector<double> out_v;
-    for (int r = 0; r < ctx.comm.size(); ++r) out_v.push_back(all.item(r));
-    return out_v;
+    return gather_from_ranks(ctx.comm, 2.0 * static_cast<double>(n * n) * static_cast<double>(n) / t.median() / 1e9);
   }
 
   // GB/s of each pair exchanging one buffer both ways (bytes sent by one side / time).
@@ -142,8 +136,8 @@ class StragglersSuite final : public BenchSuite {
     }
     // Ranks outside a pair hold 1e30; of the two ends, the slower view counts.
     ctx.comm.all_reduce(result, comm::ReduceOp::min).wait();
-    std::vector<double> out;
-    for (size_t i = 0; i < pairs.size(); ++i) out.push_back(result.item(static_cast<int64_t>(i)));
+    std::vector<double> out(pairs.size());
+    for (size_t i = 0; i < pairs.size(); ++i) out[i] = result.item(static_cast<int64_t>(i));
     return out;
   }
 

@@ -155,11 +155,7 @@ class TrainSuite final : public BenchSuite {
     for (double s : step_s) mean += s;
     mean /= std::max<size_t>(1, step_s.size());
     // Every rank's mean step, gathered.
-    Tensor mine = Tensor::full({1}, mean, DType::f32);
-    Tensor all = Tensor::zeros({world}, DType::f32);
-    ctx.comm.all_gather(mine, all).wait();
-    std::vector<double> per_rank;
-    for (int r = 0; r < world; ++r) per_rank.push_back(all.item(r) * 1e3);  // ms
+    std::vector<double> per_rank = gather_from_ranks(ctx.comm, mean * 1e3);  // ms
     std::vector<double> sorted = per_rank;
     std::sort(sorted.begin(), sorted.end());
     const double median = sorted[sorted.size() / 2] / 1e3, slowest = sorted.back() / 1e3;  // s
