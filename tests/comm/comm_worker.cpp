@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "comm/collective_specs.h"
 #include "dtrain/comm.h"
 
 using namespace dtrain;
@@ -28,37 +29,15 @@ const DType kDTypes[] = {DType::f32, DType::bf16, DType::f16, DType::i32, DType:
 const ReduceOp kOps[] = {ReduceOp::sum, ReduceOp::avg, ReduceOp::max, ReduceOp::min, ReduceOp::product};
 
 // Small integers: exact in every dtype, so expected values are exact too.
+// Products stay tiny; the others differ by rank and by position, so a chunk
+// delivered to the wrong place shows.
 double value(int rank, int64_t i, ReduceOp op) {
   if (op == ReduceOp::product) return static_cast<double>(((rank + i) % 2) + 1);
-  return static_cast<double>(rank + 1 + (i % 3));
-}
-
-double expected_reduce(int world, int64_t i, ReduceOp op, DType dtype) {
-  double acc = value(0, i, op);
-  for (int r = 1; r < world; ++r) {
-    const double v = value(r, i, op);
-    switch (op) {
-      case ReduceOp::sum:
-      case ReduceOp::avg:
-        acc += v;
-        break;
-      case ReduceOp::max:
-        acc = std::max(acc, v);
-        break;
-      case ReduceOp::min:
-        acc = std::min(acc, v);
-        break;
-      case ReduceOp::product:
-        acc *= v;
-        break;
-    }
-  }
-  if (op == ReduceOp::avg) acc = (dtype == DType::i32 || dtype == DType::i64) ? std::trunc(acc / world) : acc / world;
-  return acc;
+  return static_cast<double>((5 * rank + i) % 17 + 1);
 }
 
 double tolerance(DType dtype) {
-  return dtype == DType::f32 ? 1e-5 : (dtype == DType::bf16 || dtype == DType::f16) ? 1e-2 : 0.0;
+  return collective_tolerance(dtype);
 }
 
 void expect_near(double got, double want, DType dtype, const std::string& what) {
@@ -75,102 +54,44 @@ Tensor filled(int64_t n, DType dtype, const std::function<double(int64_t)>& f) {
   return t;
 }
 
-std::string tag(const char* op, DType dtype, int64_t n, const char* mode, const char* extra = "") {
-  return std::string(op) + "/" + dtype_name(dtype) + "/n=" + std::to_string(n) + "/" + mode + extra;
+// Counts one check per output element of `b`; prints the first mismatches.
+void expect_output(const CollectiveSpec& spec, const CollectiveBuffers& b, const InputValue& v, Communicator& c,
+                   ReduceOp op, DType dt, int root, const char* mode) {
+  std::vector<std::string> mismatches;
+  g_checks += static_cast<int>(b.output.numel());
+  const int64_t wrong = count_wrong(spec, b, v, c.rank(), c.size(), op, dt, root, &mismatches);
+  for (const auto& m : mismatches)
+    if (g_failures++ < 20)
+      std::printf("MISMATCH %s/%s/%s/count=%lld/root=%d/%s: %s\n", spec.name, dtype_name(dt), reduce_op_name(op),
+                  static_cast<long long>(b.count), root, mode, m.c_str());
+  g_failures += static_cast<int>(wrong) - static_cast<int>(mismatches.size());
 }
 
-void check_all_reduce(Communicator& c) {
+// Every collective of the spec table, every dtype, every reduction it takes,
+// every root for broadcast: out of place and in place issued together, then
+// waited (asynchronous), outputs checked, the out-of-place input untouched.
+void check_collectives(Communicator& c) {
   const int r = c.rank(), w = c.size();
-  for (DType dt : kDTypes)
-    for (ReduceOp op : kOps)
-      for (int64_t n : {0, 1, 7, 100}) {
-        // In place and out of place are issued together, then waited: async.
-        Tensor a = filled(n, dt, [&](int64_t i) { return value(r, i, op); });
-        Tensor in = filled(n, dt, [&](int64_t i) { return value(r, i, op); });
-        Tensor out = Tensor::zeros({n}, dt);
-        Work w1 = c.all_reduce(a, op);
-        Work w2 = c.all_reduce(in, out, op);
-        w2.wait();
-        w1.wait();
-        for (int64_t i = 0; i < n; ++i) {
-          const double want = expected_reduce(w, i, op, dt);
-          expect_near(a.item(i), want, dt, tag("all_reduce", dt, n, "inplace", reduce_op_name(op)));
-          expect_near(out.item(i), want, dt, tag("all_reduce", dt, n, "outofplace", reduce_op_name(op)));
-          expect_near(in.item(i), value(r, i, op), dt, tag("all_reduce", dt, n, "input-untouched"));
-        }
+  for (const CollectiveSpec& spec : collective_specs())
+    for (DType dt : kDTypes)
+      for (ReduceOp op : kOps) {
+        if (!spec.reduces && op != ReduceOp::sum) continue;
+        const InputValue v = [op](int rank, int64_t i) { return value(rank, i, op); };
+        for (int64_t count : {int64_t{0}, int64_t{1}, int64_t{7}, int64_t{5} * w, int64_t{100}})
+          for (int root = 0; root < (spec.kind == Collective::broadcast ? w : 1); ++root) {
+            CollectiveBuffers out_of_place = make_buffers(spec, count, dt, Device::cpu(), r, w, false, v);
+            CollectiveBuffers in_place = make_buffers(spec, count, dt, Device::cpu(), r, w, true, v);
+            Work a = issue(spec, c, out_of_place, op, root);
+            Work b = issue(spec, c, in_place, op, root);
+            b.wait();
+            a.wait();
+            expect_output(spec, out_of_place, v, c, op, dt, root, "outofplace");
+            expect_output(spec, in_place, v, c, op, dt, root, "inplace");
+            if (spec.kind == Collective::broadcast) continue;  // one buffer: its input is its output
+            for (int64_t i = 0; i < out_of_place.input.numel(); ++i)
+              expect_near(out_of_place.input.item(i), v(r, i), dt, std::string(spec.name) + "/input-untouched");
+          }
       }
-}
-
-void check_reduce_scatter(Communicator& c) {
-  const int r = c.rank(), w = c.size();
-  for (DType dt : kDTypes)
-    for (ReduceOp op : kOps)
-      for (int64_t n : {0, 1, 5}) {
-        // Element j of the full array holds value(rank, j): rank r's chunk covers j in [r*n, (r+1)*n).
-        Tensor in = filled(n * w, dt, [&](int64_t j) { return value(r, j, op); });
-        Tensor out = Tensor::zeros({n}, dt);
-        c.reduce_scatter(in, out, op).wait();
-        Tensor inplace = filled(n * w, dt, [&](int64_t j) { return value(r, j, op); });
-        Tensor chunk = inplace.narrow(r * n, n);
-        c.reduce_scatter(inplace, chunk, op).wait();
-        for (int64_t i = 0; i < n; ++i) {
-          const double want = expected_reduce(w, r * n + i, op, dt);
-          expect_near(out.item(i), want, dt, tag("reduce_scatter", dt, n, "outofplace", reduce_op_name(op)));
-          expect_near(chunk.item(i), want, dt, tag("reduce_scatter", dt, n, "inplace", reduce_op_name(op)));
-        }
-      }
-}
-
-void check_all_gather(Communicator& c) {
-  const int r = c.rank(), w = c.size();
-  for (DType dt : kDTypes)
-    for (int64_t n : {0, 1, 5}) {
-      Tensor in = filled(n, dt, [&](int64_t i) { return 10 * r + i; });
-      Tensor out = Tensor::zeros({n * w}, dt);
-      Work a = c.all_gather(in, out);
-      Tensor inplace = Tensor::zeros({n * w}, dt);
-      inplace.narrow(r * n, n).copy_(in);
-      Work b = c.all_gather(inplace.narrow(r * n, n), inplace);
-      a.wait();
-      b.wait();
-      for (int src = 0; src < w; ++src)
-        for (int64_t i = 0; i < n; ++i) {
-          expect_near(out.item(src * n + i), 10 * src + i, dt, tag("all_gather", dt, n, "outofplace"));
-          expect_near(inplace.item(src * n + i), 10 * src + i, dt, tag("all_gather", dt, n, "inplace"));
-        }
-    }
-}
-
-void check_broadcast(Communicator& c) {
-  const int r = c.rank(), w = c.size();
-  for (DType dt : kDTypes)
-    for (int64_t n : {0, 1, 7})
-      for (int root = 0; root < w; ++root) {
-        Tensor t = filled(n, dt, [&](int64_t i) { return 3 * r + i; });
-        c.broadcast(t, root).wait();
-        for (int64_t i = 0; i < n; ++i) expect_near(t.item(i), 3 * root + i, dt, tag("broadcast", dt, n, "root"));
-      }
-}
-
-void check_all_to_all(Communicator& c) {
-  const int r = c.rank(), w = c.size();
-  for (DType dt : kDTypes)
-    for (int64_t n : {0, 1, 3}) {
-      // Chunk j of rank r's input holds 100*r + 10*j + i; rank r receives chunk r of everybody.
-      Tensor in = filled(n * w, dt, [&](int64_t k) {
-        return 100 * r + 10 * (k / std::max<int64_t>(n, 1)) + k % std::max<int64_t>(n, 1);
-      });
-      Tensor out = Tensor::zeros({n * w}, dt);
-      c.all_to_all(in, out).wait();
-      Tensor same = in.clone();
-      c.all_to_all(same, same).wait();
-      for (int src = 0; src < w; ++src)
-        for (int64_t i = 0; i < n; ++i) {
-          const double want = 100 * src + 10 * r + i;
-          expect_near(out.item(src * n + i), want, dt, tag("all_to_all", dt, n, "outofplace"));
-          expect_near(same.item(src * n + i), want, dt, tag("all_to_all", dt, n, "inplace"));
-        }
-    }
 }
 
 void check_p2p_and_misc(Communicator& c) {
@@ -186,7 +107,8 @@ void check_p2p_and_misc(Communicator& c) {
       Work g = c.recv(got, left, 5);
       s.wait();
       g.wait();
-      for (int64_t i = 0; i < 9; ++i) expect_near(got.item(i), left * 2 + i, dt, tag("send_recv", dt, 9, "ring"));
+      for (int64_t i = 0; i < 9; ++i)
+        expect_near(got.item(i), left * 2 + i, dt, std::string("send_recv/") + dtype_name(dt) + "/ring");
     }
   }
   // Coalesced: several tensors, one Work.
@@ -226,11 +148,7 @@ void check_p2p_and_misc(Communicator& c) {
 
 int collectives() {
   auto c = init_process_group();
-  check_all_reduce(*c);
-  check_reduce_scatter(*c);
-  check_all_gather(*c);
-  check_broadcast(*c);
-  check_all_to_all(*c);
+  check_collectives(*c);
   check_p2p_and_misc(*c);
   std::printf("rank %d/%d: %d checks, %d failures, %llu collectives\n", c->rank(), c->size(), g_checks, g_failures,
               static_cast<unsigned long long>(c->sequence_number()));
@@ -353,29 +271,22 @@ int cuda_collectives() {
   auto c = init_process_group();
   const int r = c->rank(), w = c->size();
   const Device dev = Device::cuda(job_env_from_environment().local_rank);
-  int bad = 0;
-  for (DType dt : {DType::f32, DType::bf16, DType::i64}) {
-    Tensor host = filled(1001, dt, [&](int64_t i) { return value(r, i, ReduceOp::sum); });
-    Tensor t = host.to(dev);
-    c->all_reduce(t).wait();
-    Tensor back = t.to(Device::cpu());
-    for (int64_t i = 0; i < 1001; ++i) bad += back.item(i) != expected_reduce(w, i, ReduceOp::sum, dt);
-    Tensor mine = filled(3, dt, [&](int64_t i) { return 10 * r + i; }).to(dev);
-    Tensor all = Tensor::zeros({3 * w}, dt, dev);
-    c->all_gather(mine, all).wait();
-    Tensor all_h = all.to(Device::cpu());
-    for (int q = 0; q < w; ++q)
-      for (int64_t i = 0; i < 3; ++i) bad += all_h.item(3 * q + i) != 10 * q + i;
-    Tensor rs_in = filled(2 * w, dt, [&](int64_t j) { return value(r, j, ReduceOp::max); }).to(dev);
-    Tensor rs_out = Tensor::zeros({2}, dt, dev);
-    c->reduce_scatter(rs_in, rs_out, ReduceOp::max).wait();
-    Tensor rs_h = rs_out.to(Device::cpu());
-    for (int64_t i = 0; i < 2; ++i) bad += rs_h.item(i) != expected_reduce(w, 2 * r + i, ReduceOp::max, dt);
-    Tensor b = filled(5, dt, [&](int64_t i) { return r + i; }).to(dev);
-    c->broadcast(b, w - 1).wait();
-    Tensor b_h = b.to(Device::cpu());
-    for (int64_t i = 0; i < 5; ++i) bad += b_h.item(i) != (w - 1) + i;
-  }
+  int64_t bad = 0;
+  // The collectives and reductions this mode has always covered on NCCL.
+  const std::pair<const char*, ReduceOp> cases[] = {{"all_reduce", ReduceOp::sum},
+                                                    {"all_gather", ReduceOp::sum},
+                                                    {"reduce_scatter", ReduceOp::max},
+                                                    {"broadcast", ReduceOp::sum}};
+  for (DType dt : {DType::f32, DType::bf16, DType::i64})
+    for (const auto& [name, op] : cases) {
+      const CollectiveSpec& spec = collective_spec(name);
+      const ReduceOp reduce = op;
+      const InputValue v = [reduce](int rank, int64_t i) { return value(rank, i, reduce); };
+      const int root = spec.kind == Collective::broadcast ? w - 1 : 0;
+      CollectiveBuffers b = make_buffers(spec, 1001, dt, dev, r, w, false, v);
+      issue(spec, *c, b, op, root).wait();
+      bad += count_wrong(spec, b, v, r, w, op, dt, root);
+    }
   c->barrier().wait();
   std::printf("rank %d/%d: cuda checks %s\n", r, w, bad ? "FAILED" : "passed");
   destroy_process_group();
