@@ -28,49 +28,6 @@ namespace at = attention_tiles;
 constexpr int kTileCols = at::kKeyTile / 8;  // 8-column C tiles across a 64-wide score tile
 static_assert(at::kQueryTile == at::kKeyTile, "the two passes share the score-tile shape");
 
-// acc[n] (16 x 64 per warp) += rows [r0, r0+16) of A-tile times the n-major B-tile, over D.
-template <typename T, int D>
-__device__ __forceinline__ void scores(float (&acc)[kTileCols][4], const T* a_tile, const T* b_tile, int r0, int lane) {
-  constexpr int LD = row_stride<D>();
-#pragma unroll
-  for (int n = 0; n < kTileCols; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
-#pragma unroll
-  for (int kk = 0; kk < D; kk += 16) {
-    uint32_t a[4];
-    load_a<T, LD>(a, a_tile, r0, kk, lane);
-#pragma unroll
-    for (int n = 0; n < kTileCols; ++n) {
-      uint32_t bf[2];
-      load_b_nmajor<T, LD>(bf, b_tile, n * 8, kk, lane);
-      mma_16816<T>(acc[n], a, bf);
-    }
-  }
-}
-
-// out[n] (16 x D per warp) += lhs (16 x 64, C fragments) times the k-major B-tile (64 x D).
-template <typename T, int D>
-__device__ __forceinline__ void accumulate(float (&out)[D / 8][4], const float (&lhs)[kTileCols][4], const T* b_tile,
-                                           int lane) {
-  constexpr int LD = row_stride<D>();
-#pragma unroll
-  for (int j = 0; j < kTileCols / 2; ++j) {
-    uint32_t a[4];
-    accum_to_a<T>(a, lhs[2 * j], lhs[2 * j + 1]);
-#pragma unroll
-    for (int n = 0; n < D / 8; ++n) {
-      uint32_t bf[2];
-      load_b_kmajor<T, LD>(bf, b_tile, n * 8, j * 16, lane);
-      mma_16816<T>(out[n], a, bf);
-    }
-  }
-}
-
-template <int D>
-__device__ __forceinline__ void zero(float (&acc)[D / 8][4]) {
-#pragma unroll
-  for (int n = 0; n < D / 8; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
-}
-
 // Adds scale * acc (16 rows x D per warp; rows[2] are this lane's) into dst rows of `stride`.
 template <typename T, int D>
 __device__ __forceinline__ void add_rows(T* dst, int64_t stride, const int64_t (&rows)[2], int64_t T_len,
@@ -94,12 +51,12 @@ __global__ void __launch_bounds__(kThreads)
   T* dOs = Qs + at::kQueryTile * LD;       // [kQueryTile][LD]
   T* Ks = dOs + at::kQueryTile * LD;       // [kKeyTile][LD]
   T* Vs = Ks + at::kKeyTile * LD;          // [kKeyTile][LD]
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const auto [warp, lane, g, t] = lane_coords();
   const int64_t qt = M == at::Mask::causal ? gridDim.x - 1 - blockIdx.x : blockIdx.x;
-  const int64_t bh = blockIdx.y, b = bh / d.NH, h = bh % d.NH;
+  const BlockHead bh = block_head(d, D);
   const int64_t stride = 3 * d.C;
-  const T* base = qkv + b * d.T * stride + h * D;
-  const T* dout_base = dout + b * d.T * d.C + h * D;
+  const T* base = qkv + bh.qkv_off;
+  const T* dout_base = dout + bh.out_off;
   const at::TileRange q = at::tile_range(d.T, at::kQueryTile, qt);
   stage_rows<T, D>(Qs, base + q.begin * stride, stride, q.end - q.begin, at::kQueryTile);
   stage_rows<T, D>(dOs, dout_base + q.begin * d.C, d.C, q.end - q.begin, at::kQueryTile);
@@ -107,11 +64,11 @@ __global__ void __launch_bounds__(kThreads)
   float row_lse[2], row_d[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    row_lse[r] = rows[r] < d.T ? lse[bh * d.T + rows[r]] : 0.0f;
-    row_d[r] = rows[r] < d.T ? row_dot[bh * d.T + rows[r]] : 0.0f;
+    row_lse[r] = rows[r] < d.T ? lse[bh.bh * d.T + rows[r]] : 0.0f;
+    row_d[r] = rows[r] < d.T ? row_dot[bh.bh * d.T + rows[r]] : 0.0f;
   }
   float dq[D / 8][4];
-  zero<D>(dq);
+  zero_accum<D>(dq);
 
   const int64_t kt_end = at::key_tile_end(q, d.T, M);
   for (int64_t kt = 0; kt < kt_end; ++kt) {
@@ -123,8 +80,8 @@ __global__ void __launch_bounds__(kThreads)
     stage_rows<T, D>(Vs, base + k.begin * stride + 2 * d.C, stride, k.end - k.begin, at::kKeyTile);
     __syncthreads();
     float s[kTileCols][4], dp[kTileCols][4];
-    scores<T, D>(s, Qs, Ks, warp * 16, lane);
-    scores<T, D>(dp, dOs, Vs, warp * 16, lane);
+    warp_scores<T, D, at::kKeyTile>(s, Qs, Ks, warp * 16, lane);
+    warp_scores<T, D, at::kKeyTile>(dp, dOs, Vs, warp * 16, lane);
 #pragma unroll
     for (int n = 0; n < kTileCols; ++n) {
 #pragma unroll
@@ -135,9 +92,9 @@ __global__ void __launch_bounds__(kThreads)
         s[n][e] = at::score_grad(p, dp[n][e], row_d[e >> 1]);  // dS
       }
     }
-    accumulate<T, D>(dq, s, Ks, lane);
+    warp_accumulate<T, D, at::kKeyTile>(dq, s, Ks, lane);
   }
-  add_rows<T, D>(dqkv + b * d.T * stride + h * D, stride, rows, d.T, dq, scale, t);
+  add_rows<T, D>(dqkv + bh.qkv_off, stride, rows, d.T, dq, scale, t);
 }
 
 template <typename T, int D, at::Mask M>
@@ -152,19 +109,19 @@ __global__ void __launch_bounds__(kThreads)
   T* dOs = Qs + at::kQueryTile * LD;                                   // [kQueryTile][LD]
   float* lse_s = reinterpret_cast<float*>(dOs + at::kQueryTile * LD);  // [kQueryTile]
   float* dot_s = lse_s + at::kQueryTile;                               // [kQueryTile]
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const auto [warp, lane, g, t] = lane_coords();
   const int64_t kt = blockIdx.x;  // causal: the first key tiles are seen by the most queries, and run first
-  const int64_t bh = blockIdx.y, b = bh / d.NH, h = bh % d.NH;
+  const BlockHead bh = block_head(d, D);
   const int64_t stride = 3 * d.C;
-  const T* base = qkv + b * d.T * stride + h * D;
-  const T* dout_base = dout + b * d.T * d.C + h * D;
+  const T* base = qkv + bh.qkv_off;
+  const T* dout_base = dout + bh.out_off;
   const at::TileRange k = at::tile_range(d.T, at::kKeyTile, kt);
   stage_rows<T, D>(Ks, base + k.begin * stride + d.C, stride, k.end - k.begin, at::kKeyTile);
   stage_rows<T, D>(Vs, base + k.begin * stride + 2 * d.C, stride, k.end - k.begin, at::kKeyTile);
   const int64_t keys[2] = {k.begin + warp * 16 + g, k.begin + warp * 16 + g + 8};
   float dk[D / 8][4], dv[D / 8][4];
-  zero<D>(dk);
-  zero<D>(dv);
+  zero_accum<D>(dk);
+  zero_accum<D>(dv);
 
   const int64_t qt_end = at::tile_count(d.T, at::kQueryTile);
   for (int64_t qt = at::query_tile_begin(k, M); qt < qt_end; ++qt) {
@@ -174,12 +131,12 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();
     stage_rows<T, D>(Qs, base + q.begin * stride, stride, q.end - q.begin, at::kQueryTile);
     stage_rows<T, D>(dOs, dout_base + q.begin * d.C, d.C, q.end - q.begin, at::kQueryTile);
-    stage_floats(lse_s, lse + bh * d.T + q.begin, q.end - q.begin, at::kQueryTile);
-    stage_floats(dot_s, row_dot + bh * d.T + q.begin, q.end - q.begin, at::kQueryTile);
+    stage_floats(lse_s, lse + bh.bh * d.T + q.begin, q.end - q.begin, at::kQueryTile);
+    stage_floats(dot_s, row_dot + bh.bh * d.T + q.begin, q.end - q.begin, at::kQueryTile);
     __syncthreads();
     float st[kTileCols][4], dpt[kTileCols][4];  // transposed: row = key, column = query
-    scores<T, D>(st, Ks, Qs, warp * 16, lane);
-    scores<T, D>(dpt, Vs, dOs, warp * 16, lane);
+    warp_scores<T, D, at::kKeyTile>(st, Ks, Qs, warp * 16, lane);
+    warp_scores<T, D, at::kKeyTile>(dpt, Vs, dOs, warp * 16, lane);
 #pragma unroll
     for (int n = 0; n < kTileCols; ++n) {
 #pragma unroll
@@ -191,10 +148,10 @@ __global__ void __launch_bounds__(kThreads)
         st[n][e] = p;                                          // P^T
       }
     }
-    accumulate<T, D>(dv, st, dOs, lane);
-    accumulate<T, D>(dk, dpt, Qs, lane);
+    warp_accumulate<T, D, at::kKeyTile>(dv, st, dOs, lane);
+    warp_accumulate<T, D, at::kKeyTile>(dk, dpt, Qs, lane);
   }
-  T* dst = dqkv + b * d.T * stride + h * D;
+  T* dst = dqkv + bh.qkv_off;
   add_rows<T, D>(dst + d.C, stride, keys, d.T, dk, scale, t);
   add_rows<T, D>(dst + 2 * d.C, stride, keys, d.T, dv, 1.0f, t);
 }

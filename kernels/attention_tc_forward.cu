@@ -30,19 +30,18 @@ __global__ void __launch_bounds__(kThreads) tc_forward_kernel(T* out, float* lse
   T* Qs = reinterpret_cast<T*>(smem_raw);  // [kQueryTile][LD]
   T* Ks = Qs + at::kQueryTile * LD;        // [kKeyTile][LD]
   T* Vs = Ks + at::kKeyTile * LD;          // [kKeyTile][LD]
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const auto [warp, lane, g, t] = lane_coords();
   const int64_t qt = M == at::Mask::causal ? gridDim.x - 1 - blockIdx.x : blockIdx.x;
-  const int64_t bh = blockIdx.y, b = bh / d.NH, h = bh % d.NH;
+  const BlockHead bh = block_head(d, D);
   const int64_t stride = 3 * d.C;
-  const T* base = qkv + b * d.T * stride + h * D;  // q at +0, k at +C, v at +2C
+  const T* base = qkv + bh.qkv_off;  // q at +0, k at +C, v at +2C
   const at::TileRange q = at::tile_range(d.T, at::kQueryTile, qt);
   stage_rows<T, D>(Qs, base + q.begin * stride, stride, q.end - q.begin, at::kQueryTile);
 
   const int r_local = warp * 16 + g;  // this lane's rows: r_local and r_local + 8
   const int64_t rows[2] = {q.begin + r_local, q.begin + r_local + 8};
   float o[D / 8][4];
-#pragma unroll
-  for (int n = 0; n < D / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+  zero_accum<D>(o);
   at::RowSoftmax rs[2] = {at::row_softmax_start(), at::row_softmax_start()};
 
   const int64_t kt_end = at::key_tile_end(q, d.T, M);
@@ -56,19 +55,7 @@ __global__ void __launch_bounds__(kThreads) tc_forward_kernel(T* out, float* lse
     __syncthreads();
 
     float s[at::kKeyTile / 8][4];
-#pragma unroll
-    for (int n = 0; n < at::kKeyTile / 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
-#pragma unroll
-    for (int kk = 0; kk < D; kk += 16) {
-      uint32_t a[4];
-      load_a<T, LD>(a, Qs, warp * 16, kk, lane);
-#pragma unroll
-      for (int n = 0; n < at::kKeyTile / 8; ++n) {
-        uint32_t bf[2];
-        load_b_nmajor<T, LD>(bf, Ks, n * 8, kk, lane);
-        mma_16816<T>(s[n], a, bf);
-      }
-    }
+    warp_scores<T, D, at::kKeyTile>(s, Qs, Ks, warp * 16, lane);
 
     float tile_max[2] = {at::neg_inf(), at::neg_inf()};
 #pragma unroll
@@ -101,17 +88,7 @@ __global__ void __launch_bounds__(kThreads) tc_forward_kernel(T* out, float* lse
       }
     }
 
-#pragma unroll
-    for (int j = 0; j < at::kKeyTile / 16; ++j) {
-      uint32_t a[4];
-      accum_to_a<T>(a, s[2 * j], s[2 * j + 1]);
-#pragma unroll
-      for (int n = 0; n < D / 8; ++n) {
-        uint32_t bf[2];
-        load_b_kmajor<T, LD>(bf, Vs, n * 8, j * 16, lane);
-        mma_16816<T>(o[n], a, bf);
-      }
-    }
+    warp_accumulate<T, D, at::kKeyTile>(o, s, Vs, lane);
   }
 
 #pragma unroll
@@ -120,12 +97,12 @@ __global__ void __launch_bounds__(kThreads) tc_forward_kernel(T* out, float* lse
     const int64_t row = rows[r];
     if (row >= d.T) continue;
     const float inv = at::row_softmax_inv_sum(sum);
-    T* dst = out + (b * d.T + row) * d.C + h * D + 2 * t;
+    T* dst = out + bh.out_off + row * d.C + 2 * t;
 #pragma unroll
     for (int n = 0; n < D / 8; ++n) {
       *reinterpret_cast<uint32_t*>(dst + n * 8) = pack2<T>(o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
     }
-    if (t == 0) lse[bh * d.T + row] = at::row_softmax_lse(rs[r].max, sum);
+    if (t == 0) lse[bh.bh * d.T + row] = at::row_softmax_lse(rs[r].max, sum);
   }
 }
 

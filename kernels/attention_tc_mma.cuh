@@ -132,6 +132,61 @@ __device__ __forceinline__ void accum_to_a(uint32_t (&a)[4], const float (&lo)[4
   a[3] = pack2<T>(hi[2], hi[3]);
 }
 
+// Where a thread sits: its warp, its lane, and the lane's row group g and column pair t.
+struct LaneCoords {
+  int warp, lane, g, t;
+};
+__device__ __forceinline__ LaneCoords lane_coords() {
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  return {static_cast<int>(threadIdx.x / 32), lane, lane / 4, lane % 4};
+}
+
+// A warp's 16 x N product over D: acc[n] = rows [r0, r0+16) of the row-major
+// a_tile times the n-major b_tile's rows [8n, 8n+8) (S = Q K^T and its kin).
+template <typename T, int D, int N>
+__device__ __forceinline__ void warp_scores(float (&acc)[N / 8][4], const T* a_tile, const T* b_tile, int r0,
+                                            int lane) {
+  constexpr int LD = row_stride<D>();
+#pragma unroll
+  for (int n = 0; n < N / 8; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
+#pragma unroll
+  for (int kk = 0; kk < D; kk += 16) {
+    uint32_t a[4];
+    load_a<T, LD>(a, a_tile, r0, kk, lane);
+#pragma unroll
+    for (int n = 0; n < N / 8; ++n) {
+      uint32_t bf[2];
+      load_b_nmajor<T, LD>(bf, b_tile, n * 8, kk, lane);
+      mma_16816<T>(acc[n], a, bf);
+    }
+  }
+}
+
+// A warp's out (16 x D) += lhs (16 x K, C fragments, rounded to T) times the
+// k-major b_tile (K x D): O += P V and its kin.
+template <typename T, int D, int K>
+__device__ __forceinline__ void warp_accumulate(float (&out)[D / 8][4], const float (&lhs)[K / 8][4], const T* b_tile,
+                                                int lane) {
+  constexpr int LD = row_stride<D>();
+#pragma unroll
+  for (int j = 0; j < K / 16; ++j) {
+    uint32_t a[4];
+    accum_to_a<T>(a, lhs[2 * j], lhs[2 * j + 1]);
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n) {
+      uint32_t bf[2];
+      load_b_kmajor<T, LD>(bf, b_tile, n * 8, j * 16, lane);
+      mma_16816<T>(out[n], a, bf);
+    }
+  }
+}
+
+template <int N>
+__device__ __forceinline__ void zero_accum(float (&acc)[N / 8][4]) {
+#pragma unroll
+  for (int n = 0; n < N / 8; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
+}
+
 // The max / sum over the 4 lanes that hold one row of a C fragment.
 __device__ __forceinline__ float quad_max(float v) {
   v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
