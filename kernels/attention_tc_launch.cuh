@@ -7,26 +7,12 @@
 #include <type_traits>
 
 #include "attention_tc.h"
-#include "attention_tc_mma.cuh"
+#include "attention_tc_backward_kernels.cuh"
+#include "attention_tc_forward_kernel.cuh"
 #include "attention_tiles.cuh"
 #include "common.cuh"
 
 namespace dtrain::cuda::tc {
-
-struct TcDims {
-  int64_t T, NH, C;  // C = NH * head size
-};
-
-// The (batch, head) pair of a block (grid row y) and where its rows start.
-struct BlockHead {
-  int64_t bh;       // b * NH + h: the row of lse and D
-  int64_t qkv_off;  // element offset of (b, t = 0, head h) in qkv and dqkv [B, T, 3C]
-  int64_t out_off;  // the same in out and dout [B, T, C]
-};
-__device__ __forceinline__ BlockHead block_head(const TcDims& d, int head_size) {
-  const int64_t bh = blockIdx.y, b = bh / d.NH, h = bh % d.NH;
-  return {bh, b * d.T * 3 * d.C + h * head_size, b * d.T * d.C + h * head_size};
-}
 
 inline TcDims tc_dims(const Tensor& qkv, int64_t num_heads) {
   return {qkv.size(1), num_heads, qkv.size(2) / 3};

@@ -16,6 +16,11 @@
 //   C 16x8 (f32):        c0 c1 (g, 2t..2t+1), c2 c3 (g+8, 2t..2t+1)
 // Two adjacent 8-column C tiles are exactly one 16-column A tile.
 //
+// The same source compiles for the host (no __CUDACC__): the CPU emulation
+// (tests/ops/test_attention_tc_emulated.cpp) runs the kernels with a thread
+// per GPU thread, and attention_tc_host_warp.h supplies threadIdx and the
+// other built-ins, __syncthreads, the shuffles and a reference mma.
+//
 // Shared-memory tiles are row-major with a row stride of D + 8 elements: the
 // 16-byte pad moves consecutive rows 4 banks apart, so the 8 rows x 4 columns
 // that one fragment load touches fall in 32 different banks.
@@ -25,6 +30,22 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
+
+#if defined(__CUDACC__)
+#define DTRAIN_TC_FN __device__ __forceinline__
+#define DTRAIN_TC_KERNEL __global__ void __launch_bounds__(::dtrain::cuda::tc::kThreads)
+#define DTRAIN_TC_SHARED_BYTES(name) extern __shared__ __align__(16) unsigned char name[]
+#define DTRAIN_TC_UNROLL _Pragma("unroll")
+#else
+#include <cmath>
+#include <cstring>
+
+#include "attention_tc_host_warp.h"  // tests/ops: the CPU emulation's GPU built-ins
+#define DTRAIN_TC_FN inline
+#define DTRAIN_TC_KERNEL void
+#define DTRAIN_TC_SHARED_BYTES(name) unsigned char* name = ::dtrain::tc_emulation::block_shared_memory()
+#define DTRAIN_TC_UNROLL
+#endif
 
 namespace dtrain::cuda::tc {
 
@@ -37,13 +58,29 @@ constexpr int row_stride() {
   return D + kPad;
 }
 
+// The problem's sizes as the kernels take them.
+struct TcDims {
+  int64_t T, NH, C;  // C = NH * head size
+};
+
+// The (batch, head) pair of a block (grid row y) and where its rows start.
+struct BlockHead {
+  int64_t bh;       // b * NH + h: the row of lse and D
+  int64_t qkv_off;  // element offset of (b, t = 0, head h) in qkv and dqkv [B, T, 3C]
+  int64_t out_off;  // the same in out and dout [B, T, C]
+};
+DTRAIN_TC_FN BlockHead block_head(const TcDims& d, int head_size) {
+  const int64_t bh = blockIdx.y, b = bh / d.NH, h = bh % d.NH;
+  return {bh, b * d.T * 3 * d.C + h * head_size, b * d.T * d.C + h * head_size};
+}
+
 // D += A B on one m16n8k16 tile.
+#if defined(__CUDACC__)
 template <typename T>
-__device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]);
+DTRAIN_TC_FN void mma_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]);
 
 template <>
-__device__ __forceinline__ void mma_16816<__nv_bfloat16>(float (&d)[4], const uint32_t (&a)[4],
-                                                         const uint32_t (&b)[2]) {
+DTRAIN_TC_FN void mma_16816<__nv_bfloat16>(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
   asm volatile(
       "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
       "{%0,%1,%2,%3};\n"
@@ -52,46 +89,81 @@ __device__ __forceinline__ void mma_16816<__nv_bfloat16>(float (&d)[4], const ui
 }
 
 template <>
-__device__ __forceinline__ void mma_16816<__half>(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+DTRAIN_TC_FN void mma_16816<__half>(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
   asm volatile(
       "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
       "{%0,%1,%2,%3};\n"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
+#else
+template <typename T>
+DTRAIN_TC_FN void mma_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  ::dtrain::tc_emulation::warp_mma<T>(d, a, b);
+}
+#endif
+
+// Moves of 4 and 16 bytes between 16-bit elements and registers: single
+// loads and stores on the GPU (the addresses are aligned), memcpy on the host
+// (where the casts would break strict aliasing).
+DTRAIN_TC_FN uint32_t load_u32(const void* p) {
+#if defined(__CUDACC__)
+  return *static_cast<const uint32_t*>(p);
+#else
+  uint32_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+#endif
+}
+DTRAIN_TC_FN void store_u32(void* p, uint32_t v) {
+#if defined(__CUDACC__)
+  *static_cast<uint32_t*>(p) = v;
+#else
+  std::memcpy(p, &v, sizeof v);
+#endif
+}
+DTRAIN_TC_FN void copy_16_bytes(void* dst, const void* src) {
+#if defined(__CUDACC__)
+  *static_cast<uint4*>(dst) = *static_cast<const uint4*>(src);
+#else
+  std::memcpy(dst, src, 16);
+#endif
+}
+DTRAIN_TC_FN uint32_t bits16(__nv_bfloat16 v) {
+  return static_cast<__nv_bfloat16_raw>(v).x;
+}
+DTRAIN_TC_FN uint32_t bits16(__half v) {
+  return static_cast<__half_raw>(v).x;
+}
 
 // Two floats rounded to T, lo in the low half (the lower column or k index).
 template <typename T>
-__device__ __forceinline__ uint32_t pack2(float lo, float hi);
+DTRAIN_TC_FN uint32_t pack2(float lo, float hi);
 
 template <>
-__device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float lo, float hi) {
-  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<const uint32_t*>(&v);
+DTRAIN_TC_FN uint32_t pack2<__nv_bfloat16>(float lo, float hi) {
+  return bits16(__float2bfloat16_rn(lo)) | (bits16(__float2bfloat16_rn(hi)) << 16);
 }
 
 template <>
-__device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi) {
-  const __half2 v = __floats2half2_rn(lo, hi);
-  return *reinterpret_cast<const uint32_t*>(&v);
+DTRAIN_TC_FN uint32_t pack2<__half>(float lo, float hi) {
+  return bits16(__float2half_rn(lo)) | (bits16(__float2half_rn(hi)) << 16);
 }
 
 // Two 16-bit elements from different rows, lo in the low half.
 template <typename T>
-__device__ __forceinline__ uint32_t pack_raw(T lo, T hi) {
-  const uint32_t l = *reinterpret_cast<const uint16_t*>(&lo);
-  const uint32_t h = *reinterpret_cast<const uint16_t*>(&hi);
-  return l | (h << 16);
+DTRAIN_TC_FN uint32_t pack_raw(T lo, T hi) {
+  return bits16(lo) | (bits16(hi) << 16);
 }
 
 template <typename T>
-__device__ __forceinline__ uint32_t load_pair(const T* p) {
-  return *reinterpret_cast<const uint32_t*>(p);
+DTRAIN_TC_FN uint32_t load_pair(const T* p) {
+  return load_u32(p);
 }
 
 // A fragment of rows [r0, r0+16) and columns [k0, k0+16) of a row-major tile.
 template <typename T, int LD>
-__device__ __forceinline__ void load_a(uint32_t (&a)[4], const T* tile, int r0, int k0, int lane) {
+DTRAIN_TC_FN void load_a(uint32_t (&a)[4], const T* tile, int r0, int k0, int lane) {
   const int g = lane / 4, t = lane % 4;
   const T* p = tile + (r0 + g) * LD + k0 + 2 * t;
   a[0] = load_pair(p);
@@ -104,7 +176,7 @@ __device__ __forceinline__ void load_a(uint32_t (&a)[4], const T* tile, int r0, 
 // B[k][n] = tile[n][k]: K for S = Q K^T, V for dP = dO V^T, Q and dO for the
 // transposed scores of the key pass.
 template <typename T, int LD>
-__device__ __forceinline__ void load_b_nmajor(uint32_t (&b)[2], const T* tile, int n0, int k0, int lane) {
+DTRAIN_TC_FN void load_b_nmajor(uint32_t (&b)[2], const T* tile, int n0, int k0, int lane) {
   const int g = lane / 4, t = lane % 4;
   const T* p = tile + (n0 + g) * LD + k0 + 2 * t;
   b[0] = load_pair(p);
@@ -115,7 +187,7 @@ __device__ __forceinline__ void load_b_nmajor(uint32_t (&b)[2], const T* tile, i
 // K for dQ = dS K, dO and Q for dV and dK. The two elements of a register
 // come from consecutive rows, so they are read one by one.
 template <typename T, int LD>
-__device__ __forceinline__ void load_b_kmajor(uint32_t (&b)[2], const T* tile, int n0, int k0, int lane) {
+DTRAIN_TC_FN void load_b_kmajor(uint32_t (&b)[2], const T* tile, int n0, int k0, int lane) {
   const int g = lane / 4, t = lane % 4;
   const T* p = tile + (k0 + 2 * t) * LD + n0 + g;
   b[0] = pack_raw(p[0], p[LD]);
@@ -125,7 +197,7 @@ __device__ __forceinline__ void load_b_kmajor(uint32_t (&b)[2], const T* tile, i
 // C fragments of 16 rows x 16 columns (two 8-column tiles c[j], c[j+1]) as
 // the A fragment of the next product (P of O = P V, dS of dQ = dS K).
 template <typename T>
-__device__ __forceinline__ void accum_to_a(uint32_t (&a)[4], const float (&lo)[4], const float (&hi)[4]) {
+DTRAIN_TC_FN void accum_to_a(uint32_t (&a)[4], const float (&lo)[4], const float (&hi)[4]) {
   a[0] = pack2<T>(lo[0], lo[1]);
   a[1] = pack2<T>(lo[2], lo[3]);
   a[2] = pack2<T>(hi[0], hi[1]);
@@ -136,7 +208,7 @@ __device__ __forceinline__ void accum_to_a(uint32_t (&a)[4], const float (&lo)[4
 struct LaneCoords {
   int warp, lane, g, t;
 };
-__device__ __forceinline__ LaneCoords lane_coords() {
+DTRAIN_TC_FN LaneCoords lane_coords() {
   const int lane = static_cast<int>(threadIdx.x % 32);
   return {static_cast<int>(threadIdx.x / 32), lane, lane / 4, lane % 4};
 }
@@ -144,16 +216,15 @@ __device__ __forceinline__ LaneCoords lane_coords() {
 // A warp's 16 x N product over D: acc[n] = rows [r0, r0+16) of the row-major
 // a_tile times the n-major b_tile's rows [8n, 8n+8) (S = Q K^T and its kin).
 template <typename T, int D, int N>
-__device__ __forceinline__ void warp_scores(float (&acc)[N / 8][4], const T* a_tile, const T* b_tile, int r0,
-                                            int lane) {
+DTRAIN_TC_FN void warp_scores(float (&acc)[N / 8][4], const T* a_tile, const T* b_tile, int r0, int lane) {
   constexpr int LD = row_stride<D>();
-#pragma unroll
+  DTRAIN_TC_UNROLL
   for (int n = 0; n < N / 8; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
-#pragma unroll
+  DTRAIN_TC_UNROLL
   for (int kk = 0; kk < D; kk += 16) {
     uint32_t a[4];
     load_a<T, LD>(a, a_tile, r0, kk, lane);
-#pragma unroll
+    DTRAIN_TC_UNROLL
     for (int n = 0; n < N / 8; ++n) {
       uint32_t bf[2];
       load_b_nmajor<T, LD>(bf, b_tile, n * 8, kk, lane);
@@ -165,14 +236,13 @@ __device__ __forceinline__ void warp_scores(float (&acc)[N / 8][4], const T* a_t
 // A warp's out (16 x D) += lhs (16 x K, C fragments, rounded to T) times the
 // k-major b_tile (K x D): O += P V and its kin.
 template <typename T, int D, int K>
-__device__ __forceinline__ void warp_accumulate(float (&out)[D / 8][4], const float (&lhs)[K / 8][4], const T* b_tile,
-                                                int lane) {
+DTRAIN_TC_FN void warp_accumulate(float (&out)[D / 8][4], const float (&lhs)[K / 8][4], const T* b_tile, int lane) {
   constexpr int LD = row_stride<D>();
-#pragma unroll
+  DTRAIN_TC_UNROLL
   for (int j = 0; j < K / 16; ++j) {
     uint32_t a[4];
     accum_to_a<T>(a, lhs[2 * j], lhs[2 * j + 1]);
-#pragma unroll
+    DTRAIN_TC_UNROLL
     for (int n = 0; n < D / 8; ++n) {
       uint32_t bf[2];
       load_b_kmajor<T, LD>(bf, b_tile, n * 8, j * 16, lane);
@@ -182,17 +252,17 @@ __device__ __forceinline__ void warp_accumulate(float (&out)[D / 8][4], const fl
 }
 
 template <int N>
-__device__ __forceinline__ void zero_accum(float (&acc)[N / 8][4]) {
-#pragma unroll
+DTRAIN_TC_FN void zero_accum(float (&acc)[N / 8][4]) {
+  DTRAIN_TC_UNROLL
   for (int n = 0; n < N / 8; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
 }
 
 // The max / sum over the 4 lanes that hold one row of a C fragment.
-__device__ __forceinline__ float quad_max(float v) {
+DTRAIN_TC_FN float quad_max(float v) {
   v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
   return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
 }
-__device__ __forceinline__ float quad_sum(float v) {
+DTRAIN_TC_FN float quad_sum(float v) {
   v += __shfl_xor_sync(0xffffffffu, v, 1);
   return v + __shfl_xor_sync(0xffffffffu, v, 2);
 }
@@ -201,27 +271,31 @@ __device__ __forceinline__ float quad_sum(float v) {
 // aligned) into a tile of `tile_rows` rows, zero-filling rows >= valid.
 // All threads of the block take part; the caller synchronises.
 template <typename T, int D>
-__device__ __forceinline__ void stage_rows(T* tile, const T* src, int64_t src_stride, int64_t valid, int tile_rows) {
+DTRAIN_TC_FN void stage_rows(T* tile, const T* src, int64_t src_stride, int64_t valid, int tile_rows) {
   constexpr int kChunks = D * static_cast<int>(sizeof(T)) / 16;  // 16-byte chunks per row
   constexpr int kPerChunk = 16 / static_cast<int>(sizeof(T));
   for (int idx = threadIdx.x; idx < tile_rows * kChunks; idx += blockDim.x) {
     const int r = idx / kChunks, c = idx % kChunks;
-    uint4 v = make_uint4(0, 0, 0, 0);
-    if (r < valid) v = *reinterpret_cast<const uint4*>(src + r * src_stride + c * kPerChunk);
-    *reinterpret_cast<uint4*>(tile + r * row_stride<D>() + c * kPerChunk) = v;
+    T* dst = tile + r * row_stride<D>() + c * kPerChunk;
+    if (r < valid) {
+      copy_16_bytes(dst, src + r * src_stride + c * kPerChunk);
+    } else {
+      const uint4 zero = make_uint4(0, 0, 0, 0);
+      copy_16_bytes(dst, &zero);
+    }
   }
 }
 
 // Copies `valid` floats of a row vector into a tile of `n`, zero past valid.
-__device__ __forceinline__ void stage_floats(float* tile, const float* src, int64_t valid, int n) {
+DTRAIN_TC_FN void stage_floats(float* tile, const float* src, int64_t valid, int n) {
   for (int i = threadIdx.x; i < n; i += blockDim.x) tile[i] = i < valid ? src[i] : 0.0f;
 }
 
 // dst[i] = dst[i] + scale * v for a pair of adjacent elements (the backward adds into dqkv).
 template <typename T>
-__device__ __forceinline__ void add_pair(T* dst, float v0, float v1, float scale) {
+DTRAIN_TC_FN void add_pair(T* dst, float v0, float v1, float scale) {
   const float2 old = make_float2(static_cast<float>(dst[0]), static_cast<float>(dst[1]));
-  *reinterpret_cast<uint32_t*>(dst) = pack2<T>(old.x + scale * v0, old.y + scale * v1);
+  store_u32(dst, pack2<T>(old.x + scale * v0, old.y + scale * v1));
 }
 
 }  // namespace dtrain::cuda::tc
