@@ -10,6 +10,9 @@
 // operand of O = P V without a trip through shared memory. mma.sync runs on
 // sm_80 and sm_90 alike (sm_90's wgmma is faster and is a later version).
 //
+// Fragments come from shared memory by ldmatrix (four 8x8 matrices per warp
+// instruction, .trans for operands stored k-major).
+//
 // Fragment layout of mma.m16n8k16 (lane = 4 g + t, g in 0..7, t in 0..3):
 //   A 16x16 (row-major): a0 (g, 2t..2t+1), a1 (g+8, 2t..), a2 (g, 2t+8..), a3 (g+8, 2t+8..)
 //   B 16x8 (k x n):      b0 (k 2t..2t+1, n g), b1 (k 2t+8.., n g)
@@ -106,15 +109,6 @@ DTRAIN_TC_FN void mma_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_
 // Moves of 4 and 16 bytes between 16-bit elements and registers: single
 // loads and stores on the GPU (the addresses are aligned), memcpy on the host
 // (where the casts would break strict aliasing).
-DTRAIN_TC_FN uint32_t load_u32(const void* p) {
-#if defined(__CUDACC__)
-  return *static_cast<const uint32_t*>(p);
-#else
-  uint32_t v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-#endif
-}
 DTRAIN_TC_FN void store_u32(void* p, uint32_t v) {
 #if defined(__CUDACC__)
   *static_cast<uint32_t*>(p) = v;
@@ -150,48 +144,54 @@ DTRAIN_TC_FN uint32_t pack2<__half>(float lo, float hi) {
   return bits16(__float2half_rn(lo)) | (bits16(__float2half_rn(hi)) << 16);
 }
 
-// Two 16-bit elements from different rows, lo in the low half.
-template <typename T>
-DTRAIN_TC_FN uint32_t pack_raw(T lo, T hi) {
-  return bits16(lo) | (bits16(hi) << 16);
+// Four 8x8 matrices of 16-bit elements from shared memory in one warp
+// instruction: lanes 8i..8i+7 point at the rows of matrix i (16-byte
+// aligned); lane 4g + t receives from matrix i the elements (g, 2t..2t+1),
+// or with Trans (2t..2t+1, g), packed in r[i].
+template <bool Trans>
+DTRAIN_TC_FN void ldmatrix_x4(uint32_t (&r)[4], const void* row) {
+#if defined(__CUDACC__)
+  const auto addr = static_cast<uint32_t>(__cvta_generic_to_shared(row));
+  if constexpr (Trans) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+  } else {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+  }
+#else
+  ::dtrain::tc_emulation::warp_ldmatrix(r, row, Trans);
+#endif
 }
 
-template <typename T>
-DTRAIN_TC_FN uint32_t load_pair(const T* p) {
-  return load_u32(p);
-}
-
-// A fragment of rows [r0, r0+16) and columns [k0, k0+16) of a row-major tile.
+// A fragment of rows [r0, r0+16) and columns [k0, k0+16) of a row-major
+// tile: matrices (rows +0, cols +0), (+8, +0), (+0, +8), (+8, +8) = a0..a3.
 template <typename T, int LD>
 DTRAIN_TC_FN void load_a(uint32_t (&a)[4], const T* tile, int r0, int k0, int lane) {
-  const int g = lane / 4, t = lane % 4;
-  const T* p = tile + (r0 + g) * LD + k0 + 2 * t;
-  a[0] = load_pair(p);
-  a[1] = load_pair(p + 8 * LD);
-  a[2] = load_pair(p + 8);
-  a[3] = load_pair(p + 8 * LD + 8);
+  const int m = lane / 8;
+  ldmatrix_x4<false>(a, tile + (r0 + lane % 8 + 8 * (m & 1)) * LD + k0 + 8 * (m >> 1));
 }
 
-// B fragment (k [k0, k0+16), n [n0, n0+8)) of a tile stored n-major, i.e.
+// B fragments of two adjacent 8-column tiles (n [n0, n0+8) in b[0..1], n
+// [n0+8, n0+16) in b[2..3]), k [k0, k0+16), of a tile stored n-major, i.e.
 // B[k][n] = tile[n][k]: K for S = Q K^T, V for dP = dO V^T, Q and dO for the
-// transposed scores of the key pass.
+// transposed scores of the key pass. Matrices (n +0, k +0), (+0, +8),
+// (+8, +0), (+8, +8).
 template <typename T, int LD>
-DTRAIN_TC_FN void load_b_nmajor(uint32_t (&b)[2], const T* tile, int n0, int k0, int lane) {
-  const int g = lane / 4, t = lane % 4;
-  const T* p = tile + (n0 + g) * LD + k0 + 2 * t;
-  b[0] = load_pair(p);
-  b[1] = load_pair(p + 8);
+DTRAIN_TC_FN void load_b_nmajor_x2(uint32_t (&b)[4], const T* tile, int n0, int k0, int lane) {
+  const int m = lane / 8;
+  ldmatrix_x4<false>(b, tile + (n0 + lane % 8 + 8 * (m >> 1)) * LD + k0 + 8 * (m & 1));
 }
 
-// B fragment of a tile stored k-major, B[k][n] = tile[k][n]: V for O = P V,
-// K for dQ = dS K, dO and Q for dV and dK. The two elements of a register
-// come from consecutive rows, so they are read one by one.
+// The same for a tile stored k-major, B[k][n] = tile[k][n]: V for O = P V,
+// K for dQ = dS K, dO and Q for dV and dK. Transposing loads; matrices
+// (k +0, n +0), (+8, +0), (+0, +8), (+8, +8).
 template <typename T, int LD>
-DTRAIN_TC_FN void load_b_kmajor(uint32_t (&b)[2], const T* tile, int n0, int k0, int lane) {
-  const int g = lane / 4, t = lane % 4;
-  const T* p = tile + (k0 + 2 * t) * LD + n0 + g;
-  b[0] = pack_raw(p[0], p[LD]);
-  b[1] = pack_raw(p[8 * LD], p[9 * LD]);
+DTRAIN_TC_FN void load_b_kmajor_x2(uint32_t (&b)[4], const T* tile, int n0, int k0, int lane) {
+  const int m = lane / 8;
+  ldmatrix_x4<true>(b, tile + (k0 + lane % 8 + 8 * (m & 1)) * LD + n0 + 8 * (m >> 1));
 }
 
 // C fragments of 16 rows x 16 columns (two 8-column tiles c[j], c[j+1]) as
@@ -225,10 +225,11 @@ DTRAIN_TC_FN void warp_scores(float (&acc)[N / 8][4], const T* a_tile, const T* 
     uint32_t a[4];
     load_a<T, LD>(a, a_tile, r0, kk, lane);
     DTRAIN_TC_UNROLL
-    for (int n = 0; n < N / 8; ++n) {
-      uint32_t bf[2];
-      load_b_nmajor<T, LD>(bf, b_tile, n * 8, kk, lane);
-      mma_16816<T>(acc[n], a, bf);
+    for (int n = 0; n < N / 8; n += 2) {
+      uint32_t bf[4];
+      load_b_nmajor_x2<T, LD>(bf, b_tile, n * 8, kk, lane);
+      mma_16816<T>(acc[n], a, {bf[0], bf[1]});
+      mma_16816<T>(acc[n + 1], a, {bf[2], bf[3]});
     }
   }
 }
@@ -243,10 +244,11 @@ DTRAIN_TC_FN void warp_accumulate(float (&out)[D / 8][4], const float (&lhs)[K /
     uint32_t a[4];
     accum_to_a<T>(a, lhs[2 * j], lhs[2 * j + 1]);
     DTRAIN_TC_UNROLL
-    for (int n = 0; n < D / 8; ++n) {
-      uint32_t bf[2];
-      load_b_kmajor<T, LD>(bf, b_tile, n * 8, j * 16, lane);
-      mma_16816<T>(out[n], a, bf);
+    for (int n = 0; n < D / 8; n += 2) {
+      uint32_t bf[4];
+      load_b_kmajor_x2<T, LD>(bf, b_tile, n * 8, j * 16, lane);
+      mma_16816<T>(out[n], a, {bf[0], bf[1]});
+      mma_16816<T>(out[n + 1], a, {bf[2], bf[3]});
     }
   }
 }

@@ -71,12 +71,7 @@ void check_case(const Shape4& s, DType dt, bool causal) {
   const Tensor dqkv0 = rounded(random_tensor({s.B, s.T, 3 * C}, 13), dt);
   Tensor out_ref = Tensor::empty({s.B, s.T, C}), lse_ref = Tensor::empty({s.B, s.NH, s.T});
   Tensor dqkv_ref = dqkv0.clone();
-  if (causal) {
-    ops::attention(out_ref, lse_ref, qkv, s.NH);
-    ops::attention_backward(dqkv_ref, dout, qkv, out_ref, lse_ref, s.NH);
-  } else {
-    testing::naive_attention(out_ref, lse_ref, dqkv_ref, qkv, dout, s.NH, false);
-  }
+  testing::reference_attention(out_ref, lse_ref, dqkv_ref, qkv, dout, s.NH, causal);
   const Tensor qkv_g = on_gpu(qkv, dt), dout_g = on_gpu(dout, dt);
   REQUIRE(cuda::tc_attention_supports(qkv_g, s.NH, {}));
   Tensor out = Tensor::empty({s.B, s.T, C}, dt, kGpu), lse = Tensor::empty({s.B, s.NH, s.T}, DType::f32, kGpu);

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "dtrain/ops.h"
 #include "dtrain/tensor.h"
 #include "test_support.h"
 
@@ -65,6 +66,18 @@ inline void naive_attention(Tensor& out, Tensor& lse, Tensor& dqkv, const Tensor
         }
       }
     }
+  }
+}
+
+// The reference of one case: the suite's CPU op (ops::attention) for the
+// causal mask, naive_attention for the full one. dqkv is added into.
+inline void reference_attention(Tensor& out, Tensor& lse, Tensor& dqkv, const Tensor& qkv, const Tensor& dout,
+                                int64_t num_heads, bool causal) {
+  if (causal) {
+    ops::attention(out, lse, qkv, num_heads);
+    ops::attention_backward(dqkv, dout, qkv, out, lse, num_heads);
+  } else {
+    naive_attention(out, lse, dqkv, qkv, dout, num_heads, false);
   }
 }
 

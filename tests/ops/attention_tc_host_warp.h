@@ -7,6 +7,9 @@
 // - threadIdx, blockIdx, gridDim, blockDim: thread-local, set by launch().
 // - __syncthreads(): a barrier of the block's 128 threads.
 // - __shfl_xor_sync: each lane of the warp posts its value, then reads its partner's.
+// - warp_ldmatrix: ldmatrix.sync.m8n8.x4(.trans).b16: lanes 8i..8i+7 give the
+//   row addresses of matrix i; lane 4g + t receives, from each matrix, the
+//   elements (g, 2t) and (g, 2t+1), or with .trans (2t, g) and (2t+1, g).
 // - warp_mma: mma.sync.m16n8k16 (f32 accumulators) from the PTX ISA's fragment
 //   layout, written here independently of the kernels' fragment loads: each
 //   lane posts its registers, the 16x16 A and 16x8 B are rebuilt, each lane
@@ -70,6 +73,7 @@ struct BlockState {
   float shfl[kWarpsPerBlock][32] = {};
   uint32_t a[kWarpsPerBlock][32][4] = {};
   uint32_t b[kWarpsPerBlock][32][2] = {};
+  const unsigned char* rows[kWarpsPerBlock][32] = {};
 };
 
 inline thread_local BlockState* tls_block = nullptr;
@@ -115,6 +119,25 @@ float half_of(uint32_t reg, bool hi) {
     raw.x = bits;
     return __bfloat162float(__nv_bfloat16(raw));
   }
+}
+
+// The four 8x8 matrices of 16-bit elements whose rows the warp's lanes point at.
+inline void warp_ldmatrix(uint32_t (&r)[4], const void* row, bool trans) {
+  BlockState& st = *tls_block;
+  const unsigned w = threadIdx.x / 32, lane = threadIdx.x % 32;
+  st.rows[w][lane] = static_cast<const unsigned char*>(row);
+  st.warps[w]->wait();
+  const unsigned g = lane / 4, t = lane % 4;
+  auto element = [&](unsigned matrix, unsigned i, unsigned j) {  // row i, column j of a matrix
+    uint16_t v;
+    std::memcpy(&v, st.rows[w][8 * matrix + i] + 2 * j, sizeof v);
+    return static_cast<uint32_t>(v);
+  };
+  for (unsigned m = 0; m < 4; ++m) {
+    r[m] = trans ? element(m, 2 * t, g) | (element(m, 2 * t + 1, g) << 16)
+                 : element(m, g, 2 * t) | (element(m, g, 2 * t + 1) << 16);
+  }
+  st.warps[w]->wait();  // every lane has read before the addresses are posted again
 }
 
 // d += A B for the calling warp, every lane passing its own fragments.

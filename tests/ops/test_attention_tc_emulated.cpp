@@ -63,12 +63,7 @@ void run_case(const Case& c) {
   const Tensor dqkv0 = rounded_as(random_tensor({c.B, c.T, 3 * C}, 33), kBf16);
   Tensor out_ref = Tensor::empty({c.B, c.T, C}), lse_ref = Tensor::empty({c.B, c.NH, c.T});
   Tensor dqkv_ref = dqkv0.clone();
-  if (causal) {
-    ops::attention(out_ref, lse_ref, qkv, c.NH);
-    ops::attention_backward(dqkv_ref, dout, qkv, out_ref, lse_ref, c.NH);
-  } else {
-    naive_attention(out_ref, lse_ref, dqkv_ref, qkv, dout, c.NH, false);
-  }
+  reference_attention(out_ref, lse_ref, dqkv_ref, qkv, dout, c.NH, causal);
 
   const tc::TcDims d{c.T, c.NH, C};
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));

@@ -206,12 +206,7 @@ void check_shape(const Dims& d, Mask mask) {
   const Tensor dqkv0 = random_tensor({d.B, d.T, 3 * d.C()}, 9);  // backward adds into it
   Tensor out_ref = Tensor::empty({d.B, d.T, d.C()}), lse_ref = Tensor::empty({d.B, d.NH, d.T});
   Tensor dqkv_ref = dqkv0.clone();
-  if (mask == Mask::causal) {
-    ops::attention(out_ref, lse_ref, qkv, d.NH);
-    ops::attention_backward(dqkv_ref, dout, qkv, out_ref, lse_ref, d.NH);
-  } else {
-    naive_attention(out_ref, lse_ref, dqkv_ref, qkv, dout, d.NH, /*causal=*/false);
-  }
+  reference_attention(out_ref, lse_ref, dqkv_ref, qkv, dout, d.NH, mask == Mask::causal);
   Tensor out = Tensor::empty(out_ref.shape()), lse = Tensor::empty(lse_ref.shape());
   emulate_forward(out, lse, qkv, d, mask);
   CHECK_CLOSE(out, out_ref, 1e-5);
