@@ -3,8 +3,8 @@
 # session with a GPU: tests against the CPU reference, compute-sanitizer
 # memcheck and racecheck on the new kernels, the dev benchmark next to
 # PyTorch SDPA. Runs already-built binaries (the GPU machine cannot configure
-# dtrain; build here with CUDA, pack and unpack under the same absolute path,
-# see /work/shared/BUILD-NOTES.md).
+# dtrain: build with CUDA where it can, pack with tests/gpu/pack_attention.sh,
+# unpack there; see /work/shared/BUILD-NOTES.md).
 #
 #   tests/gpu/check_attention.sh BUILD_DIR OUT_DIR
 #
@@ -25,6 +25,7 @@ OUT=$(mkdir -p "$2" && cd "$2" && pwd)
 TEST=$BUILD/tests/gpu/test_flash_attention
 GPU_OPS=$BUILD/tests/gpu/test_gpu_ops
 BENCH=$BUILD/benchmarks/cuda_ops/dev/dev_attention
+SDPA=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/benchmarks/cuda_ops/dev/attention_sdpa.py
 STATUS=0
 : >"$OUT/check.log"
 
@@ -67,9 +68,9 @@ else
 fi
 
 # 3. The dev benchmark with PyTorch SDPA in the same call (issue 11's table).
-stage bench_bf16 150 "$OUT/bench_bf16.log" "$BENCH" --B 8 --T 1024,2048 --NH 12 --hs 64 --dtype bf16
-stage bench_hs128 90 "$OUT/bench_hs128.log" "$BENCH" --B 8 --T 2048 --NH 6 --hs 128 --dtype bf16
-stage bench_full 60 "$OUT/bench_full.log" "$BENCH" --B 8 --T 1024 --NH 12 --hs 64 --full
+stage bench_bf16 150 "$OUT/bench_bf16.log" "$BENCH" --sdpa-script "$SDPA" --B 8 --T 1024,2048 --NH 12 --hs 64 --dtype bf16
+stage bench_hs128 90 "$OUT/bench_hs128.log" "$BENCH" --sdpa-script "$SDPA" --B 8 --T 2048 --NH 6 --hs 128 --dtype bf16
+stage bench_full 60 "$OUT/bench_full.log" "$BENCH" --sdpa-script "$SDPA" --B 8 --T 1024 --NH 12 --hs 64 --full
 cat "$OUT"/bench_*.log | grep -E '^(==|matmul|flash|tc|sdpa)' | tee -a "$OUT/check.log"
 
 echo "check_attention.sh: status $STATUS (logs in $OUT)" | tee -a "$OUT/check.log"

@@ -51,6 +51,7 @@ struct Options {
   bool full = false;
   int iters = 20;
   std::string python = "python3";
+  std::string sdpa_script = DTRAIN_SDPA_SCRIPT;  // the source tree's, unless moved
   bool sdpa = true;
 };
 
@@ -132,7 +133,7 @@ Run run_version(const std::string& version, const Options& o, const Device& gpu,
 // Runs attention_sdpa.py with the same shapes; one JSON object per T (or a "skipped" one).
 std::vector<nlohmann::json> run_sdpa(const Options& o) {
   std::ostringstream cmd;
-  cmd << o.python << " " << DTRAIN_SDPA_SCRIPT << " --B " << o.B << " --NH " << o.NH << " --hs " << o.hs << " --dtype "
+  cmd << o.python << " " << o.sdpa_script << " --B " << o.B << " --NH " << o.NH << " --hs " << o.hs << " --dtype "
       << o.dtype << " --iters " << o.iters << (o.full ? " --full" : "") << " --T ";
   for (size_t i = 0; i < o.T.size(); ++i) cmd << (i ? "," : "") << o.T[i];
   std::vector<nlohmann::json> rows;
@@ -222,6 +223,7 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   app.add_flag("--full", o.full, "full mask (tc only) instead of causal");
   app.add_option("--iters", o.iters, "timed calls per pass");
   app.add_option("--python", o.python, "interpreter for the SDPA baseline");
+  app.add_option("--sdpa-script", o.sdpa_script, "path of attention_sdpa.py");
   app.add_flag("!--no-sdpa", o.sdpa, "skip the PyTorch SDPA baseline");
   CLI11_PARSE(app, argc, argv);
   try {
