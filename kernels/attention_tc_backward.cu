@@ -1,8 +1,9 @@
 // Tensor-core flash attention, backward: adds dQ, dK, dV into dqkv from
 // dout, qkv, out and the forward's lse, recomputing the probabilities.
 // Deterministic: two kernels, each element of dqkv written by one thread, no
-// atomics. The tile loops are attention_tiles.cuh (CPU-emulated in
-// tests/ops/test_attention_tiles.cpp); fragments are attention_tc_mma.cuh.
+// atomics. The kernels are attention_tc_backward_kernels.cuh, their tile
+// loops attention_tiles.cuh, their fragments attention_tc_mma.cuh; this file
+// launches them.
 //
 // D_i = dout_i . out_i comes first (attention_row_dot, shared with the other
 // implementations). Then, with P = exp(scale Q K^T - lse) and dS = P (dP - D):

@@ -1,5 +1,5 @@
 // Warp-level building blocks of the tensor-core attention kernels
-// (attention_tc_forward.cu, attention_tc_backward.cu): the m16n8k16 mma.sync
+// (attention_tc_forward_kernel.cuh, attention_tc_backward_kernels.cuh): the m16n8k16 mma.sync
 // for bf16 and f16 with f32 accumulators, loading its fragments from
 // shared-memory tiles, and staging tiles of rows from global memory.
 //
@@ -22,11 +22,11 @@
 // The same source compiles for the host (no __CUDACC__): the CPU emulation
 // (tests/ops/test_attention_tc_emulated.cpp) runs the kernels with a thread
 // per GPU thread, and attention_tc_host_warp.h supplies threadIdx and the
-// other built-ins, __syncthreads, the shuffles and a reference mma.
+// other built-ins, __syncthreads, the shuffles, ldmatrix and mma.
 //
 // Shared-memory tiles are row-major with a row stride of D + 8 elements: the
-// 16-byte pad moves consecutive rows 4 banks apart, so the 8 rows x 4 columns
-// that one fragment load touches fall in 32 different banks.
+// 16-byte pad moves consecutive rows 4 banks apart, so the eight 16-byte rows
+// that one ldmatrix phase reads fall in 32 different banks.
 #pragma once
 
 #include <cuda_bf16.h>
