@@ -38,8 +38,9 @@ DTRAIN_TC_FN void add_rows(T* dst, int64_t stride, const int64_t (&rows)[2], int
 }
 
 template <typename T, int D, at::Mask M>
-DTRAIN_TC_KERNEL tc_backward_dq_kernel(T* dqkv, const T* dout, const T* qkv, const float* lse, const float* row_dot,
-                                       TcDims d, float scale) {
+DTRAIN_TC_KERNEL(kThreads)
+tc_backward_dq_kernel(T* dqkv, const T* dout, const T* qkv, const float* lse, const float* row_dot, TcDims d,
+                      float scale) {
   constexpr int LD = row_stride<D>();
   DTRAIN_TC_SHARED_BYTES(smem_raw);
   T* Qs = reinterpret_cast<T*>(smem_raw);  // [kQueryTile][LD]
@@ -93,8 +94,9 @@ DTRAIN_TC_KERNEL tc_backward_dq_kernel(T* dqkv, const T* dout, const T* qkv, con
 }
 
 template <typename T, int D, at::Mask M>
-DTRAIN_TC_KERNEL tc_backward_dkv_kernel(T* dqkv, const T* dout, const T* qkv, const float* lse, const float* row_dot,
-                                        TcDims d, float scale) {
+DTRAIN_TC_KERNEL(kThreads)
+tc_backward_dkv_kernel(T* dqkv, const T* dout, const T* qkv, const float* lse, const float* row_dot, TcDims d,
+                       float scale) {
   constexpr int LD = row_stride<D>();
   DTRAIN_TC_SHARED_BYTES(smem_raw);
   T* Ks = reinterpret_cast<T*>(smem_raw);                              // [kKeyTile][LD]

@@ -31,14 +31,14 @@ void attention_tc(Tensor& out, Tensor& lse, const Tensor& qkv, int64_t num_heads
   const int64_t B = qkv.size(0), hs = d.C / num_heads;
   if (B == 0 || d.T == 0) return;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
-  const dim3 grid = tc::tc_grid(d.T, at::kQueryTile, B * num_heads);
+  const dim3 grid = tc::tc_grid(d.T, at::kForwardQueryTile, B * num_heads);
   tc::dispatch_tc(qkv.dtype(), hs, causal, [&](auto tag, auto dim, auto mask) {
     using T = decltype(tag);
     constexpr int D = decltype(dim)::value;
     const auto kernel = tc::tc_forward_kernel<T, D, decltype(mask)::value>;
     const size_t smem = tc::forward_smem_bytes<T, D>();
     tc::allow_smem(kernel, smem);
-    kernel<<<grid, tc::kThreads, smem, ctx.stream()>>>(ptr<T>(out), ptr<float>(lse), ptr<T>(qkv), d, scale);
+    kernel<<<grid, tc::kForwardThreads, smem, ctx.stream()>>>(ptr<T>(out), ptr<float>(lse), ptr<T>(qkv), d, scale);
     DTRAIN_LAUNCH_CHECK();
   });
 }

@@ -1,8 +1,9 @@
 // The tensor-core flash attention's forward kernel (launched by
 // attention_tc_forward.cu; also compiled for the host by the CPU emulation).
 //
-// A block of 4 warps owns a query tile of 64 rows of one (batch, head); warp
-// w owns rows 16w..16w+15, one mma M. Per key tile of 64 rows staged in
+// A block of 8 warps owns a query tile of 128 rows of one (batch, head); warp
+// w owns rows 16w..16w+15, one mma M. (128 rows, not 64: each K, V tile
+// staged from L2 then feeds twice the tensor work, halving that traffic.) Per key tile of 64 rows staged in
 // shared memory (K and V, zero-filled past T):
 //   S = Q K^T        (16 x 64 per warp, f32 in registers: 8 C tiles)
 //   scale, mask (partial tiles only), row max over the quad of lanes,
@@ -20,26 +21,27 @@ namespace dtrain::cuda::tc {
 // Dynamic shared memory of the forward kernel: Q, K and V tiles.
 template <typename T, int D>
 constexpr size_t forward_smem_bytes() {
-  return (attention_tiles::kQueryTile + 2 * attention_tiles::kKeyTile) * static_cast<size_t>(row_stride<D>()) *
+  return (attention_tiles::kForwardQueryTile + 2 * attention_tiles::kKeyTile) * static_cast<size_t>(row_stride<D>()) *
          sizeof(T);
 }
 
 namespace at = attention_tiles;
 
 template <typename T, int D, attention_tiles::Mask M>
-DTRAIN_TC_KERNEL tc_forward_kernel(T* out, float* lse, const T* qkv, TcDims d, float scale) {
+DTRAIN_TC_KERNEL(kForwardThreads)
+tc_forward_kernel(T* out, float* lse, const T* qkv, TcDims d, float scale) {
   constexpr int LD = row_stride<D>();
   DTRAIN_TC_SHARED_BYTES(smem_raw);
-  T* Qs = reinterpret_cast<T*>(smem_raw);  // [kQueryTile][LD]
-  T* Ks = Qs + at::kQueryTile * LD;        // [kKeyTile][LD]
-  T* Vs = Ks + at::kKeyTile * LD;          // [kKeyTile][LD]
+  T* Qs = reinterpret_cast<T*>(smem_raw);   // [kForwardQueryTile][LD]
+  T* Ks = Qs + at::kForwardQueryTile * LD;  // [kKeyTile][LD]
+  T* Vs = Ks + at::kKeyTile * LD;           // [kKeyTile][LD]
   const auto [warp, lane, g, t] = lane_coords();
   const int64_t qt = M == attention_tiles::Mask::causal ? gridDim.x - 1 - blockIdx.x : blockIdx.x;
   const BlockHead bh = block_head(d, D);
   const int64_t stride = 3 * d.C;
   const T* base = qkv + bh.qkv_off;  // q at +0, k at +C, v at +2C
-  const at::TileRange q = at::tile_range(d.T, at::kQueryTile, qt);
-  stage_rows<T, D>(Qs, base + q.begin * stride, stride, q.end - q.begin, at::kQueryTile);
+  const at::TileRange q = at::tile_range(d.T, at::kForwardQueryTile, qt);
+  stage_rows<T, D>(Qs, base + q.begin * stride, stride, q.end - q.begin, at::kForwardQueryTile);
 
   const int r_local = warp * 16 + g;  // this lane's rows: r_local and r_local + 8
   const int64_t rows[2] = {q.begin + r_local, q.begin + r_local + 8};
@@ -50,7 +52,7 @@ DTRAIN_TC_KERNEL tc_forward_kernel(T* out, float* lse, const T* qkv, TcDims d, f
   const int64_t kt_end = at::key_tile_end(q, d.T, M);
   for (int64_t kt = 0; kt < kt_end; ++kt) {
     const at::TileRange k = at::tile_range(d.T, at::kKeyTile, kt);
-    const at::TileKind kind = at::classify(q, k, M);
+    const at::TileKind kind = at::classify(q, k, M, at::kForwardQueryTile);
     if (kind == at::TileKind::skip) continue;  // uniform over the block
     __syncthreads();                           // the previous K, V are consumed (Q is staged)
     stage_rows<T, D>(Ks, base + k.begin * stride + d.C, stride, k.end - k.begin, at::kKeyTile);

@@ -36,7 +36,7 @@
 
 #if defined(__CUDACC__)
 #define DTRAIN_TC_FN __device__ __forceinline__
-#define DTRAIN_TC_KERNEL __global__ void __launch_bounds__(::dtrain::cuda::tc::kThreads)
+#define DTRAIN_TC_KERNEL(threads) __global__ void __launch_bounds__(threads)
 #define DTRAIN_TC_SHARED_BYTES(name) extern __shared__ __align__(16) unsigned char name[]
 #define DTRAIN_TC_UNROLL _Pragma("unroll")
 #else
@@ -45,16 +45,16 @@
 
 #include "attention_tc_host_warp.h"  // tests/ops: the CPU emulation's GPU built-ins
 #define DTRAIN_TC_FN inline
-#define DTRAIN_TC_KERNEL void
+#define DTRAIN_TC_KERNEL(threads) void
 #define DTRAIN_TC_SHARED_BYTES(name) unsigned char* name = ::dtrain::tc_emulation::block_shared_memory()
 #define DTRAIN_TC_UNROLL
 #endif
 
 namespace dtrain::cuda::tc {
 
-constexpr int kWarps = 4;  // per block; each owns 16 rows of the block's tile
-constexpr int kThreads = kWarps * 32;
-constexpr int kPad = 8;  // elements of padding per shared-memory row
+constexpr int kThreads = 128;         // backward blocks: 4 warps, each owning 16 rows of the tile
+constexpr int kForwardThreads = 256;  // forward blocks: 8 warps
+constexpr int kPad = 8;               // elements of padding per shared-memory row
 
 template <int D>
 constexpr int row_stride() {

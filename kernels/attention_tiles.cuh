@@ -4,8 +4,9 @@
 // and compares them with the CPU reference. Nothing here touches tensor cores
 // or fragments: it is the part of the kernels that a host compiler can check.
 //
-//  - Tiles: T is cut into query tiles of kQueryTile rows and key tiles of
-//    kKeyTile rows; the last tile of each is ragged when T is not a multiple.
+//  - Tiles: T is cut into query tiles (kForwardQueryTile rows in the
+//    forward, kQueryTile in the backward) and key tiles of kKeyTile rows; the
+//    last tile of each is ragged when T is not a multiple.
 //  - Masks: causal (key j visible to query i when j <= i) or full. A pair of
 //    tiles is skipped (no visible pair), dense (every pair visible, no
 //    per-element test) or partial (ragged, or crossed by the causal diagonal).
@@ -30,8 +31,9 @@
 
 namespace dtrain::attention_tiles {
 
-constexpr int kQueryTile = 64;  // query rows per block: 4 warps of 16 rows (one mma M each)
-constexpr int kKeyTile = 64;    // key rows per staged shared-memory tile
+constexpr int kForwardQueryTile = 128;  // forward: 8 warps of 16 rows (one mma M each)
+constexpr int kQueryTile = 64;          // backward: 4 warps of 16 rows
+constexpr int kKeyTile = 64;            // key rows per staged shared-memory tile
 
 enum class Mask { causal, full };
 enum class TileKind { skip, partial, dense };
@@ -91,12 +93,13 @@ DTRAIN_TILE_FN int64_t query_tile_begin(TileRange k, Mask mask) {
 }
 
 // Whether the kernels may skip a pair of tiles, compute it without masks, or
-// must test every element. A tile shorter than its size is partial, since its
-// missing rows are zero-filled in shared memory and must not count.
-DTRAIN_TILE_FN TileKind classify(TileRange q, TileRange k, Mask mask) {
+// must test every element. A tile shorter than its size (q_tile, kKeyTile) is
+// partial, since its missing rows are zero-filled in shared memory and must
+// not count.
+DTRAIN_TILE_FN TileKind classify(TileRange q, TileRange k, Mask mask, int q_tile = kQueryTile) {
   if (q.end <= q.begin || k.end <= k.begin) return TileKind::skip;
   if (mask == Mask::causal && k.begin > q.end - 1) return TileKind::skip;
-  const bool ragged = q.end - q.begin < kQueryTile || k.end - k.begin < kKeyTile;
+  const bool ragged = q.end - q.begin < q_tile || k.end - k.begin < kKeyTile;
   const bool crosses_diagonal = mask == Mask::causal && k.end - 1 > q.begin;
   return ragged || crosses_diagonal ? TileKind::partial : TileKind::dense;
 }

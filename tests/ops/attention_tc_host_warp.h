@@ -35,8 +35,7 @@
 
 namespace dtrain::tc_emulation {
 
-constexpr int kBlockThreads = 128;  // the kernels' block size (4 warps)
-constexpr int kWarpsPerBlock = kBlockThreads / 32;
+constexpr int kMaxWarps = 8;  // the largest block the kernels launch (256 threads)
 
 // A reusable barrier of n threads.
 class Barrier {
@@ -64,16 +63,16 @@ class Barrier {
 
 // What the threads of one block share.
 struct BlockState {
-  explicit BlockState(size_t smem_bytes) : smem(smem_bytes, 0xff), block(kBlockThreads) {
+  BlockState(int threads, size_t smem_bytes) : smem(smem_bytes, 0xff), block(threads) {
     for (auto& w : warps) w = std::make_unique<Barrier>(32);
   }
   std::vector<unsigned char> smem;
   Barrier block;
-  std::unique_ptr<Barrier> warps[kWarpsPerBlock];
-  float shfl[kWarpsPerBlock][32] = {};
-  uint32_t a[kWarpsPerBlock][32][4] = {};
-  uint32_t b[kWarpsPerBlock][32][2] = {};
-  const unsigned char* rows[kWarpsPerBlock][32] = {};
+  std::unique_ptr<Barrier> warps[kMaxWarps];
+  float shfl[kMaxWarps][32] = {};
+  uint32_t a[kMaxWarps][32][4] = {};
+  uint32_t b[kMaxWarps][32][2] = {};
+  const unsigned char* rows[kMaxWarps][32] = {};
 };
 
 inline thread_local BlockState* tls_block = nullptr;
@@ -171,25 +170,25 @@ void warp_mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
   }
 }
 
-// Runs kernel(args...) over the grid, a block at a time, kBlockThreads threads per block.
+// Runs kernel(args...) over the grid, a block of `threads` (a multiple of 32) at a time.
 template <typename Kernel, typename... Args>
-void launch(Kernel kernel, dim3 grid, size_t smem_bytes, Args... args) {
+void launch(Kernel kernel, dim3 grid, int threads, size_t smem_bytes, Args... args) {
   for (unsigned by = 0; by < grid.y; ++by) {
     for (unsigned bx = 0; bx < grid.x; ++bx) {
-      BlockState st(smem_bytes);
-      std::vector<std::thread> threads;
-      threads.reserve(kBlockThreads);
-      for (unsigned tid = 0; tid < static_cast<unsigned>(kBlockThreads); ++tid) {
-        threads.emplace_back([&, tid] {
+      BlockState st(threads, smem_bytes);
+      std::vector<std::thread> pool;
+      pool.reserve(static_cast<size_t>(threads));
+      for (unsigned tid = 0; tid < static_cast<unsigned>(threads); ++tid) {
+        pool.emplace_back([&, tid] {
           tls_block = &st;
           threadIdx = uint3{tid, 0, 0};
           blockIdx = uint3{bx, by, 0};
           gridDim = grid;
-          blockDim = dim3(kBlockThreads);
+          blockDim = dim3(static_cast<unsigned>(threads));
           kernel(args...);
         });
       }
-      for (auto& t : threads) t.join();
+      for (auto& t : pool) t.join();
     }
   }
 }

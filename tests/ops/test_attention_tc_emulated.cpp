@@ -70,10 +70,12 @@ void run_case(const Case& c) {
   const std::vector<T> qkv_h = to_half<T>(qkv), dout_h = to_half<T>(dout);
   std::vector<T> out_h(static_cast<size_t>(c.B * c.T * C));
   std::vector<float> lse(static_cast<size_t>(c.B * c.NH * c.T));
+  const dim3 f_grid(static_cast<unsigned>(at::tile_count(c.T, at::kForwardQueryTile)),
+                    static_cast<unsigned>(c.B * c.NH));
   const dim3 q_grid(static_cast<unsigned>(at::tile_count(c.T, at::kQueryTile)), static_cast<unsigned>(c.B * c.NH));
   const dim3 k_grid(static_cast<unsigned>(at::tile_count(c.T, at::kKeyTile)), static_cast<unsigned>(c.B * c.NH));
-  launch(tc::tc_forward_kernel<T, D, M>, q_grid, tc::forward_smem_bytes<T, D>(), out_h.data(), lse.data(), qkv_h.data(),
-         d, scale);
+  launch(tc::tc_forward_kernel<T, D, M>, f_grid, tc::kForwardThreads, tc::forward_smem_bytes<T, D>(), out_h.data(),
+         lse.data(), qkv_h.data(), d, scale);
   const double tol_fwd = tolerance_for(kBf16 ? DType::bf16 : DType::f16, 0.0, 1e-2);
   const double tol_bwd = tolerance_for(kBf16 ? DType::bf16 : DType::f16, 0.0, 3e-2);
   CHECK_CLOSE(to_tensor(out_h, {c.B, c.T, C}), out_ref, tol_fwd);
@@ -94,10 +96,12 @@ void run_case(const Case& c) {
     }
   }
   std::vector<T> dqkv_h = to_half<T>(dqkv0);
-  launch(tc::tc_backward_dq_kernel<T, D, M>, q_grid, tc::backward_dq_smem_bytes<T, D>(), dqkv_h.data(), dout_h.data(),
-         qkv_h.data(), static_cast<const float*>(lse.data()), static_cast<const float*>(row_dot.data()), d, scale);
-  launch(tc::tc_backward_dkv_kernel<T, D, M>, k_grid, tc::backward_dkv_smem_bytes<T, D>(), dqkv_h.data(), dout_h.data(),
-         qkv_h.data(), static_cast<const float*>(lse.data()), static_cast<const float*>(row_dot.data()), d, scale);
+  launch(tc::tc_backward_dq_kernel<T, D, M>, q_grid, tc::kThreads, tc::backward_dq_smem_bytes<T, D>(), dqkv_h.data(),
+         dout_h.data(), qkv_h.data(), static_cast<const float*>(lse.data()), static_cast<const float*>(row_dot.data()),
+         d, scale);
+  launch(tc::tc_backward_dkv_kernel<T, D, M>, k_grid, tc::kThreads, tc::backward_dkv_smem_bytes<T, D>(), dqkv_h.data(),
+         dout_h.data(), qkv_h.data(), static_cast<const float*>(lse.data()), static_cast<const float*>(row_dot.data()),
+         d, scale);
   CHECK_CLOSE(to_tensor(dqkv_h, {c.B, c.T, 3 * C}), dqkv_ref, tol_bwd);
 }
 

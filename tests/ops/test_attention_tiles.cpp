@@ -57,22 +57,23 @@ float tile_score(const Head& hd, int64_t i, int64_t j, TileKind kind, Mask mask)
   return acc * scale_of(hd.d);
 }
 
-// Forward, one query tile at a time, as attention_tc.cu's forward kernel.
+// Forward, one query tile at a time, as attention_tc_forward_kernel.cuh.
 void emulate_forward(Tensor& out, Tensor& lse, const Tensor& qkv, const Dims& d, Mask mask) {
+  constexpr int kRows = at::kForwardQueryTile;
   float* po = out.data<float>();
   float* pl = lse.data<float>();
   for (int64_t b = 0; b < d.B; ++b) {
     for (int64_t h = 0; h < d.NH; ++h) {
       const Head hd{qkv.data<float>(), nullptr, d, b, h};
-      for (int64_t qt = 0; qt < at::tile_count(d.T, at::kQueryTile); ++qt) {
-        const TileRange q = at::tile_range(d.T, at::kQueryTile, qt);
-        std::vector<at::RowSoftmax> rows(at::kQueryTile, at::row_softmax_start());
-        std::vector<float> acc(static_cast<size_t>(at::kQueryTile * d.hs), 0.0f);
+      for (int64_t qt = 0; qt < at::tile_count(d.T, kRows); ++qt) {
+        const TileRange q = at::tile_range(d.T, kRows, qt);
+        std::vector<at::RowSoftmax> rows(kRows, at::row_softmax_start());
+        std::vector<float> acc(static_cast<size_t>(kRows * d.hs), 0.0f);
         for (int64_t kt = 0; kt < at::key_tile_end(q, d.T, mask); ++kt) {
           const TileRange k = at::tile_range(d.T, at::kKeyTile, kt);
-          const TileKind kind = at::classify(q, k, mask);
+          const TileKind kind = at::classify(q, k, mask, kRows);
           if (kind == TileKind::skip) continue;
-          for (int r = 0; r < at::kQueryTile; ++r) {  // every row of the tile, as the warps do
+          for (int r = 0; r < kRows; ++r) {  // every row of the tile, as the warps do
             const int64_t i = q.begin + r;
             float s[at::kKeyTile];
             float tile_max = at::neg_inf();
@@ -218,7 +219,7 @@ void check_shape(const Dims& d, Mask mask) {
 
 TEST_CASE("attention tiles: tile ranges cover T exactly, the last one ragged", "[attention_tiles]") {
   for (int64_t len : {1, 63, 64, 65, 127, 128, 1000}) {
-    for (int tile : {at::kQueryTile, at::kKeyTile}) {
+    for (int tile : {at::kQueryTile, at::kForwardQueryTile, at::kKeyTile}) {
       INFO("T " << len << " tile " << tile);
       int64_t covered = 0;
       const int64_t n = at::tile_count(len, tile);
@@ -235,28 +236,30 @@ TEST_CASE("attention tiles: tile ranges cover T exactly, the last one ragged", "
 }
 
 TEST_CASE("attention tiles: skip, dense and partial agree with the element mask", "[attention_tiles]") {
-  for (Mask mask : {Mask::causal, Mask::full}) {
-    for (int64_t len : {1, 63, 64, 65, 130, 200}) {
-      for (int64_t qt = 0; qt < at::tile_count(len, at::kQueryTile); ++qt) {
-        const TileRange q = at::tile_range(len, at::kQueryTile, qt);
-        for (int64_t kt = 0; kt < at::tile_count(len, at::kKeyTile); ++kt) {
-          const TileRange k = at::tile_range(len, at::kKeyTile, kt);
-          int64_t seen = 0, total = 0;  // over the whole zero-filled tile, as the kernels compute it
-          for (int64_t i = q.begin; i < q.begin + at::kQueryTile; ++i) {
-            for (int64_t j = k.begin; j < k.begin + at::kKeyTile; ++j) {
-              seen += at::visible(i, j, len, mask);
-              ++total;
+  for (int q_tile : {at::kQueryTile, at::kForwardQueryTile}) {
+    for (Mask mask : {Mask::causal, Mask::full}) {
+      for (int64_t len : {1, 63, 64, 65, 130, 200}) {
+        for (int64_t qt = 0; qt < at::tile_count(len, q_tile); ++qt) {
+          const TileRange q = at::tile_range(len, q_tile, qt);
+          for (int64_t kt = 0; kt < at::tile_count(len, at::kKeyTile); ++kt) {
+            const TileRange k = at::tile_range(len, at::kKeyTile, kt);
+            int64_t seen = 0, total = 0;  // over the whole zero-filled tile, as the kernels compute it
+            for (int64_t i = q.begin; i < q.begin + q_tile; ++i) {
+              for (int64_t j = k.begin; j < k.begin + at::kKeyTile; ++j) {
+                seen += at::visible(i, j, len, mask);
+                ++total;
+              }
             }
+            INFO("query tile size " << q_tile << " T " << len << " query tile " << qt << " key tile " << kt);
+            const TileKind kind = at::classify(q, k, mask, q_tile);
+            if (kind == TileKind::skip) CHECK(seen == 0);
+            if (kind == TileKind::dense) CHECK(seen == total);
+            if (seen == 0) CHECK(kind == TileKind::skip);
+            // A tile with a visible pair is visited by the query-tile loops...
+            if (seen > 0) CHECK(kt < at::key_tile_end(q, len, mask));
+            // ...and by the backward's key-tile loop.
+            if (seen > 0 && q_tile == at::kQueryTile) CHECK(qt >= at::query_tile_begin(k, mask));
           }
-          INFO("T " << len << " query tile " << qt << " key tile " << kt);
-          const TileKind kind = at::classify(q, k, mask);
-          if (kind == TileKind::skip) CHECK(seen == 0);
-          if (kind == TileKind::dense) CHECK(seen == total);
-          if (seen == 0) CHECK(kind == TileKind::skip);
-          // A tile is visited by both passes exactly when it is not skipped.
-          const bool in_q_loop = kt < at::key_tile_end(q, len, mask);
-          const bool in_k_loop = qt >= at::query_tile_begin(k, mask);
-          if (seen > 0) CHECK((in_q_loop && in_k_loop));
         }
       }
     }
@@ -299,7 +302,7 @@ TEST_CASE("attention tiles: online softmax rescaling equals the two-pass softmax
 
 TEST_CASE("attention tiles: emulated forward and backward match the reference, causal", "[attention_tiles]") {
   for (int64_t hs : {64, 128}) {
-    for (int64_t T : {1, 63, 64, 65}) check_shape(Dims{2, T, 2, hs}, Mask::causal);
+    for (int64_t T : {1, 63, 64, 65, 130}) check_shape(Dims{2, T, 2, hs}, Mask::causal);
   }
 }
 
