@@ -1,7 +1,7 @@
 // The tensor-core flash attention (kernels/attention_tc.h) on a GPU against
 // the CPU references: ops::attention for the causal mask, a naive double loop
 // for the full mask (tests/ops/attention_reference.h). Every shape class the
-// kernels support: T of 1, 63, 64, 65 and 1000 (ragged and exact tiles), head
+// kernels support: T of 1, 63, 64, 65, 129 and 1000 (ragged and exact tiles), head
 // sizes 64 and 128, both masks, bf16 and f16, output gradients with rows of
 // zeros, a backward that adds into a non-zero dqkv. The CPU side gets the
 // inputs rounded to the GPU's dtype, so the tolerances cover the kernels'
@@ -88,26 +88,28 @@ void check_case(const Shape4& s, DType dt, bool causal) {
 #endif
 }
 
-}  // namespace
-
-TEST_CASE("flash attention tc: every T and head size, causal, bf16 and f16", "[flash_attention][gpu]") {
-  testing::require_gpu_or_skip();
+// Every shape class with one mask: T of 1, 63, 64, 65 (2 batches, 2 heads),
+// 129 (two forward tiles) and 1000, head sizes 64 and 128, bf16 and f16.
+void check_all_shapes(bool causal) {
   for (DType dt : {DType::bf16, DType::f16}) {
     for (int64_t hs : {64, 128}) {
-      for (int64_t T : {1, 63, 64, 65}) check_case({2, T, 2, hs}, dt, true);
-      check_case({1, 1000, 2, hs}, dt, true);
+      for (int64_t T : {1, 63, 64, 65}) check_case({2, T, 2, hs}, dt, causal);
+      check_case({1, 129, 2, hs}, dt, causal);
+      check_case({1, 1000, causal ? 2 : 1, hs}, dt, causal);
     }
   }
 }
 
+}  // namespace
+
+TEST_CASE("flash attention tc: every T and head size, causal, bf16 and f16", "[flash_attention][gpu]") {
+  testing::require_gpu_or_skip();
+  check_all_shapes(true);
+}
+
 TEST_CASE("flash attention tc: every T and head size, full mask, bf16 and f16", "[flash_attention][gpu]") {
   testing::require_gpu_or_skip();
-  for (DType dt : {DType::bf16, DType::f16}) {
-    for (int64_t hs : {64, 128}) {
-      for (int64_t T : {1, 63, 64, 65}) check_case({2, T, 2, hs}, dt, false);
-      check_case({1, 1000, 1, hs}, dt, false);
-    }
-  }
+  check_all_shapes(false);
 }
 
 // The shapes compute-sanitizer memcheck and racecheck run (tests/gpu/check_attention.sh):
@@ -116,7 +118,7 @@ TEST_CASE("flash attention tc: small shapes for the sanitizers", "[flash_attenti
   testing::require_gpu_or_skip();
   for (int64_t hs : {64, 128}) {
     for (bool causal : {true, false}) {
-      for (int64_t T : {65, 128}) check_case({1, T, 1, hs}, DType::bf16, causal);
+      for (int64_t T : {65, 129}) check_case({1, T, 1, hs}, DType::bf16, causal);
     }
   }
 }
