@@ -18,10 +18,10 @@
 
 namespace dtrain::cuda::tc {
 
-// Dynamic shared memory of the forward kernel: Q, K and V tiles.
+// Dynamic shared memory of the forward kernel: the Q tile and two buffers of K and V tiles.
 template <typename T, int D>
 constexpr size_t forward_smem_bytes() {
-  return (attention_tiles::kForwardQueryTile + 2 * attention_tiles::kKeyTile) * static_cast<size_t>(row_stride<D>()) *
+  return (attention_tiles::kForwardQueryTile + 4 * attention_tiles::kKeyTile) * static_cast<size_t>(row_stride<D>()) *
          sizeof(T);
 }
 
@@ -32,9 +32,8 @@ DTRAIN_TC_KERNEL(kForwardThreads)
 tc_forward_kernel(T* out, float* lse, const T* qkv, TcDims d, float scale) {
   constexpr int LD = row_stride<D>();
   DTRAIN_TC_SHARED_BYTES(smem_raw);
-  T* Qs = reinterpret_cast<T*>(smem_raw);   // [kForwardQueryTile][LD]
-  T* Ks = Qs + at::kForwardQueryTile * LD;  // [kKeyTile][LD]
-  T* Vs = Ks + at::kKeyTile * LD;           // [kKeyTile][LD]
+  T* Qs = reinterpret_cast<T*>(smem_raw);         // [kForwardQueryTile][LD]
+  T* const kv = Qs + at::kForwardQueryTile * LD;  // buffer b: K at kv + 2b tiles, V at kv + (2b + 1) tiles
   const auto [warp, lane, g, t] = lane_coords();
   const int64_t qt = M == attention_tiles::Mask::causal ? gridDim.x - 1 - blockIdx.x : blockIdx.x;
   const BlockHead bh = block_head(d, D);
@@ -49,15 +48,31 @@ tc_forward_kernel(T* out, float* lse, const T* qkv, TcDims d, float scale) {
   zero_accum<D>(o);
   at::RowSoftmax rs[2] = {at::row_softmax_start(), at::row_softmax_start()};
 
+  // K and V tiles are double-buffered: tile kt + 1 is copied (cp.async)
+  // while tile kt is computed. No tile below key_tile_end is skipped
+  // (test_attention_tiles checks it), so the pipeline has no holes.
+  constexpr int kTileElems = at::kKeyTile * LD;
+  auto prefetch = [&](int64_t kt) {
+    const at::TileRange k = at::tile_range(d.T, at::kKeyTile, kt);
+    T* buf = kv + 2 * (kt & 1) * kTileElems;
+    stage_rows_async<T, D>(buf, base + k.begin * stride + d.C, stride, k.end - k.begin, at::kKeyTile);
+    stage_rows_async<T, D>(buf + kTileElems, base + k.begin * stride + 2 * d.C, stride, k.end - k.begin, at::kKeyTile);
+    cp_async_commit();
+  };
   const int64_t kt_end = at::key_tile_end(q, d.T, M);
+  prefetch(0);
   for (int64_t kt = 0; kt < kt_end; ++kt) {
     const at::TileRange k = at::tile_range(d.T, at::kKeyTile, kt);
     const at::TileKind kind = at::classify(q, k, M, at::kForwardQueryTile);
-    if (kind == at::TileKind::skip) continue;  // uniform over the block
-    __syncthreads();                           // the previous K, V are consumed (Q is staged)
-    stage_rows<T, D>(Ks, base + k.begin * stride + d.C, stride, k.end - k.begin, at::kKeyTile);
-    stage_rows<T, D>(Vs, base + k.begin * stride + 2 * d.C, stride, k.end - k.begin, at::kKeyTile);
-    __syncthreads();
+    if (kt + 1 < kt_end) {
+      prefetch(kt + 1);  // into the buffer tile kt - 1 used, released by the barrier that ended it
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();  // tile kt has landed for every thread (and Q, the first time)
+    const T* Ks = kv + 2 * (kt & 1) * kTileElems;
+    const T* Vs = Ks + kTileElems;
 
     float s[at::kKeyTile / 8][4];
     warp_scores<T, D, at::kKeyTile>(s, Qs, Ks, warp * 16, lane);
@@ -94,6 +109,7 @@ tc_forward_kernel(T* out, float* lse, const T* qkv, TcDims d, float scale) {
     }
 
     warp_accumulate<T, D, at::kKeyTile>(o, s, Vs, lane);
+    __syncthreads();  // every warp is done with this buffer before it is refilled
   }
 
   DTRAIN_TC_UNROLL

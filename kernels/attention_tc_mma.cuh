@@ -288,6 +288,43 @@ DTRAIN_TC_FN void stage_rows(T* tile, const T* src, int64_t src_stride, int64_t 
   }
 }
 
+// The same copy issued asynchronously (cp.async, 16 bytes a thread, zero-fill
+// past `valid`); it lands after cp_async_wait<N>() with at most N younger
+// groups outstanding, and a __syncthreads. On the host it is a plain copy.
+template <typename T, int D>
+DTRAIN_TC_FN void stage_rows_async(T* tile, const T* src, int64_t src_stride, int64_t valid, int tile_rows) {
+  constexpr int kChunks = D * static_cast<int>(sizeof(T)) / 16;
+  constexpr int kPerChunk = 16 / static_cast<int>(sizeof(T));
+  for (int idx = threadIdx.x; idx < tile_rows * kChunks; idx += blockDim.x) {
+    const int r = idx / kChunks, c = idx % kChunks;
+    T* dst = tile + r * row_stride<D>() + c * kPerChunk;
+    const bool in = r < valid;
+    const T* from = src + (in ? r : 0) * src_stride + c * kPerChunk;  // a valid address even when nothing is read
+#if defined(__CUDACC__)
+    const auto saddr = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(saddr), "l"(from), "r"(in ? 16 : 0));
+#else
+    const uint4 zero = make_uint4(0, 0, 0, 0);
+    copy_16_bytes(dst, in ? static_cast<const void*>(from) : &zero);
+#endif
+  }
+}
+
+// Closes the group of cp.async this thread issued since the last commit.
+DTRAIN_TC_FN void cp_async_commit() {
+#if defined(__CUDACC__)
+  asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
+
+// Waits until at most N of this thread's committed groups are in flight.
+template <int N>
+DTRAIN_TC_FN void cp_async_wait() {
+#if defined(__CUDACC__)
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+#endif
+}
+
 // Copies `valid` floats of a row vector into a tile of `n`, zero past valid.
 DTRAIN_TC_FN void stage_floats(float* tile, const float* src, int64_t valid, int n) {
   for (int i = threadIdx.x; i < n; i += blockDim.x) tile[i] = i < valid ? src[i] : 0.0f;
