@@ -10,15 +10,18 @@ namespace dtrain::cuda::tc {
 
 namespace at = attention_tiles;
 
-// Dynamic shared memory of the query pass (Q, dO, K, V tiles) and of the key
-// pass (the same tiles, and lse and D of the query tile).
+// Dynamic shared memory of the query pass (Q, dO, and two buffers of K, V
+// tiles) and of the key pass (K, V, and two buffers of Q, dO tiles with lse
+// and D of their rows). The streamed tiles are double-buffered: tile i + 1 is
+// copied by cp.async while tile i is computed. No tile inside either loop is
+// ever skipped (test_attention_tiles checks it), so the pipelines have no holes.
 template <typename T, int D>
 constexpr size_t backward_dq_smem_bytes() {
-  return (2 * at::kQueryTile + 2 * at::kKeyTile) * static_cast<size_t>(row_stride<D>()) * sizeof(T);
+  return (2 * at::kQueryTile + 4 * at::kKeyTile) * static_cast<size_t>(row_stride<D>()) * sizeof(T);
 }
 template <typename T, int D>
 constexpr size_t backward_dkv_smem_bytes() {
-  return backward_dq_smem_bytes<T, D>() + 2 * at::kQueryTile * sizeof(float);
+  return backward_dq_smem_bytes<T, D>() + 4 * at::kQueryTile * sizeof(float);
 }
 
 constexpr int kTileCols = at::kKeyTile / 8;  // 8-column C tiles across a 64-wide score tile
@@ -43,10 +46,10 @@ tc_backward_dq_kernel(T* dqkv, const T* dout, const T* qkv, const float* lse, co
                       float scale) {
   constexpr int LD = row_stride<D>();
   DTRAIN_TC_SHARED_BYTES(smem_raw);
-  T* Qs = reinterpret_cast<T*>(smem_raw);  // [kQueryTile][LD]
-  T* dOs = Qs + at::kQueryTile * LD;       // [kQueryTile][LD]
-  T* Ks = dOs + at::kQueryTile * LD;       // [kKeyTile][LD]
-  T* Vs = Ks + at::kKeyTile * LD;          // [kKeyTile][LD]
+  constexpr int kTileElems = at::kKeyTile * LD;
+  T* Qs = reinterpret_cast<T*>(smem_raw);   // [kQueryTile][LD]
+  T* dOs = Qs + at::kQueryTile * LD;        // [kQueryTile][LD]
+  T* const kv = dOs + at::kQueryTile * LD;  // buffer b: K at kv + 2b tiles, V at kv + (2b + 1) tiles
   const auto [warp, lane, g, t] = lane_coords();
   const int64_t qt = M == at::Mask::causal ? gridDim.x - 1 - blockIdx.x : blockIdx.x;
   const BlockHead bh = block_head(d, D);
@@ -66,15 +69,27 @@ tc_backward_dq_kernel(T* dqkv, const T* dout, const T* qkv, const float* lse, co
   float dq[D / 8][4];
   zero_accum<D>(dq);
 
+  auto prefetch = [&](int64_t kt) {
+    const at::TileRange k = at::tile_range(d.T, at::kKeyTile, kt);
+    T* buf = kv + 2 * (kt & 1) * kTileElems;
+    stage_rows_async<T, D>(buf, base + k.begin * stride + d.C, stride, k.end - k.begin, at::kKeyTile);
+    stage_rows_async<T, D>(buf + kTileElems, base + k.begin * stride + 2 * d.C, stride, k.end - k.begin, at::kKeyTile);
+    cp_async_commit();
+  };
   const int64_t kt_end = at::key_tile_end(q, d.T, M);
+  prefetch(0);
   for (int64_t kt = 0; kt < kt_end; ++kt) {
     const at::TileRange k = at::tile_range(d.T, at::kKeyTile, kt);
     const at::TileKind kind = at::classify(q, k, M);
-    if (kind == at::TileKind::skip) continue;
-    __syncthreads();
-    stage_rows<T, D>(Ks, base + k.begin * stride + d.C, stride, k.end - k.begin, at::kKeyTile);
-    stage_rows<T, D>(Vs, base + k.begin * stride + 2 * d.C, stride, k.end - k.begin, at::kKeyTile);
-    __syncthreads();
+    if (kt + 1 < kt_end) {
+      prefetch(kt + 1);  // into the buffer of tile kt - 1, released by the barrier that ended it
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();  // tile kt has landed for every thread (and Q, dO, the first time)
+    const T* Ks = kv + 2 * (kt & 1) * kTileElems;
+    const T* Vs = Ks + kTileElems;
     float s[kTileCols][4], dp[kTileCols][4];
     warp_scores<T, D, at::kKeyTile>(s, Qs, Ks, warp * 16, lane);
     warp_scores<T, D, at::kKeyTile>(dp, dOs, Vs, warp * 16, lane);
@@ -89,6 +104,7 @@ tc_backward_dq_kernel(T* dqkv, const T* dout, const T* qkv, const float* lse, co
       }
     }
     warp_accumulate<T, D, at::kKeyTile>(dq, s, Ks, lane);
+    __syncthreads();  // every warp is done with this buffer before it is refilled
   }
   add_rows<T, D>(dqkv + bh.qkv_off, stride, rows, d.T, dq, scale, t);
 }
@@ -99,12 +115,11 @@ tc_backward_dkv_kernel(T* dqkv, const T* dout, const T* qkv, const float* lse, c
                        float scale) {
   constexpr int LD = row_stride<D>();
   DTRAIN_TC_SHARED_BYTES(smem_raw);
-  T* Ks = reinterpret_cast<T*>(smem_raw);                              // [kKeyTile][LD]
-  T* Vs = Ks + at::kKeyTile * LD;                                      // [kKeyTile][LD]
-  T* Qs = Vs + at::kKeyTile * LD;                                      // [kQueryTile][LD]
-  T* dOs = Qs + at::kQueryTile * LD;                                   // [kQueryTile][LD]
-  float* lse_s = reinterpret_cast<float*>(dOs + at::kQueryTile * LD);  // [kQueryTile]
-  float* dot_s = lse_s + at::kQueryTile;                               // [kQueryTile]
+  constexpr int kTileElems = at::kQueryTile * LD;
+  T* Ks = reinterpret_cast<T*>(smem_raw);  // [kKeyTile][LD]
+  T* Vs = Ks + at::kKeyTile * LD;          // [kKeyTile][LD]
+  T* const qdo = Vs + at::kKeyTile * LD;   // buffer b: Q at qdo + 2b tiles, dO at qdo + (2b + 1) tiles
+  float* const stats = reinterpret_cast<float*>(qdo + 4 * kTileElems);  // buffer b: lse, D at + 2b, 2b + 1 rows
   const auto [warp, lane, g, t] = lane_coords();
   const int64_t kt = blockIdx.x;  // causal: the first key tiles are seen by the most queries, and run first
   const BlockHead bh = block_head(d, D);
@@ -119,17 +134,35 @@ tc_backward_dkv_kernel(T* dqkv, const T* dout, const T* qkv, const float* lse, c
   zero_accum<D>(dk);
   zero_accum<D>(dv);
 
-  const int64_t qt_end = at::tile_count(d.T, at::kQueryTile);
-  for (int64_t qt = at::query_tile_begin(k, M); qt < qt_end; ++qt) {
+  const int64_t qt_begin = at::query_tile_begin(k, M), qt_end = at::tile_count(d.T, at::kQueryTile);
+  auto prefetch = [&](int64_t qt) {
+    const at::TileRange q = at::tile_range(d.T, at::kQueryTile, qt);
+    const int64_t b = (qt - qt_begin) & 1;
+    T* buf = qdo + 2 * b * kTileElems;
+    stage_rows_async<T, D>(buf, base + q.begin * stride, stride, q.end - q.begin, at::kQueryTile);
+    stage_rows_async<T, D>(buf + kTileElems, dout_base + q.begin * d.C, d.C, q.end - q.begin, at::kQueryTile);
+    cp_async_commit();
+    // lse and D rows are not 16-byte aligned; plain stores, seen after the next barrier.
+    float* st = stats + 2 * b * at::kQueryTile;
+    stage_floats(st, lse + bh.bh * d.T + q.begin, q.end - q.begin, at::kQueryTile);
+    stage_floats(st + at::kQueryTile, row_dot + bh.bh * d.T + q.begin, q.end - q.begin, at::kQueryTile);
+  };
+  if (qt_begin < qt_end) prefetch(qt_begin);
+  for (int64_t qt = qt_begin; qt < qt_end; ++qt) {
     const at::TileRange q = at::tile_range(d.T, at::kQueryTile, qt);
     const at::TileKind kind = at::classify(q, k, M);
-    if (kind == at::TileKind::skip) continue;
-    __syncthreads();
-    stage_rows<T, D>(Qs, base + q.begin * stride, stride, q.end - q.begin, at::kQueryTile);
-    stage_rows<T, D>(dOs, dout_base + q.begin * d.C, d.C, q.end - q.begin, at::kQueryTile);
-    stage_floats(lse_s, lse + bh.bh * d.T + q.begin, q.end - q.begin, at::kQueryTile);
-    stage_floats(dot_s, row_dot + bh.bh * d.T + q.begin, q.end - q.begin, at::kQueryTile);
-    __syncthreads();
+    if (qt + 1 < qt_end) {
+      prefetch(qt + 1);  // into the buffer of tile qt - 1, released by the barrier that ended it
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();  // tile qt has landed for every thread (and K, V, the first time)
+    const int64_t b = (qt - qt_begin) & 1;
+    const T* Qs = qdo + 2 * b * kTileElems;
+    const T* dOs = Qs + kTileElems;
+    const float* lse_s = stats + 2 * b * at::kQueryTile;
+    const float* dot_s = lse_s + at::kQueryTile;
     float st[kTileCols][4], dpt[kTileCols][4];  // transposed: row = key, column = query
     warp_scores<T, D, at::kKeyTile>(st, Ks, Qs, warp * 16, lane);
     warp_scores<T, D, at::kKeyTile>(dpt, Vs, dOs, warp * 16, lane);
@@ -146,6 +179,7 @@ tc_backward_dkv_kernel(T* dqkv, const T* dout, const T* qkv, const float* lse, c
     }
     warp_accumulate<T, D, at::kKeyTile>(dv, st, dOs, lane);
     warp_accumulate<T, D, at::kKeyTile>(dk, dpt, Qs, lane);
+    __syncthreads();  // every warp is done with this buffer before it is refilled
   }
   T* dst = dqkv + bh.qkv_off;
   add_rows<T, D>(dst + d.C, stride, keys, d.T, dk, scale, t);
