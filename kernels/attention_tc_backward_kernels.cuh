@@ -69,25 +69,13 @@ tc_backward_dq_kernel(T* dqkv, const T* dout, const T* qkv, const float* lse, co
   float dq[D / 8][4];
   zero_accum<D>(dq);
 
-  auto prefetch = [&](int64_t kt) {
-    const at::TileRange k = at::tile_range(d.T, at::kKeyTile, kt);
-    T* buf = kv + 2 * (kt & 1) * kTileElems;
-    stage_rows_async<T, D>(buf, base + k.begin * stride + d.C, stride, k.end - k.begin, at::kKeyTile);
-    stage_rows_async<T, D>(buf + kTileElems, base + k.begin * stride + 2 * d.C, stride, k.end - k.begin, at::kKeyTile);
-    cp_async_commit();
-  };
   const int64_t kt_end = at::key_tile_end(q, d.T, M);
-  prefetch(0);
+  prefetch_kv<T, D>(kv, base, stride, d.C, d.T, 0);
   for (int64_t kt = 0; kt < kt_end; ++kt) {
     const at::TileRange k = at::tile_range(d.T, at::kKeyTile, kt);
     const at::TileKind kind = at::classify(q, k, M);
-    if (kt + 1 < kt_end) {
-      prefetch(kt + 1);  // into the buffer of tile kt - 1, released by the barrier that ended it
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
-    __syncthreads();  // tile kt has landed for every thread (and Q, dO, the first time)
+    // Tile kt has landed for every thread after this (and Q, dO, the first time).
+    pipeline_step(kt + 1 < kt_end, [&] { prefetch_kv<T, D>(kv, base, stride, d.C, d.T, kt + 1); });
     const T* Ks = kv + 2 * (kt & 1) * kTileElems;
     const T* Vs = Ks + kTileElems;
     float s[kTileCols][4], dp[kTileCols][4];
@@ -151,13 +139,8 @@ tc_backward_dkv_kernel(T* dqkv, const T* dout, const T* qkv, const float* lse, c
   for (int64_t qt = qt_begin; qt < qt_end; ++qt) {
     const at::TileRange q = at::tile_range(d.T, at::kQueryTile, qt);
     const at::TileKind kind = at::classify(q, k, M);
-    if (qt + 1 < qt_end) {
-      prefetch(qt + 1);  // into the buffer of tile qt - 1, released by the barrier that ended it
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
-    __syncthreads();  // tile qt has landed for every thread (and K, V, the first time)
+    // Tile qt has landed for every thread after this (and K, V, the first time).
+    pipeline_step(qt + 1 < qt_end, [&] { prefetch(qt + 1); });
     const int64_t b = (qt - qt_begin) & 1;
     const T* Qs = qdo + 2 * b * kTileElems;
     const T* dOs = Qs + kTileElems;

@@ -52,25 +52,13 @@ tc_forward_kernel(T* out, float* lse, const T* qkv, TcDims d, float scale) {
   // while tile kt is computed. No tile below key_tile_end is skipped
   // (test_attention_tiles checks it), so the pipeline has no holes.
   constexpr int kTileElems = at::kKeyTile * LD;
-  auto prefetch = [&](int64_t kt) {
-    const at::TileRange k = at::tile_range(d.T, at::kKeyTile, kt);
-    T* buf = kv + 2 * (kt & 1) * kTileElems;
-    stage_rows_async<T, D>(buf, base + k.begin * stride + d.C, stride, k.end - k.begin, at::kKeyTile);
-    stage_rows_async<T, D>(buf + kTileElems, base + k.begin * stride + 2 * d.C, stride, k.end - k.begin, at::kKeyTile);
-    cp_async_commit();
-  };
   const int64_t kt_end = at::key_tile_end(q, d.T, M);
-  prefetch(0);
+  prefetch_kv<T, D>(kv, base, stride, d.C, d.T, 0);
   for (int64_t kt = 0; kt < kt_end; ++kt) {
     const at::TileRange k = at::tile_range(d.T, at::kKeyTile, kt);
     const at::TileKind kind = at::classify(q, k, M, at::kForwardQueryTile);
-    if (kt + 1 < kt_end) {
-      prefetch(kt + 1);  // into the buffer tile kt - 1 used, released by the barrier that ended it
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
-    __syncthreads();  // tile kt has landed for every thread (and Q, the first time)
+    // Tile kt has landed for every thread after this (and Q, the first time).
+    pipeline_step(kt + 1 < kt_end, [&] { prefetch_kv<T, D>(kv, base, stride, d.C, d.T, kt + 1); });
     const T* Ks = kv + 2 * (kt & 1) * kTileElems;
     const T* Vs = Ks + kTileElems;
 

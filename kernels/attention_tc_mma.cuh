@@ -34,6 +34,8 @@
 
 #include <cstdint>
 
+#include "attention_tiles.cuh"
+
 #if defined(__CUDACC__)
 #define DTRAIN_TC_FN __device__ __forceinline__
 #define DTRAIN_TC_KERNEL(threads) __global__ void __launch_bounds__(threads)
@@ -323,6 +325,33 @@ DTRAIN_TC_FN void cp_async_wait() {
 #if defined(__CUDACC__)
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 #endif
+}
+
+// The K and V rows of key tile kt (of qkv rows from `base`, row stride
+// `stride`, K at +C, V at +2C) into buffer kt & 1 of `kv` (K, then V, each
+// kKeyTile rows), by cp.async as one committed group.
+template <typename T, int D>
+DTRAIN_TC_FN void prefetch_kv(T* kv, const T* base, int64_t stride, int64_t C, int64_t T_len, int64_t kt) {
+  constexpr int kTileElems = attention_tiles::kKeyTile * row_stride<D>();
+  const attention_tiles::TileRange k = attention_tiles::tile_range(T_len, attention_tiles::kKeyTile, kt);
+  T* buf = kv + 2 * (kt & 1) * kTileElems;
+  stage_rows_async<T, D>(buf, base + k.begin * stride + C, stride, k.end - k.begin, attention_tiles::kKeyTile);
+  stage_rows_async<T, D>(buf + kTileElems, base + k.begin * stride + 2 * C, stride, k.end - k.begin,
+                         attention_tiles::kKeyTile);
+  cp_async_commit();
+}
+
+// One step of a double-buffered loop: issues the next tile's copies when
+// there is one, waits for this tile's, and synchronises the block.
+template <typename Prefetch>
+DTRAIN_TC_FN void pipeline_step(bool has_next, Prefetch&& prefetch_next) {
+  if (has_next) {
+    prefetch_next();  // into the other buffer, released by the barrier that ended the previous step
+    cp_async_wait<1>();
+  } else {
+    cp_async_wait<0>();
+  }
+  __syncthreads();
 }
 
 // Copies `valid` floats of a row vector into a tile of `n`, zero past valid.
