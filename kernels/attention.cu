@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include "attention.cuh"
+#include "attention_tc.h"
 #include "gemm.cuh"
 
 namespace dtrain::cuda {
@@ -240,7 +241,9 @@ AttentionImpl attention_impl() {
   const char* v = std::getenv("DTRAIN_ATTENTION");
   if (v == nullptr || *v == '\0' || std::strcmp(v, "matmul") == 0) return AttentionImpl::matmul;
   if (std::strcmp(v, "flash") == 0) return AttentionImpl::flash;
-  DTRAIN_THROW("DTRAIN_ATTENTION='", v, "' is not an attention implementation; use 'matmul' (default) or 'flash'");
+  if (std::strcmp(v, "tc") == 0) return AttentionImpl::tc;
+  DTRAIN_THROW("DTRAIN_ATTENTION='", v,
+               "' is not an attention implementation; use 'matmul' (default), 'flash' or 'tc'");
 }
 
 void attention_row_dot(const OpContext& ctx, float* D, const Tensor& dout, const Tensor& out, int64_t num_heads) {
@@ -260,6 +263,10 @@ void attention(Tensor& out, Tensor& lse, const Tensor& qkv, int64_t num_heads) {
   require_same_dtype("attention", qkv.dtype(), {&out});
   const Dims d = dims_of(qkv, num_heads);
   if (d.B == 0 || d.T == 0 || d.hs == 0) return;
+  if (attention_impl() == AttentionImpl::tc && tc_attention_supports(qkv, num_heads, {&out})) {
+    attention_tc(out, lse, qkv, num_heads, /*causal=*/true);
+    return;
+  }
   if (attention_impl() == AttentionImpl::flash && flash_attention_supports(d.hs)) {
     attention_flash(ctx, out, lse, qkv, num_heads);
     return;
@@ -276,6 +283,10 @@ void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& qkv, con
   require_same_dtype("attention_backward", qkv.dtype(), {&dout, &out, &dqkv});
   const Dims d = dims_of(qkv, num_heads);
   if (d.B == 0 || d.T == 0 || d.hs == 0) return;
+  if (attention_impl() == AttentionImpl::tc && tc_attention_supports(qkv, num_heads, {&dqkv, &dout})) {
+    attention_backward_tc(dqkv, dout, qkv, out, lse, num_heads, /*causal=*/true);
+    return;
+  }
   if (attention_impl() == AttentionImpl::flash && flash_attention_supports(d.hs)) {
     attention_backward_flash(ctx, dqkv, dout, qkv, out, lse, num_heads);
     return;

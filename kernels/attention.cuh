@@ -12,8 +12,8 @@
 
 namespace dtrain::cuda {
 
-enum class AttentionImpl { matmul, flash };
-// From DTRAIN_ATTENTION ("matmul" or unset, "flash"); anything else throws.
+enum class AttentionImpl { matmul, flash, tc };
+// From DTRAIN_ATTENTION ("matmul" or unset, "flash", "tc": attention_tc.h); anything else throws.
 AttentionImpl attention_impl();
 // True when the flash kernels support head size `hs` (others use "matmul").
 bool flash_attention_supports(int64_t hs);
