@@ -2,6 +2,9 @@
 // compare which parameters received a gradient and how often each module
 // ran (one small all-reduce), so a rank that diverged produces the same
 // error, naming the parameter or module, on every rank instead of a hang.
+// The same all-reduce also tells which parameters received a gradient on
+// some rank in some backward since the last step, so that step() can leave
+// the ones used nowhere alone.
 #pragma once
 
 #include <string>
@@ -34,6 +37,13 @@ class ConsistencyCheck {
   void reset_forward_runs();
   void reset_grads();
 
+  // Parameters that received a gradient on no rank in any backward since the
+  // last reset_step(): known after a comparison (finish), or from this rank
+  // alone at world size 1. Empty when unknown (no comparison ran: the check
+  // is off), so nothing is skipped then.
+  std::vector<int> unused_in_step(int world) const;
+  void reset_step();
+
  private:
   std::string describe_mismatch(const Tensor& summed, int rank, int world) const;
 
@@ -41,6 +51,9 @@ class ConsistencyCheck {
   std::vector<std::pair<std::string, nn::Module*>> modules_;
   std::vector<int32_t> forward_runs_;
   std::vector<int32_t> grad_seen_;
+  std::vector<int32_t> step_seen_;    // this rank, any backward since reset_step
+  std::vector<int32_t> step_summed_;  // step_seen_ summed over ranks at the last comparison
+  bool step_compared_ = false;
   Tensor summed_;
   comm::Work work_;
 };

@@ -156,6 +156,8 @@ void DataParallel::Impl::end_backward() {
     reducer.finish_all();
     if (check) mismatch = consistency.finish(ctx.rank, ctx.world);
     consistency.reset_forward_runs();
+    // Every rank gets here (an error is raised below), so the broadcast inside matches.
+    if (stage() <= 2 && !reducer.order_adopted()) reducer.adopt_observed_order();
   }
   if (gathers) gathers->end_backward();
   ++micro;

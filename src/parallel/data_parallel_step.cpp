@@ -1,8 +1,8 @@
 // DataParallel::step: the optimizer step of the engine -- the global gradient
 // norm over every rank's shard, the f16 overflow decision (precision policy),
 // clipping and loss-scale folded into the optimizer's gradient scale, the
-// update, and publishing the updated shards (casts to the compute dtype,
-// stage 1-2 all-gathers, stage 3 prefetch of the next forward's first units).
+// update (parameters that got no gradient on any rank left alone), and publishing the updated shards (casts to the
+// compute dtype, stage 1-2 all-gathers, stage 3 prefetch of the next forward's first units).
 #include <algorithm>
 #include <cmath>
 
@@ -10,6 +10,7 @@
 #include "dtrain/ops.h"
 #include "dtrain/optim/clip.h"
 #include "parallel/engine.h"
+#include "parallel/unused_parameters.h"
 
 namespace dtrain::parallel {
 
@@ -35,6 +36,9 @@ StepResult DataParallel::step(optim::Optimizer& optimizer, float lr, float max_g
   ops::global_norm_squared(sq, d.state.grad_shards());
   if (options_.stage >= 1 && d.ctx.world > 1) d.ctx.comm->all_reduce(sq, comm::ReduceOp::sum).wait();
   const float scaled_norm = std::sqrt(static_cast<float>(sq.to(Device::cpu()).item(0)));
+  std::vector<std::string> unused;
+  for (int id : d.consistency.unused_in_step(d.ctx.world)) unused.push_back(d.layout.param_name(id));
+  d.consistency.reset_step();
   r.grad_norm = scaled_norm / r.loss_scale;
   if (!d.precision.accept_step(scaled_norm)) {  // f16 overflow: skip, the scale backs off
     r.skipped = true;
@@ -44,7 +48,9 @@ StepResult DataParallel::step(optim::Optimizer& optimizer, float lr, float max_g
     return r;
   }
   const float clip = optim::clip_scale(r.grad_norm, max_grad_norm);
+  detail::FrozenForStep frozen(optimizer, unused);  // used on no rank: no update, no decay
   optimizer.step(lr, clip / r.loss_scale);
+  frozen.restore();
   // Updated shards back to the compute copies, then everyone's parameters:
   // issued here, waited for by the first module that reads a group in the
   // next forward (or by anything else that needs the values, see

@@ -24,6 +24,7 @@ void GradientReducer::reset() {
     P.grads_bound = ctx_.opt.stage <= 1;
   }
   next_launch_ = 0;
+  completed_.clear();
 }
 
 void GradientReducer::begin_backward(int micro, bool sync, bool structural) {
@@ -52,6 +53,7 @@ void GradientReducer::grad_ready(int param_id) {
                "backward must be the first one using it in forward)");
   if (--P.pending == 0) {
     P.complete = true;
+    completed_.push_back(g);
     if (sync_ && ctx_.opt.overlap && !structural_) launch_ready();
   }
 }
@@ -144,6 +146,24 @@ void GradientReducer::complete_missing(const std::vector<int32_t>& seen) {
   }
   for (auto& P : groups_) P.complete = true;  // defensive: the counts above complete every group
   launch_ready();
+}
+
+void GradientReducer::adopt_observed_order() {
+  DTRAIN_CHECK(ctx_.opt.stage <= 2 && !order_adopted_, "DataParallel: internal: bucket order adopted twice");
+  std::vector<int> order = completed_;
+  std::vector<char> placed(groups_.size(), 0);
+  for (int g : order) placed[static_cast<size_t>(g)] = 1;
+  for (int g : launch_order_) {
+    if (!placed[static_cast<size_t>(g)]) order.push_back(g);  // completed only at the end of backward
+  }
+  if (ctx_.world > 1) {
+    Tensor t = Tensor::empty({static_cast<int64_t>(order.size())}, DType::i32, Device::cpu());
+    std::copy(order.begin(), order.end(), t.data<int32_t>());
+    ctx_.comm->broadcast(t, 0).wait();
+    std::copy(t.data<int32_t>(), t.data<int32_t>() + order.size(), order.begin());
+  }
+  launch_order_ = std::move(order);
+  order_adopted_ = true;
 }
 
 void GradientReducer::drain() noexcept {

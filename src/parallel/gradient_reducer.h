@@ -1,6 +1,8 @@
 // GradientReducer: turns each backward's gradients into this rank's reduced
 // gradient shard. Stages 0-2 reduce a bucket the moment its last gradient is
-// ready (in the fixed launch order, so every rank issues the same sequence);
+// ready, in one launch order shared by every rank (so every rank issues the
+// same sequence): the layout order in the first communicating backward, then
+// the order in which the buckets actually completed in it (rank 0's record);
 // stage 3 units are issued by the gather scheduler when their last user in
 // backward has run (structural launch) and reduced here the same way.
 //
@@ -44,6 +46,14 @@ class GradientReducer {
   void complete_missing(const std::vector<int32_t>& seen);
   // Waits for every reduction and folds it into the gradient shards.
   void finish_all();
+  // Stages 0-2, once, at the end of the first communicating backward (after
+  // finish_all): the launch order becomes the order in which the buckets
+  // completed in that backward on rank 0 (broadcast, so every rank agrees);
+  // buckets completed only at its end (a parameter without a gradient) go
+  // last. A collective of its own, so every rank must call it.
+  void adopt_observed_order();
+  bool order_adopted() const { return order_adopted_; }
+  const std::vector<int>& launch_order() const { return launch_order_; }
   // Back to the state before a backward (also after each one).
   void reset();
   // Waits for every collective still in flight, ignoring errors (teardown).
@@ -71,7 +81,9 @@ class GradientReducer {
   BufferPool& pool_;
   const PrecisionPolicy& precision_;
   std::vector<Pending> groups_;
-  std::vector<int> launch_order_;  // fixed order of gradient collectives
+  std::vector<int> launch_order_;  // order of gradient collectives, the same on every rank
+  std::vector<int> completed_;     // buckets in the order they completed in this backward
+  bool order_adopted_ = false;
   size_t next_launch_ = 0;
   int micro_ = 0;
   bool sync_ = true;

@@ -7,7 +7,8 @@
 // one by one for every rank.
 //
 //   dp_worker train [--accum 1,2] [--stages 0,1,2,3]   equality, ledger, overlap
-//   dp_worker edges                                   unused parameter, gradients out of bucket order
+//   dp_worker edges                                   unused parameter, gradients out of bucket order,
+//                                                     buckets issued in the observed ready order
 //   dp_worker mismatch                                ranks disagree -> error on all ranks
 //   dp_worker limit                                   a model over the memory limit trains at ZeRO-3 (deferred)
 // Exit codes: 0 done (checks printed), 2 setup failure, 3 expected error raised, 4 it did not.
@@ -18,6 +19,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "compare.h"
@@ -450,14 +452,20 @@ int run_mismatch(const std::shared_ptr<comm::Communicator>& comm) {
 
 // y = left(x) + right(x), plus a layer `unused` that no rank ever runs (a
 // frozen branch). Buckets are laid out for gradients arriving in reverse
-// registration order (right, then left); backward can report them in
-// registration order instead, so every bucket completes out of order.
+// registration order (unused, right, left), so the layout puts the unused
+// layer's buckets first; backward can also report left before right, so
+// every bucket completes out of layout order.
 class Branches : public nn::Module {
  public:
   Branches() : Module("Branches"), left(6, 5), right(6, 5), unused(6, 5) {
     add_module("left", left);
     add_module("right", right);
     add_module("unused", unused);
+    // Non-zero starting values (Linear starts at zero), so weight decay would show.
+    int64_t k = 0;
+    for (auto& np : named_parameters()) {
+      for (int64_t i = 0; i < np.param->value.numel(); ++i) np.param->value.set_item(i, 0.2 * std::sin(0.37 * ++k));
+    }
   }
   // Loss = sum(target_weights * y); returns it.
   float train(const Tensor& x, const Tensor& dout, bool registration_order) {
@@ -483,6 +491,7 @@ class Branches : public nn::Module {
 };
 
 constexpr int64_t kEdgeRows = 4;  // per rank
+constexpr int kEdgeSteps = 3;
 
 // Rank r's rows of step s: inputs and the loss weights.
 std::pair<Tensor, Tensor> edge_batch(int step, int64_t row0, int64_t rows) {
@@ -496,11 +505,24 @@ std::pair<Tensor, Tensor> edge_batch(int step, int64_t row0, int64_t rows) {
   return {x, w};
 }
 
+bool in_unused_layer(const std::string& name) {
+  return name.rfind("unused.", 0) == 0;
+}
+
 // Plain model + AdamW on the whole global batch (no engine), the reference.
+// The unused layer gets no gradient, so (as PyTorch's optimizers skip a
+// parameter whose gradient is None) the optimizer does not hold it: no
+// update, no weight decay.
 std::vector<std::pair<std::string, Tensor>> train_edges_reference(int world, bool registration_order) {
   Branches model;
-  optim::AdamW opt(optim::param_groups(model, kWeightDecay));
-  for (int s = 0; s < 3; ++s) {
+  auto groups = optim::param_groups(model, kWeightDecay);
+  for (auto& g : groups) {
+    auto held = std::remove_if(g.params.begin(), g.params.end(),
+                               [](const optim::ParamRef& p) { return in_unused_layer(p.name); });
+    g.params.erase(held, g.params.end());
+  }
+  optim::AdamW opt(groups);
+  for (int s = 0; s < kEdgeSteps; ++s) {
     model.zero_grad();
     // The engine averages per-rank gradients of per-rank sums: scale by 1/world.
     auto [x, w] = edge_batch(s, 0, kEdgeRows * world);
@@ -513,32 +535,111 @@ std::vector<std::pair<std::string, Tensor>> train_edges_reference(int world, boo
   return out;
 }
 
+// The bucket order a backward's gradients imply: each bucket at the moment
+// its last parameter became ready (`ready`: parameter names in the order the
+// model reported them), then the buckets that never completed (the unused
+// layer's) in layout order.
+std::vector<std::string> buckets_in_ready_order(const std::vector<parallel::GroupInfo>& groups,
+                                                const std::vector<std::string>& ready) {
+  std::vector<std::string> order;
+  std::vector<size_t> missing(groups.size());
+  for (size_t g = 0; g < groups.size(); ++g) missing[g] = groups[g].params.size();
+  for (const auto& name : ready) {
+    for (size_t g = 0; g < groups.size(); ++g) {
+      const auto& ps = groups[g].params;
+      if (std::find(ps.begin(), ps.end(), name) != ps.end() && --missing[g] == 0) order.push_back(groups[g].name);
+    }
+  }
+  for (size_t g = 0; g < groups.size(); ++g) {
+    if (missing[g] != 0) order.push_back(groups[g].name);
+  }
+  return order;
+}
+
+// From one backward's trace: the buckets in the order their reductions were
+// issued, and how many buckets holding only used parameters were issued
+// after the backward's compute ended (waiting for a bucket that completes
+// only then).
+struct Launches {
+  std::vector<std::string> order;
+  int used_issued_late = 0;
+};
+Launches launches_of(const std::vector<parallel::TraceEvent>& ev, const std::vector<parallel::GroupInfo>& groups) {
+  Launches out;
+  double backward_end = -1;
+  for (const auto& e : ev) {
+    if (e.kind == "backward") backward_end = e.end_us;
+  }
+  for (const auto& e : ev) {
+    if (e.kind != "reduce") continue;
+    out.order.push_back(e.name);
+    for (const auto& g : groups) {
+      const bool used = std::none_of(g.params.begin(), g.params.end(), in_unused_layer);
+      if (g.name == e.name && used && !(e.start_us < backward_end)) ++out.used_issued_late;
+    }
+  }
+  return out;
+}
+
 void run_edges(const std::shared_ptr<comm::Communicator>& comm) {
   const int world = comm->size();
   for (bool registration_order : {false, true}) {
     const auto ref = train_edges_reference(world, registration_order);
     for (int stage = 0; stage <= 3; ++stage) {
       Branches model;
+      std::vector<std::pair<std::string, Tensor>> initial;
+      std::unordered_map<const nn::Parameter*, std::string> name_of;
+      for (auto& np : model.named_parameters()) {
+        initial.emplace_back(np.name, np.param->value.clone());
+        name_of[np.param] = np.name;
+      }
+      std::vector<std::string> ready;  // this backward's gradients, in the order reported
+      model.add_grad_ready_hook([&](nn::Parameter& p) { ready.push_back(name_of.at(&p)); });
       parallel::DataParallelOptions o;
       o.stage = stage;
       o.first_bucket_bytes = 64;  // one bucket per layer or less
       o.bucket_bytes = 64;
+      o.trace = true;
       parallel::DataParallel dp(model, comm, o);
       optim::AdamW opt(dp.param_groups(kWeightDecay));
-      for (int s = 0; s < 3; ++s) {
+      const std::string tag = std::string("edges_") + (registration_order ? "out_of_bucket_order" : "bucket_order") +
+                              "_unused_param_stage" + std::to_string(stage) + "_world" + std::to_string(world);
+      std::vector<std::string> first_ready_order;
+      int order_mismatches = 0, used_issued_late = 0;
+      for (int s = 0; s < kEdgeSteps; ++s) {
+        ready.clear();
+        const size_t first_event = dp.trace()->events().size();
         auto [x, w] = edge_batch(s, comm->rank() * kEdgeRows, kEdgeRows);
         model.train(x, w, registration_order);
+        auto events = dp.trace()->events();
+        events.erase(events.begin(), events.begin() + static_cast<std::ptrdiff_t>(first_event));
+        const Launches l = launches_of(events, dp.groups());
+        if (s == 0) first_ready_order = buckets_in_ready_order(dp.groups(), ready);
+        if (s > 0 && stage <= 2) {
+          // After the first step the buckets are issued in the order the
+          // first backward completed them, the unused layer's last.
+          if (l.order != first_ready_order) ++order_mismatches;
+          used_issued_late += l.used_issued_late;
+        }
         dp.step(opt, kLr);
+      }
+      if (stage <= 2) {
+        report(tag + "_launch_order_mismatches", order_mismatches, 0);
+        report(tag + "_used_buckets_issued_after_backward", used_issued_late, 0);
       }
       const auto params = dp.full_parameters();
       double err = params.size() == ref.size() ? 0.0 : INFINITY;
+      double unused_change = 0;
       for (size_t i = 0; i < params.size() && i < ref.size(); ++i) {
         if (params[i].first != ref[i].first) err = INFINITY;
         err = worse(err, error_of(params[i].second, ref[i].second));
+        if (in_unused_layer(params[i].first)) {
+          unused_change = worse(unused_change, error_of(params[i].second, initial[i].second));
+        }
       }
-      const std::string tag = std::string("edges_") + (registration_order ? "out_of_bucket_order" : "bucket_order") +
-                              "_unused_param_stage" + std::to_string(stage) + "_world" + std::to_string(world);
       report(tag + "_param_error", err, kParamTol);
+      // Used on no rank: not updated at all (no weight decay), bit for bit.
+      report(tag + "_unused_layer_change", unused_change, 0);
     }
   }
 }

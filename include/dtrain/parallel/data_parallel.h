@@ -20,6 +20,10 @@
 //
 //   stage 0: full params, full grads; each bucket all-reduced (avg) the moment
 //            its last gradient is ready, overlapping the rest of backward.
+//            Buckets are issued in one order on every rank: the layout's in
+//            the first step, then the order they completed in the first
+//            step's backward (stages 0-2; a bucket holding a parameter that
+//            got no gradient goes last, so it blocks no other).
 //   stage 1: as 0 but reduce-scatter; the optimizer updates only the shard,
 //            then the parameters are all-gathered (overlapping the next
 //            forward: each module waits for its group's gather).
@@ -128,6 +132,9 @@ class DataParallel {
   // After grad_accumulation backward passes: global gradient norm (reduced
   // across shards), clipping, f16 overflow check, the optimizer update,
   // the parameter all-gather (stages 1-2), and zeroing of the gradients.
+  // A parameter that got a gradient on no rank in the step is not updated
+  // (no weight decay, optimizer state untouched), as a PyTorch optimizer
+  // skips one whose gradient is None (needs check_consistency at world > 1).
   StepResult step(optim::Optimizer& optimizer, float lr, float max_grad_norm = 0.0f);
 
   // Stages 1-2: step() issues the parameter all-gather and returns; the
