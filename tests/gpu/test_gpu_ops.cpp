@@ -80,9 +80,11 @@ TEST_CASE("gpu ops: matmul and linear through the fallback GEMM kernel", "[gpu_o
   ::unsetenv("DTRAIN_GEMM_FALLBACK");
 }
 
-TEST_CASE("gpu ops: causal attention forward and backward, both implementations", "[gpu_ops][gpu]") {
+TEST_CASE(
+    "gpu ops: causal attention forward and backward, every implementation (tc: bf16 and f16 only, f32 falls back)",
+    "[gpu_ops][gpu]") {
   testing::require_gpu_or_skip();
-  for (const char* impl : {"matmul", "flash"}) {
+  for (const char* impl : {"matmul", "flash", "tc"}) {
     ::setenv("DTRAIN_ATTENTION", impl, 1);
     run_cases("attention", std::string("DTRAIN_ATTENTION=") + impl + ": ");
   }
