@@ -9,8 +9,8 @@
 #include "test_support.h"
 
 #ifdef DTRAIN_WITH_CUDA
-#include "core/cuda_check.h"
 #include "comm/nccl/nccl_check.h"
+#include "core/cuda_check.h"
 #endif
 
 using namespace dtrain;

@@ -22,8 +22,8 @@
 #include <cstring>
 #include <thread>
 
-#include "core/cuda_check.h"
 #include "comm/nccl/nccl_check.h"
+#include "core/cuda_check.h"
 #include "dtrain/error.h"
 
 // Non-blocking communicators return ncclInProgress from calls whose host
