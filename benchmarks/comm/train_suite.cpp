@@ -7,18 +7,24 @@
 // dtype: the datasheet on a GPU, the FMA loop measured in this run on a CPU.
 // The step-time spread compares the slowest rank's mean step with the median.
 //
+// Precision: --precision, by default bf16 on a GPU (bf16 parameters, f32
+// masters and moments in the engine, as the GPU is meant to train) and f32 on
+// a CPU. ZeRO-3 builds the model deferred, so no rank holds it whole.
+//
 // The preset is the largest that fits: model state (16 bytes per parameter
-// for f32 weights, gradients and AdamW moments, divided by the ranks in the
+// in f32 and in bf16 with f32 masters alike, divided by the ranks in the
 // sharded stages) plus activations must stay under half of the memory this
 // rank can use. On a CPU, --quick trains "tiny" and a full run gpt2-124m.
 // Time bound: the steps stop early (every rank together) past --row-seconds x 5.
 #include <algorithm>
+#include <optional>
 #include <vector>
 
 #include "bench_suite.h"
 #include "datasheet_peaks.h"
 #include "device_facts.h"
 #include "dtrain/nn/gpt.h"
+#include "dtrain/nn/module.h"
 #include "dtrain/optim/adamw.h"
 #include "dtrain/parallel/data_parallel.h"
 #include "machine_baselines.h"
@@ -27,8 +33,9 @@ namespace dtrain::bench {
 namespace {
 
 struct TrainOptions {
-  std::string preset;   // empty: chosen
-  int zero_stage = -1;  // -1: chosen
+  std::string preset;     // empty: chosen
+  std::string precision;  // empty: bf16 on a GPU, f32 on a CPU
+  int zero_stage = -1;    // -1: chosen
   int64_t batch = 0, seq_len = 0, steps = 0;
 };
 
@@ -53,6 +60,8 @@ class TrainSuite final : public BenchSuite {
   void add_options(CLI::App& app) override {
     auto* g = app.add_option_group("train", "options of --suite train");
     g->add_option("--preset", o_.preset, "GPT preset (default: the largest that fits)");
+    g->add_option("--precision", o_.precision, "f32, bf16 or f16 (default: bf16 on a GPU, f32 on a CPU)")
+        ->check(CLI::IsMember({"f32", "bf16", "f16"}));
     g->add_option("--zero-stage", o_.zero_stage, "ZeRO stage 0-3 (default: chosen)")->check(CLI::Range(0, 3));
     g->add_option("--batch", o_.batch, "sequences per rank per step");
     g->add_option("--seq-len", o_.seq_len, "tokens per sequence");
@@ -69,16 +78,23 @@ class TrainSuite final : public BenchSuite {
     std::string preset = o_.preset;
     int stage = o_.zero_stage;
     choose(gpu, quick, world, batch, seq, memory, preset, stage);
+    const parallel::Precision precision =
+        parallel::parse_precision(o_.precision.empty() ? (gpu ? "bf16" : "f32") : o_.precision);
     nn::GPTConfig config = nn::GPTConfig::preset(preset);
     config.max_seq_len = std::max(config.max_seq_len, seq);
+    config.param_dtype = config.compute_dtype = parallel::precision_dtype(precision);
     if (ctx.lead())
-      std::printf("# train: %s, ZeRO stage %d, %d rank(s), batch %lld x %lld tokens per rank, %lld steps\n",
-                  preset.c_str(), stage, world, static_cast<long long>(batch), static_cast<long long>(seq),
-                  static_cast<long long>(steps));
+      std::printf("# train: %s, %s, ZeRO stage %d, %d rank(s), batch %lld x %lld tokens per rank, %lld steps\n",
+                  preset.c_str(), parallel::precision_name(precision), stage, world, static_cast<long long>(batch),
+                  static_cast<long long>(seq), static_cast<long long>(steps));
     ctx.progress.say("train", "building " + preset);
+    std::optional<nn::DeferredInit> deferred;
+    if (stage == 3) deferred.emplace();  // each rank fills only its shards
     nn::GPT model(config, ctx.device, 1);
+    deferred.reset();
     parallel::DataParallelOptions dp_options;
     dp_options.stage = stage;
+    dp_options.precision = precision;
     parallel::DataParallel dp(model, ctx.comm_shared, dp_options);
     optim::AdamW opt(dp.param_groups(0.1f));
     Tensor tokens = Tensor::empty({batch, seq}, DType::i32);
@@ -161,7 +177,8 @@ class TrainSuite final : public BenchSuite {
     const double median = sorted[sorted.size() / 2] / 1e3, slowest = sorted.back() / 1e3;  // s
     const double tokens_per_s = static_cast<double>(batch * seq * world) / slowest;
     const double flops_per_rank = model.flops_per_token(seq) * tokens_per_s / world;
-    // Peak of the compute dtype: f32 (TF32 when DTRAIN_ALLOW_TF32=1) until the bf16 model lands.
+    // Peak of the compute dtype: bf16 (f16's dense peak is the same on these
+    // parts), or f32 (TF32 when DTRAIN_ALLOW_TF32=1).
     double peak = 0;
     std::string peak_kind;
     if (ctx.device.is_cuda()) {
@@ -170,13 +187,12 @@ class TrainSuite final : public BenchSuite {
       const char* tf32 = std::getenv("DTRAIN_ALLOW_TF32");
       const bool use_tf32 = tf32 != nullptr && std::string(tf32) == "1";
       if (p != nullptr) {
-        peak = 1e12 * (config.compute_dtype == DType::bf16 ? p->bf16_tflops
-                       : use_tf32                          ? p->tf32_tflops
-                                                           : p->f32_tflops);
+        const bool half = config.compute_dtype == DType::bf16 || config.compute_dtype == DType::f16;
+        peak = 1e12 * (half ? p->bf16_tflops : use_tf32 ? p->tf32_tflops : p->f32_tflops);
         peak_kind = std::string("datasheet ") +
-                    (config.compute_dtype == DType::bf16 ? "bf16"
-                     : use_tf32                          ? "TF32"
-                                                         : "f32") +
+                    (half       ? dtype_name(config.compute_dtype)
+                     : use_tf32 ? "TF32"
+                                : "f32") +
                     " peak: " + p->source;
       }
     } else {
@@ -188,6 +204,7 @@ class TrainSuite final : public BenchSuite {
     std::printf("# train: %.0f tokens/s (job), %.1f ms per step (slowest rank), loss %.3f, MFU %.1f%% of %s\n",
                 tokens_per_s, slowest * 1e3, loss, 100 * mfu, peak_kind.empty() ? "(no peak)" : peak_kind.c_str());
     const nlohmann::json row = {{"preset", preset},
+                                {"precision", dtype_name(config.compute_dtype)},
                                 {"zero_stage", stage},
                                 {"world_size", world},
                                 {"params", model.num_parameters()},

@@ -52,19 +52,6 @@ std::shared_ptr<comm::Communicator> make_communicator() {
   return comm::Communicator::single_process();
 }
 
-// The dtype the model is built in under a precision policy.
-DType model_dtype(parallel::Precision p) {
-  switch (p) {
-    case parallel::Precision::bf16:
-      return DType::bf16;
-    case parallel::Precision::f16:
-      return DType::f16;
-    case parallel::Precision::f32:
-      break;
-  }
-  return DType::f32;
-}
-
 double mib(int64_t b) {
   return static_cast<double>(b) / (1024.0 * 1024.0);
 }
@@ -99,7 +86,7 @@ int run_training(const TrainOptions& base, const EngineOptions& d, const Checkpo
   const bool lead = rank == 0;
   TrainOptions opt = base;
   const parallel::Precision precision = parallel::parse_precision(d.precision);
-  opt.dtype = model_dtype(precision);
+  opt.dtype = parallel::precision_dtype(precision);
   opt.rank = rank;
   opt.world_size = world;
   if (opt.device == "cuda" && launched_by_a_launcher()) {  // one GPU per local rank

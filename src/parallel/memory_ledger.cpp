@@ -26,6 +26,18 @@ Precision parse_precision(const std::string& name) {
   DTRAIN_THROW("unknown precision '", name, "'; use f32, bf16 or f16");
 }
 
+DType precision_dtype(Precision p) {
+  switch (p) {
+    case Precision::f32:
+      return DType::f32;
+    case Precision::bf16:
+      return DType::bf16;
+    case Precision::f16:
+      return DType::f16;
+  }
+  return DType::f32;
+}
+
 MemoryLedger predict_model_state(int stage, int64_t p, int n, Precision precision) {
   DTRAIN_CHECK(stage >= 0 && stage <= 3, "ZeRO stage must be 0-3, got ", stage);
   DTRAIN_CHECK(n >= 1, "world size must be positive, got ", n);

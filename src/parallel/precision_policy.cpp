@@ -6,22 +6,8 @@
 
 namespace dtrain::parallel::detail {
 
-namespace {
-DType dtype_of(Precision p) {
-  switch (p) {
-    case Precision::f32:
-      return DType::f32;
-    case Precision::bf16:
-      return DType::bf16;
-    case Precision::f16:
-      return DType::f16;
-  }
-  return DType::f32;
-}
-}  // namespace
-
 PrecisionPolicy::PrecisionPolicy(Precision precision, float initial_loss_scale, int loss_scale_window)
-    : precision_(precision), dtype_(dtype_of(precision)) {
+    : precision_(precision), dtype_(precision_dtype(precision)) {
   if (precision == Precision::f16) {
     LossScalerConfig sc;
     sc.init_scale = initial_loss_scale;

@@ -12,12 +12,17 @@
 #include <cstdint>
 #include <string>
 
+#include "dtrain/dtype.h"
+
 namespace dtrain::parallel {
 
 enum class Precision { f32, bf16, f16 };
 const char* precision_name(Precision p);
 // "f32", "bf16", "f16"; throws naming the accepted values.
 Precision parse_precision(const std::string& name);
+// The dtype a model is built in under the policy (parameters, activations and
+// gradients; GPTConfig::param_dtype = compute_dtype): f32, bf16 or f16.
+DType precision_dtype(Precision p);
 
 struct MemoryLedger {
   int64_t parameters = 0;       // parameter storage held between steps (full or shard, compute dtype)
