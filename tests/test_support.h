@@ -7,6 +7,7 @@
 #include <random>
 #include <string>
 
+#include "dtrain/ops.h"
 #include "dtrain/tensor.h"
 
 namespace dtrain::testing {
@@ -32,6 +33,13 @@ inline Tensor random_tensor(const Shape& shape, uint32_t seed, float lo = -1.0f,
   float* p = t.data<float>();
   for (int64_t i = 0; i < t.numel(); ++i) p[i] = dist(rng);
   return t;
+}
+
+// `t` converted to `dt` on its own device (ops::cast: round to nearest even).
+inline Tensor cast_to(const Tensor& t, DType dt) {
+  Tensor out = Tensor::empty(t.shape(), dt, t.device());
+  ops::cast(out, t);
+  return out;
 }
 
 }  // namespace dtrain::testing

@@ -24,32 +24,27 @@
 #endif
 
 using namespace dtrain;
+using testing::cast_to;
 using testing::random_tensor;
 
 namespace {
 
 const Device kGpu = Device::cuda(0);
 
-Tensor as_dtype(const Tensor& t, DType dt) {
-  Tensor out = Tensor::empty(t.shape(), dt, t.device());
-  ops::cast(out, t);
-  return out;
-}
-
 // The CPU f32 tensor with every value rounded through `dt` (what the GPU sees).
 Tensor rounded(const Tensor& t, DType dt) {
-  return as_dtype(as_dtype(t, dt), DType::f32);
+  return cast_to(cast_to(t, dt), DType::f32);
 }
 
 // A CUDA copy of a CPU f32 tensor, stored as `dt`.
 Tensor on_gpu(const Tensor& t, DType dt) {
-  return as_dtype(t, dt).to(kGpu);
+  return cast_to(t, dt).to(kGpu);
 }
 
 // A CUDA tensor back on the CPU as f32, for the comparison.
 Tensor on_cpu(const Tensor& t) {
   const Tensor host = t.to(Device::cpu());
-  return host.dtype() == DType::f32 ? host : as_dtype(host, DType::f32);
+  return host.dtype() == DType::f32 ? host : cast_to(host, DType::f32);
 }
 
 double tol(DType dt, double bf16_tol) {

@@ -24,8 +24,10 @@
 
 #include "check_close.h"
 #include "dtrain/ops.h"
+#include "test_support.h"
 
 using namespace dtrain;
+using testing::cast_to;
 using testing::tolerance_for;
 
 namespace {
@@ -36,12 +38,6 @@ Tensor random_tensor(const Shape& shape, uint32_t seed, double scale = 1.0) {
   Tensor t = Tensor::empty(shape);
   for (int64_t i = 0; i < t.numel(); ++i) t.set_item(i, dist(rng));
   return t;
-}
-
-Tensor cast_to(const Tensor& t, DType dt) {
-  Tensor out = Tensor::empty(t.shape(), dt);
-  ops::cast(out, t);
-  return out;
 }
 
 // Bits of a 16-bit tensor, for exact comparison.
