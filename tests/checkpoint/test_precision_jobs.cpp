@@ -82,7 +82,7 @@ TEST_CASE("train_gpt resumes a bf16 / f16 run exactly: 10 + 10 steps equal 20 st
 
   checkpoint::Reader mid(split + "/step-00000010"), a(straight + "/step-00000020"), b(split + "/step-00000020");
   CHECK(b.meta().param_dtype == precision);
-  CHECK(b.meta().optimizer_steps == 20);
+  CHECK(b.meta().optimizer_steps == a.meta().optimizer_steps);
   if (precision == "f16") {
     const auto sa = metric(d.path + "/a.jsonl", "loss_scale");
     auto sb = metric(d.path + "/b1.jsonl", "loss_scale");
@@ -97,7 +97,9 @@ TEST_CASE("train_gpt resumes a bf16 / f16 run exactly: 10 + 10 steps equal 20 st
     CHECK(b.meta().loss_scaler.scale == a.meta().loss_scaler.scale);
     CHECK(b.meta().loss_scaler.good_steps == a.meta().loss_scaler.good_steps);
     CHECK(b.meta().loss_scaler.skipped_steps == a.meta().loss_scaler.skipped_steps);
+    CHECK(b.meta().optimizer_steps == 20 - b.meta().loss_scaler.skipped_steps);  // overflow steps do not count
   } else {
+    CHECK(b.meta().optimizer_steps == 20);
     CHECK_FALSE(b.meta().has_loss_scaler);
   }
 }
@@ -106,13 +108,18 @@ TEST_CASE("a world-2 ZeRO-3 bf16 checkpoint loads at world 1 and world 3, bitwis
           "[checkpoint]") {
   TempDir d;
   const std::string src = d.path + "/w2";
-  // A global batch of 12 splits over 1, 2 and 3 ranks.
-  const std::vector<std::string> batch = {"--batch", "12", "--precision", "bf16"};
+  // kTiny with a global batch of 12 (it splits over 1, 2 and 3 ranks), in bf16.
   auto args = [&](std::vector<std::string> more) {
-    more.insert(more.end(), batch.begin(), batch.end());
-    return more;
+    std::vector<std::string> all = kTiny;
+    for (size_t i = 0; i + 1 < all.size(); ++i) {
+      if (all[i] == "--batch") all[i + 1] = "12";
+    }
+    all.insert(all.end(), {"--precision", "bf16"});
+    all.insert(all.end(), more.begin(), more.end());
+    return all;
   };
-  require_ok(train(2, args({"--zero", "3", "--checkpoint-dir", src, "--checkpoint-every", "10", "--stop-at", "10"})));
+  require_ok(
+      train_raw(2, args({"--zero", "3", "--checkpoint-dir", src, "--checkpoint-every", "10", "--stop-at", "10"})));
   const std::string ck = src + "/step-00000010";
   REQUIRE(checkpoint::Reader(ck).meta().param_dtype == "bf16");
 
@@ -124,10 +131,10 @@ TEST_CASE("a world-2 ZeRO-3 bf16 checkpoint loads at world 1 and world 3, bitwis
   CHECK(checkpoint::Reader(d.path + "/w1/step-00000010").meta().param_dtype == "bf16");
 
   require_ok(
-      train(2, args({"--zero", "3", "--checkpoint-dir", src, "--resume", "--metrics-out", d.path + "/c2.jsonl"})));
-  require_ok(train(1, args({"--checkpoint-dir", src, "--resume", "--metrics-out", d.path + "/c1.jsonl"})));
+      train_raw(2, args({"--zero", "3", "--checkpoint-dir", src, "--resume", "--metrics-out", d.path + "/c2.jsonl"})));
+  require_ok(train_raw(1, args({"--checkpoint-dir", src, "--resume", "--metrics-out", d.path + "/c1.jsonl"})));
   require_ok(
-      train(3, args({"--zero", "2", "--checkpoint-dir", src, "--resume", "--metrics-out", d.path + "/c3.jsonl"})));
+      train_raw(3, args({"--zero", "2", "--checkpoint-dir", src, "--resume", "--metrics-out", d.path + "/c3.jsonl"})));
   const auto l2 = losses(d.path + "/c2.jsonl"), l1 = losses(d.path + "/c1.jsonl"), l3 = losses(d.path + "/c3.jsonl");
   REQUIRE(l2.size() == 10);
   // The first step starts from the same bf16 parameters: the same loss to
@@ -135,8 +142,8 @@ TEST_CASE("a world-2 ZeRO-3 bf16 checkpoint loads at world 1 and world 3, bitwis
   // of f32 gradients, which can move a bf16 rounding: bf16 tolerance.
   CHECK_CLOSE(slice(l1, 0, 1), slice(l2, 0, 1), 1e-5);
   CHECK_CLOSE(slice(l3, 0, 1), slice(l2, 0, 1), 1e-5);
-  CHECK_CLOSE(l1, l2, 2e-2);
-  CHECK_CLOSE(l3, l2, 2e-2);
+  CHECK_CLOSE(l1, l2, 1e-3);
+  CHECK_CLOSE(l3, l2, 1e-3);
 }
 
 TEST_CASE("train_gpt resumes an f32 checkpoint in bf16 and a bf16 one in f32, saying what it converted",
