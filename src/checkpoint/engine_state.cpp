@@ -57,7 +57,7 @@ std::string resume_engine(Reader& reader, const nn::Module& model, optim::Optimi
                           parallel::DataParallel& dp) {
   const Meta& m = reader.meta();
   const std::string run = parallel::precision_name(dp.options().precision);
-  const std::string note = precision_change(reader, m.param_dtype, run);
+  std::string note = precision_change(reader, m.param_dtype, run);
   reader.load(owned_pieces(model, optimizer, dp.rank(), dp.world_size(), /*replicated=*/false));
   dp.parameters_from_masters();
   optimizer.set_steps_done(m.optimizer_steps);

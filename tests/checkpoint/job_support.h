@@ -14,9 +14,9 @@
 #include <vector>
 
 #include "check_close.h"
+#include "checkpoint_test_support.h"
 #include "comm/process_util.h"
 #include "dtrain/checkpoint.h"
-#include "same_tensors.h"
 
 namespace dtrain::testing::ckpt_jobs {
 
@@ -24,19 +24,6 @@ inline const std::vector<std::string> kTiny = {"--n-layer",       "1", "--n-embd
                                                "--batch",         "8", "--seq-len",       "20", "--steps",        "20",
                                                "--eval-every",    "0", "--eval-problems", "2",  "--eval-batches", "1",
                                                "--sample-tokens", "0", "--warmup",        "2"};
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char t[] = "/tmp/dtrain_ckpt_jobs_XXXXXX";
-    REQUIRE(::mkdtemp(t) != nullptr);
-    path = t;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-};
 
 // train_gpt at `world` ranks (1: no launcher) with exactly `args`.
 inline ProcessResult train_raw(int world, const std::vector<std::string>& args, const Env& extra = {}) {
@@ -83,6 +70,19 @@ inline std::vector<double> losses(const std::string& metrics) {
 inline std::vector<double> slice(const std::vector<double>& v, size_t a, size_t b) {
   REQUIRE(v.size() >= b);
   return std::vector<double>(v.begin() + static_cast<std::ptrdiff_t>(a), v.begin() + static_cast<std::ptrdiff_t>(b));
+}
+
+// A job of 20 steps straight (losses in dir/a.jsonl, checkpoints under
+// `straight`) against one stopped after 10 and resumed (dir/b1.jsonl and
+// dir/b2.jsonl, `split`): the same losses and step-20 tensors, bitwise.
+inline void split_equals_straight(const std::string& dir, const std::string& straight, const std::string& split) {
+  const auto la = losses(dir + "/a.jsonl"), lb1 = losses(dir + "/b1.jsonl"), lb2 = losses(dir + "/b2.jsonl");
+  REQUIRE(la.size() == 20);
+  REQUIRE(lb1.size() == 10);
+  REQUIRE(lb2.size() == 10);
+  CHECK_CLOSE(lb1, slice(la, 0, 10), 0.0);
+  CHECK_CLOSE(lb2, slice(la, 10, 20), 0.0);
+  same_tensors(straight + "/step-00000020", split + "/step-00000020");
 }
 
 }  // namespace dtrain::testing::ckpt_jobs

@@ -41,13 +41,7 @@ TEST_CASE("train_gpt resumes exactly: 10 + 10 steps equal 20 straight, bitwise (
   REQUIRE(b2.exit_code == 0);
   CHECK(b2.output.find("resume: loaded " + split + "/step-00000010") != std::string::npos);
 
-  const auto la = losses(d.path + "/a.jsonl"), lb1 = losses(d.path + "/b1.jsonl"), lb2 = losses(d.path + "/b2.jsonl");
-  REQUIRE(la.size() == 20);
-  REQUIRE(lb1.size() == 10);
-  REQUIRE(lb2.size() == 10);
-  CHECK_CLOSE(lb1, slice(la, 0, 10), 0.0);
-  CHECK_CLOSE(lb2, slice(la, 10, 20), 0.0);
-  same_tensors(straight + "/step-00000020", split + "/step-00000020");
+  split_equals_straight(d.path, straight, split);
   checkpoint::Reader r(split + "/step-00000020");
   CHECK(r.meta().step == 20);
   CHECK(r.meta().optimizer_steps == 20);

@@ -16,13 +16,13 @@
 #include "check_close.h"
 #include "checkpoint/file_io.h"
 #include "checkpoint/safetensors.h"
+#include "checkpoint_test_support.h"
 #include "dtrain/checkpoint.h"
 #include "dtrain/comm/communicator.h"
 #include "dtrain/nn/gpt.h"
 #include "dtrain/optim/adamw.h"
 #include "dtrain/parallel/data_parallel.h"
 #include "precision/small_gpt.h"
-#include "same_tensors.h"
 #include "test_support.h"
 
 using namespace dtrain;
@@ -31,19 +31,6 @@ namespace fs = std::filesystem;
 using Catch::Matchers::Contains;
 
 namespace {
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char t[] = "/tmp/dtrain_ckpt_precision_XXXXXX";
-    REQUIRE(::mkdtemp(t) != nullptr);
-    path = t;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 constexpr int64_t kVocab = 32, kSeq = 8, kRows = 4;
 

@@ -72,13 +72,7 @@ TEST_CASE("train_gpt resumes a bf16 / f16 run exactly: 10 + 10 steps equal 20 st
   CHECK(b2.output.find("resume: loaded " + split + "/step-00000010") != std::string::npos);
   CHECK(b2.output.find("resumed in") == std::string::npos);  // same precision: nothing converted
 
-  const auto la = losses(d.path + "/a.jsonl"), lb1 = losses(d.path + "/b1.jsonl"), lb2 = losses(d.path + "/b2.jsonl");
-  REQUIRE(la.size() == 20);
-  REQUIRE(lb1.size() == 10);
-  REQUIRE(lb2.size() == 10);
-  CHECK_CLOSE(lb1, slice(la, 0, 10), 0.0);
-  CHECK_CLOSE(lb2, slice(la, 10, 20), 0.0);
-  same_tensors(straight + "/step-00000020", split + "/step-00000020");
+  split_equals_straight(d.path, straight, split);
 
   checkpoint::Reader mid(split + "/step-00000010"), a(straight + "/step-00000020"), b(split + "/step-00000020");
   CHECK(b.meta().param_dtype == precision);
