@@ -1,9 +1,10 @@
 // Checkpoints of bf16 and f16 jobs, as real processes: train_gpt --precision
 // stopped and resumed continues bitwise as the job that never stopped
 // (losses, f32 masters and moments, f16 loss scale) at world sizes 1 and 2
-// and ZeRO stages 0 and 3; a bf16 checkpoint resharded to worlds 1 and 3
+// and ZeRO stages 0 and 3 (and 1 / 2 at world 2); a bf16 checkpoint resharded to worlds 1 and 3
 // (bitwise the same tensors, training continues); resuming in another
-// precision (announced) and an f16 checkpoint whose loss-scaler state is
+// precision (announced), a bf16 run started from the GPT-2 export of another
+// (weights rounded), and an f16 checkpoint whose loss-scaler state is
 // missing (refused for f16, accepted for bf16).
 #include <catch2/catch.hpp>
 #include <filesystem>
@@ -15,6 +16,7 @@
 #include "comm/process_util.h"
 #include "dtrain/checkpoint.h"
 #include "job_support.h"
+#include "test_support.h"
 
 using namespace dtrain;
 using namespace dtrain::testing;
@@ -53,6 +55,8 @@ TEST_CASE("train_gpt resumes a bf16 / f16 run exactly: 10 + 10 steps equal 20 st
                                                                                         {"bf16", 1, "3"},
                                                                                         {"bf16", 2, "0"},
                                                                                         {"bf16", 2, "3"},
+                                                                                        {"bf16", 2, "1"},
+                                                                                        {"f16", 2, "2"},
                                                                                         {"f16", 1, "0"},
                                                                                         {"f16", 1, "3"},
                                                                                         {"f16", 2, "0"},
@@ -160,6 +164,20 @@ TEST_CASE("train_gpt resumes an f32 checkpoint in bf16 and a bf16 one in f32, sa
   CHECK(losses(d.path + "/down.jsonl").size() == 10);
   CHECK(checkpoint::Reader(f32 + "/step-00000010").meta().param_dtype == "f32");
   CHECK(checkpoint::Reader(bf16 + "/step-00000010").meta().param_dtype == "bf16");
+
+  // dtrain-ckpt export of the bf16 run (its f32 masters), then a bf16 run
+  // --init-from it with lr 0: its masters are the exported values rounded to bf16.
+  const std::string hf = d.path + "/gpt2.safetensors", init = d.path + "/init";
+  Process tool({DTRAIN_CKPT, "export", bf16, hf}, {});
+  require_ok(tool.wait(std::chrono::seconds(60)));
+  require_ok(
+      train(1, {"--precision", "bf16", "--init-from", hf, "--lr", "0", "--checkpoint-dir", init, "--stop-at", "1"}));
+  checkpoint::Reader exported(bf16 + "/step-00000010"), started(init + "/step-00000001");
+  for (const auto& n : exported.tensor_names()) {
+    if (n.find(".exp_avg") != std::string::npos) continue;
+    INFO(n);
+    CHECK_CLOSE(started.read_full(n), cast_to(cast_to(exported.read_full(n), DType::bf16), DType::f32), 0.0);
+  }
 }
 
 TEST_CASE("an f16 checkpoint without loss-scaler state cannot resume f16, but resumes bf16", "[checkpoint]") {
