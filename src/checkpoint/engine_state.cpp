@@ -58,10 +58,11 @@ std::string resume_engine(Reader& reader, const nn::Module& model, optim::Optimi
   const Meta& m = reader.meta();
   const std::string run = parallel::precision_name(dp.options().precision);
   std::string note = precision_change(reader, m.param_dtype, run);
+  // The scaler first: it checks the saved state before any tensor is written.
+  if (run == "f16" && m.param_dtype == "f16") dp.restore_loss_scaler(m.loss_scaler);
   reader.load(owned_pieces(model, optimizer, dp.rank(), dp.world_size(), /*replicated=*/false));
   dp.parameters_from_masters();
   optimizer.set_steps_done(m.optimizer_steps);
-  if (run == "f16" && m.param_dtype == "f16") dp.restore_loss_scaler(m.loss_scaler);
   return note;
 }
 
