@@ -225,6 +225,13 @@ TEST_CASE("dtypes that do not fit are refused naming both", "[checkpoint][precis
   });
   CHECK_THROWS_WITH(checkpoint::Reader(d.path + "/scale"), Contains("not an integer"));
 
+  // A manifest from before mixed precision (no "precision" object) reads as f32.
+  fs::copy(ck, d.path + "/old");
+  edit_manifest(d.path + "/old", [](nlohmann::json& j) { j.erase("precision"); });
+  CHECK(checkpoint::Reader(d.path + "/old").meta().param_dtype == "f32");
+  Run from_old(DType::bf16, 4);
+  CHECK_THAT(from_old.resume(d.path + "/old"), Contains("saved in f32, resumed in bf16"));
+
   // An f16 checkpoint that lost its loss-scaler state: refused for f16, fine for bf16.
   Run f16(DType::f16, 3);
   const std::string ck16 = f16.save(d.path + "/f16");
