@@ -74,12 +74,14 @@ void raw_read(const std::string& path) {
 
 int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   CLI::App app{"bench_checkpoint: checkpoint save/load throughput vs raw disk bandwidth"};
-  std::string preset = "gpt2-124m", dir = "/tmp/dtrain_bench_ckpt", metrics_out;
+  std::string preset = "gpt2-124m", dir = "/tmp/dtrain_bench_ckpt", metrics_out, precision = "f32";
   int zero = 1;
   app.add_option("--preset", preset, "model preset")->capture_default_str();
   app.add_option("--zero", zero, "ZeRO stage of the saving job")->capture_default_str();
   app.add_option("--dir", dir, "scratch directory on the disk to measure (removed after)")->capture_default_str();
   app.add_option("--metrics-out", metrics_out, "write the results as one JSON object to this file");
+  app.add_option("--precision", precision, "f32, bf16 or f16 model (f32 masters and moments are saved either way)")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   try {
     auto comm = comm::init_process_group();
@@ -98,9 +100,12 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
       fs::create_directories(dir);
     }
     barrier();
-    nn::GPT model(nn::GPTConfig::preset(preset), Device::cpu(), 1);
+    nn::GPTConfig config = nn::GPTConfig::preset(preset);
+    config.param_dtype = config.compute_dtype = parallel::precision_dtype(parallel::parse_precision(precision));
+    nn::GPT model(config, Device::cpu(), 1);
     parallel::DataParallelOptions o;
     o.stage = zero;
+    o.precision = parallel::parse_precision(precision);
     parallel::DataParallel dp(model, comm, o);
     optim::AdamW opt(dp.param_groups(0.1f));
     opt.init_state();
@@ -120,6 +125,7 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
     checkpoint::Meta meta;
     meta.world_size = world;
     meta.zero_stage = zero;
+    checkpoint::record_engine_state(dp, meta);
     const auto key = checkpoint::EncryptionKey::from_hex(std::string(64, '5'), "bench");  // the same on every rank
 
     const std::string raw = dir + "/raw-" + std::to_string(rank) + ".bin";
@@ -129,6 +135,7 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
     fs::remove(raw);
 
     nlohmann::json result = {{"preset", preset},
+                             {"precision", precision},
                              {"world_size", world},
                              {"zero_stage", zero},
                              {"checkpoint_bytes", save_bytes},
@@ -143,7 +150,7 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
       if (rank == 0) drop_cache_dir(root);
       const double t_load = timed([&] {
         checkpoint::Reader r(path, so.key);
-        r.load(load_pieces);
+        checkpoint::resume_engine(r, model, opt, dp);  // masters and moments, then the parameters from them
       });
       // The part of a background save that blocks training: the host snapshot.
       meta.step = 1;
@@ -162,8 +169,8 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
       result[tag + "_async_blocked_ms"] = t_snapshot * 1e3;
     }
     if (rank == 0) {
-      std::printf("checkpoint of %s at world %d, ZeRO %d: %.3f GB (f32 master weights + AdamW moments)\n",
-                  preset.c_str(), world, zero, save_bytes / 1e9);
+      std::printf("checkpoint of %s (%s) at world %d, ZeRO %d: %.3f GB (f32 master weights + AdamW moments)\n",
+                  preset.c_str(), precision.c_str(), world, zero, save_bytes / 1e9);
       std::printf("  raw sequential write %.3f GB/s, read %.3f GB/s (same disk, same bytes, fsync, cache dropped)\n",
                   result["raw_write_gbps"].get<double>(), result["raw_read_gbps"].get<double>());
       for (const char* tag : {"plain", "encrypted"}) {

@@ -77,9 +77,9 @@ int64_t Checkpointer::resume() {
   DTRAIN_CHECK(m.model == want, "checkpoint ", path, " holds a different model (", m.model.at("n_layer"),
                " layers, width ", m.model.at("n_embd"), ") than this run's ", t_.model->config().str(),
                "; pass the same model options");
-  reader.load_parameters(*t_.model);
-  reader.load(checkpoint::owned_pieces(*t_.model, *t_.optimizer, dp_.rank(), dp_.world_size(), /*replicated=*/false));
-  t_.optimizer->set_steps_done(m.optimizer_steps);
+  // f32 masters and moments, parameters derived from them, f16 loss scaler.
+  const std::string precision_note = checkpoint::resume_engine(reader, *t_.model, *t_.optimizer, dp_);
+  if (lead && !precision_note.empty()) std::printf("resume: %s\n", precision_note.c_str());
   t_.train_data->set_position(m.data);
   if (lead) {
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
@@ -116,6 +116,7 @@ bool Checkpointer::after_step(int64_t steps_done, bool force) {
   m.schedule_step = steps_done;
   m.data = t_.train_data->position();
   m.seed = t_.opt.seed;
+  checkpoint::record_engine_state(dp_, m);  // parameter dtype, f16 loss scaler
   const bool replicated = dp_.options().stage == 0;
   checkpoint::SaveOptions so;
   so.keep_last = c_.keep_last;

@@ -36,6 +36,10 @@ void add_engine_options(CLI::App& app, EngineOptions& e) {
   app.add_option("--prefetch", e.prefetch, "ZeRO-3: units gathered ahead of use")->capture_default_str();
   app.add_flag("--no-overlap", e.no_overlap, "communicate after backward instead of during it (a baseline)");
   app.add_option("--trace-out", e.trace_out, "write rank 0's engine trace (JSON Lines) to this file");
+  app.add_option("--loss-scale-window", e.loss_scale_window,
+                 "f16: steps without overflow before the loss scale doubles")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
 }
 
 namespace {
@@ -116,6 +120,7 @@ int run_training(const TrainOptions& base, const EngineOptions& d, const Checkpo
   o.stage = d.zero < 0 ? 0 : d.zero;
   o.grad_accumulation = d.grad_accum;
   o.precision = precision;
+  o.loss_scale_window = d.loss_scale_window;
   o.first_bucket_bytes = std::max<int64_t>(1, static_cast<int64_t>(d.first_bucket_mb * 1024 * 1024));
   o.bucket_bytes = std::max<int64_t>(1, static_cast<int64_t>(d.bucket_mb * 1024 * 1024));
   o.prefetch_depth = d.prefetch;

@@ -34,6 +34,8 @@ struct EngineOptions {
   int prefetch = 1;
   bool no_overlap = false;
   std::string trace_out;  // write the engine's trace (JSON Lines) of rank 0 here
+
+  int loss_scale_window = 2000;  // f16: good steps before the loss scale doubles
 };
 
 void add_engine_options(CLI::App& app, EngineOptions& e);

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "dtrain/data/data_loader.h"
+#include "dtrain/optim/loss_scaler.h"
 #include "dtrain/tensor.h"
 
 namespace dtrain::comm {
@@ -42,6 +43,9 @@ class Module;
 }
 namespace dtrain::optim {
 class Optimizer;
+}
+namespace dtrain::parallel {
+class DataParallel;
 }
 
 namespace dtrain::checkpoint {
@@ -59,6 +63,15 @@ struct Meta {
   data::LoaderPosition data;            // global position: valid at any world size
   uint64_t seed = 0;
   std::string rng;  // text state of the job's RNG engine (empty: none)
+  // The dtype the model's parameters had ("f32", "bf16" or "f16"; "f32" in
+  // checkpoints written before mixed precision). The tensors are f32 whatever
+  // it is: under bf16/f16 they are the engine's f32 master weights, from
+  // which the parameters are rounded.
+  std::string param_dtype = "f32";
+  // f16 runs: the dynamic loss scaler, so a resumed run scales as the
+  // uninterrupted one would (has_loss_scaler false for f32 and bf16).
+  bool has_loss_scaler = false;
+  LossScalerState loss_scaler;
 };
 
 // A 256-bit key for encryption at rest (XChaCha20-Poly1305). Held only in
@@ -171,10 +184,11 @@ class Reader {
   // involved is verified (checksum, and authenticity when encrypted) before
   // the first piece is written: a damaged checkpoint loads nothing.
   void load(const std::vector<Piece>& pieces);
-  // Writes every model parameter whose value is held whole (f32) in full:
-  // with a data-parallel engine in stages 1-2 every rank keeps all values,
-  // so each reads them all (stage 3 keeps only the shard: skipped). Throws
-  // for bf16/f16 values (not supported yet: load in f32).
+  // Writes every model parameter whose value is held whole in full: with a
+  // data-parallel engine in stages 1-2 every rank keeps all values, so each
+  // reads them all (stage 3 keeps only the shard: skipped). bf16/f16
+  // parameters get the stored f32 values rounded to nearest even, as the
+  // engine rounds its masters (the masters themselves come from load()).
   void load_parameters(const nn::Module& model);
 
   struct Impl;
@@ -185,13 +199,37 @@ class Reader {
   std::unique_ptr<Impl> impl_;
 };
 
-// Hugging Face GPT-2 interchange: one safetensors file of the full model, f32,
+// Mixed precision with a data-parallel engine (src/checkpoint/engine_state.cpp).
+//
+// record_engine_state: the engine's precision into meta (param_dtype, and the
+// loss scaler under f16). Save the pieces owned_pieces() gives for
+// dp.param_groups' optimizer: they are the f32 masters and moments.
+void record_engine_state(const parallel::DataParallel& dp, Meta& meta);
+
+// Resumes a model wrapped by `dp` (collective): this rank's pieces of the
+// master weights and optimizer state loaded, the parameters derived from the
+// masters (rounded under bf16/f16; all-gathered in stages 1-2), the
+// optimizer's step counter and, f16 to f16, the loss scaler restored.
+// Precision changes are allowed and returned as a sentence ("" when none):
+//   f32 -> bf16/f16   the f32 values become the masters, parameters rounded
+//   bf16/f16 -> f32   the f32 masters become the parameters (no rounding)
+//   bf16 <-> f16, f32 -> f16   as above; the f16 loss scaler starts at its
+//                     initial scale; leaving f16, its saved state is unused
+// An f16 checkpoint without loss-scaler state cannot resume an f16 run
+// (dtrain::Error naming both dtypes and what to do).
+std::string resume_engine(Reader& reader, const nn::Module& model, optim::Optimizer& optimizer,
+                          parallel::DataParallel& dp);
+
+// Hugging Face GPT-2 interchange: one safetensors file of the full model, f32
+// (the checkpoint's values; for a bf16/f16 run the f32 master weights, which
+// round to its parameters exactly),
 // names "transformer.h.0.attn.c_attn.weight", ..., Conv1D weights stored
 // [in, out] (transposed from dtrain's Linear [out, in]); the LM head is tied
 // to transformer.wte.weight. export writes aside and renames (never a partial
 // file); import accepts names with or without the "transformer." prefix (as
 // the Hub's gpt2 model.safetensors has them) and fills the model's
-// parameters (before a data-parallel engine wraps it).
+// parameters (before a data-parallel engine wraps it; bf16/f16 parameters get
+// the F32, BF16 or F16 values converted, rounded to nearest even).
 void export_hf_gpt2(Reader& reader, const std::string& out_path);
 void import_hf_gpt2(const std::string& path, const nn::Module& model);
 // The Hugging Face name of a dtrain GPT parameter and whether its matrix is

@@ -9,6 +9,7 @@
 #include "dtrain/checkpoint.h"
 #include "dtrain/error.h"
 #include "dtrain/nn/module.h"
+#include "dtrain/ops.h"
 
 namespace fs = std::filesystem;
 
@@ -23,6 +24,14 @@ Tensor transpose2d(const Tensor& t) {
   for (int64_t i = 0; i < r; ++i) {
     for (int64_t j = 0; j < c; ++j) dst[j * r + i] = src[i * c + j];
   }
+  return out;
+}
+
+// t (CPU) in `dtype`: t itself when it already is, else a cast copy.
+Tensor converted(const Tensor& t, DType dtype) {
+  if (t.dtype() == dtype) return t;
+  Tensor out = Tensor::empty(t.shape(), dtype);
+  ops::cast(out, t);
   return out;
 }
 }  // namespace
@@ -85,21 +94,27 @@ void import_hf_gpt2(const std::string& path, const nn::Module& model) {
     const st::Entry* e = h.find(hf);
     if (e == nullptr) e = h.find(hf.substr(std::string("transformer.").size()));
     DTRAIN_CHECK(e != nullptr, "GPT-2 file ", path, " has no tensor '", hf, "' for parameter ", np.name);
-    DTRAIN_CHECK(e->dtype == "F32", "GPT-2 file ", path, ": tensor '", e->name, "' is ", e->dtype,
-                 "; only F32 files can be imported");
+    const DType stored = e->dtype == "F32" ? DType::f32 : e->dtype == "BF16" ? DType::bf16 : DType::f16;
+    DTRAIN_CHECK(e->dtype == "F32" || e->dtype == "BF16" || e->dtype == "F16", "GPT-2 file ", path, ": tensor '",
+                 e->name, "' is ", e->dtype, "; only F32, BF16 and F16 files can be imported");
     Shape want = np.param->shape();
     if (transposed) want = {want[1], want[0]};
     DTRAIN_CHECK(Shape(e->shape.begin(), e->shape.end()) == want, "GPT-2 file ", path, ": tensor '", e->name,
                  "' has shape ", shape_str(Shape(e->shape.begin(), e->shape.end())), " but the model needs ",
                  shape_str(want), " (pass the matching model options)");
-    Tensor t = Tensor::empty(want, DType::f32);
-    f.read_at(h.data_start + e->begin, t.data_ptr(), t.nbytes());
+    Tensor raw = Tensor::empty(want, stored);
+    DTRAIN_CHECK(e->end - e->begin == raw.nbytes(), "GPT-2 file ", path, ": tensor '", e->name, "' holds ",
+                 e->end - e->begin, " bytes, its dtype and shape need ", raw.nbytes());
+    f.read_at(h.data_start + e->begin, raw.data_ptr(), raw.nbytes());
+    Tensor t = converted(raw, DType::f32);
     if (transposed) t = transpose2d(t);
     todo.emplace_back(np.param->value, t);
   }
   for (auto& [v, t] : todo) {
-    DTRAIN_CHECK(v.defined() && v.dtype() == DType::f32, "import_hf_gpt2: import into an f32 model before wrapping it");
-    v.copy_(v.is_cpu() ? t : t.to(v.device()));
+    DTRAIN_CHECK(v.defined() && is_floating(v.dtype()),
+                 "import_hf_gpt2: import into the model before a data-parallel engine wraps it");
+    const Tensor value = converted(t, v.dtype());  // bf16/f16 models: rounded to nearest even
+    v.copy_(v.is_cpu() ? value : value.to(v.device()));
   }
 }
 

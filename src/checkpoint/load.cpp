@@ -16,6 +16,7 @@
 #include "dtrain/checkpoint.h"
 #include "dtrain/error.h"
 #include "dtrain/nn/module.h"
+#include "dtrain/ops.h"
 
 namespace fs = std::filesystem;
 
@@ -138,6 +139,10 @@ struct Segment {
 void Reader::load(const std::vector<Piece>& pieces) {
   // Check every piece against the manifest before reading anything.
   for (const auto& p : pieces) {
+    DTRAIN_CHECK(p.data.dtype() == DType::f32, "checkpoint ", dir_, " holds f32 values for '", p.name,
+                 "' but the tensor to load into is ", dtype_name(p.data.dtype()),
+                 "; checkpoints hold f32 master weights and optimizer state: train bf16/f16 through "
+                 "parallel::DataParallel (f32 masters) and resume with checkpoint::resume_engine");
     const Shape s = shape(p.name);
     DTRAIN_CHECK(s == p.shape, "checkpoint ", dir_, ": tensor '", p.name, "' has shape ", shape_str(s),
                  " but the model's is ", shape_str(p.shape), " (a different model configuration?)");
@@ -223,14 +228,21 @@ void Reader::load_parameters(const nn::Module& model) {
   for (const auto& np : model.named_parameters()) {
     Tensor v = np.param->value;
     if (!v.defined()) continue;  // ZeRO-3: the engine holds only the shard
-    DTRAIN_CHECK(v.dtype() == DType::f32, "checkpoint load: parameter '", np.name, "' is ", dtype_name(v.dtype()),
-                 "; loading into bf16/f16 parameters is not supported yet (resume in f32)");
+    DTRAIN_CHECK(is_floating(v.dtype()), "checkpoint load: parameter '", np.name, "' is ", dtype_name(v.dtype()),
+                 "; checkpoints hold f32 values for f32, bf16 or f16 parameters");
     const Shape s = shape(np.name);
     DTRAIN_CHECK(s == np.param->shape(), "checkpoint ", dir_, ": parameter '", np.name, "' has shape ", shape_str(s),
                  " but the model's is ", shape_str(np.param->shape()), " (a different model configuration?)");
     todo.emplace_back(v, read_full(np.name));
   }
-  for (auto& [v, full] : todo) v.copy_(v.is_cpu() ? full : full.to(v.device()));
+  for (auto& [v, full] : todo) {
+    Tensor src = full;
+    if (v.dtype() != DType::f32) {  // rounded to nearest even, as the engine rounds its masters
+      src = Tensor::empty(full.shape(), v.dtype());
+      ops::cast(src, full);
+    }
+    v.copy_(v.is_cpu() ? src : src.to(v.device()));
+  }
 }
 
 std::string find_latest(const std::string& root) {

@@ -23,18 +23,20 @@ int64_t shape_numel_checked(const Shape& s) {
   return n;
 }
 // Every number of a manifest is an integer except the optimizer's
-// hyper-parameters. nlohmann's get<int64_t>() casts a floating-point value,
-// which is undefined behaviour out of range (a fuzzer found 3.3e65 in
-// "schedule.step"), so floats anywhere else are refused before any get<>.
-bool has_float_outside_hyper(const json& v, bool in_hyper) {
-  if (v.is_number_float()) return !in_hyper;
+// hyper-parameters and the f16 loss scale. nlohmann's get<int64_t>() casts a
+// floating-point value, which is undefined behaviour out of range (a fuzzer
+// found 3.3e65 in "schedule.step"), so floats anywhere else are refused
+// before any get<>.
+bool has_float_outside_hyper(const json& v, bool allowed, bool in_loss_scaler = false) {
+  if (v.is_number_float()) return !allowed;
   if (v.is_object()) {
     for (auto it = v.begin(); it != v.end(); ++it) {
-      if (has_float_outside_hyper(it.value(), in_hyper || it.key() == "hyper")) return true;
+      const bool ok = allowed || it.key() == "hyper" || (in_loss_scaler && it.key() == "scale");
+      if (has_float_outside_hyper(it.value(), ok, it.key() == "loss_scaler")) return true;
     }
   } else if (v.is_array()) {
     for (const auto& e : v) {
-      if (has_float_outside_hyper(e, in_hyper)) return true;
+      if (has_float_outside_hyper(e, allowed)) return true;
     }
   }
   return false;
@@ -54,6 +56,12 @@ std::string Manifest::to_json() const {
   j["schedule"] = {{"step", meta.schedule_step}};
   j["data"] = {{"epoch", meta.data.epoch}, {"shard", meta.data.shard}, {"offset", meta.data.offset}};
   j["rng"] = {{"seed", meta.seed}, {"state", meta.rng}};
+  j["precision"] = {{"param_dtype", meta.param_dtype}, {"master_dtype", "f32"}};
+  if (meta.has_loss_scaler) {
+    j["precision"]["loss_scaler"] = {{"scale", meta.loss_scaler.scale},
+                                     {"good_steps", meta.loss_scaler.good_steps},
+                                     {"skipped_steps", meta.loss_scaler.skipped_steps}};
+  }
   json ts = json::object();
   for (const auto& [name, t] : tensors) {
     json shards = json::array();
@@ -98,6 +106,23 @@ Manifest Manifest::parse(const std::string& text, const std::string& where) {
     m.meta.data.offset = d.at("offset").get<int64_t>();
     m.meta.seed = j.at("rng").at("seed").get<uint64_t>();
     m.meta.rng = j.at("rng").at("state").get<std::string>();
+    if (j.contains("precision")) {  // absent before mixed precision: f32
+      const json& p = j.at("precision");
+      m.meta.param_dtype = p.at("param_dtype").get<std::string>();
+      if (m.meta.param_dtype != "f32" && m.meta.param_dtype != "bf16" && m.meta.param_dtype != "f16") {
+        fail("precision.param_dtype '" + m.meta.param_dtype + "' is not f32, bf16 or f16");
+      }
+      if (p.value("master_dtype", std::string("f32")) != "f32") fail("precision.master_dtype is not f32");
+      if (p.contains("loss_scaler")) {
+        const json& ls = p.at("loss_scaler");
+        m.meta.has_loss_scaler = true;
+        const double scale = ls.at("scale").get<double>();
+        if (!(scale > 0.0 && scale <= 3.0e38)) fail("precision.loss_scaler.scale is not a positive f32 value");
+        m.meta.loss_scaler.scale = static_cast<float>(scale);
+        m.meta.loss_scaler.good_steps = ls.at("good_steps").get<int64_t>();
+        m.meta.loss_scaler.skipped_steps = ls.at("skipped_steps").get<int64_t>();
+      }
+    }
     for (auto it = j.at("files").begin(); it != j.at("files").end(); ++it) {
       const std::string& f = it.key();
       if (f.empty() || f.size() > 255 || f.find('/') != std::string::npos || f == "." || f == ".." ||

@@ -76,7 +76,8 @@ void write_rank_file(const std::string& dir, int rank, const std::vector<Piece>&
   out.write(header.data(), header.size());
   for (const auto& p : pieces) {
     DTRAIN_CHECK(p.data.dtype() == DType::f32, "checkpoint: piece ", p.name, " is ", dtype_name(p.data.dtype()),
-                 "; checkpoints hold f32 (master weights)");
+                 "; checkpoints hold f32 (master weights): train bf16/f16 through parallel::DataParallel, whose "
+                 "optimizer updates f32 masters");
     const Tensor host = p.data.is_cpu() ? p.data : p.data.to(Device::cpu());
     out.write(host.data_ptr(), host.nbytes());
   }

@@ -43,6 +43,19 @@ bool DynamicLossScaler::update(bool grads_finite) {
   return true;
 }
 
+void DynamicLossScaler::restore(const LossScalerState& state) {
+  DTRAIN_CHECK(std::isfinite(state.scale) && state.scale >= config_.min_scale && state.scale <= config_.max_scale,
+               "DynamicLossScaler::restore: scale ", state.scale, " is outside this scaler's [", config_.min_scale,
+               ", ", config_.max_scale, "]; the saved state is damaged or from another configuration");
+  DTRAIN_CHECK(state.good_steps >= 0 && state.good_steps < config_.growth_interval && state.skipped_steps >= 0,
+               "DynamicLossScaler::restore: good_steps ", state.good_steps, " / skipped_steps ", state.skipped_steps,
+               " are impossible with growth_interval ", config_.growth_interval,
+               " (pass the loss-scale window the run was saved with)");
+  scale_ = state.scale;
+  good_steps_ = state.good_steps;
+  skipped_steps_ = state.skipped_steps;
+}
+
 namespace {
 
 bool cpu_all_finite(const Tensor& t) {

@@ -244,6 +244,34 @@ void DataParallel::wait_for_parameters() {
   impl_->state.wait_param_gathers();
 }
 
+std::optional<LossScalerState> DataParallel::loss_scaler_state() const {
+  const DynamicLossScaler* scaler = impl_->precision.scaler();
+  if (scaler == nullptr) return std::nullopt;
+  return scaler->state();
+}
+
+void DataParallel::restore_loss_scaler(const LossScalerState& state) {
+  DynamicLossScaler* scaler = impl_->precision.scaler();
+  DTRAIN_CHECK(scaler != nullptr, "DataParallel::restore_loss_scaler: this engine trains in ",
+               precision_name(options_.precision), ", which has no loss scaler (only f16 does)");
+  scaler->restore(state);
+}
+
+void DataParallel::parameters_from_masters() {
+  Impl& d = *impl_;
+  d.state.wait_param_gathers();
+  if (d.gathers) {  // stage 3: a gathered copy would hold the old values
+    for (size_t g = 0; g < d.layout.groups.size(); ++g) {
+      const int gi = static_cast<int>(g);
+      if (!d.gathers->gathered_or_gathering(gi)) continue;
+      d.gathers->finish_gather(gi);
+      d.gathers->release(gi);
+    }
+  }
+  d.state.publish_update();
+  d.state.wait_param_gathers();
+}
+
 std::vector<std::pair<std::string, Tensor>> DataParallel::full_parameters() {
   Impl& d = *impl_;
   d.state.wait_param_gathers();

@@ -24,6 +24,10 @@ class PrecisionPolicy {
   bool mixed() const { return precision_ != Precision::f32; }
   float loss_scale() const { return scaler_ ? scaler_->scale() : 1.0f; }
 
+  // The f16 scaler (null for f32 and bf16).
+  const DynamicLossScaler* scaler() const { return scaler_ ? &*scaler_ : nullptr; }
+  DynamicLossScaler* scaler() { return scaler_ ? &*scaler_ : nullptr; }
+
   // Records one step's scaled gradient norm; false: an f16 overflow, skip the
   // update (the scale backs off). Always true without loss scaling.
   bool accept_step(float scaled_norm);

@@ -1,9 +1,9 @@
 // One rank of the checkpoint job tests, started with RANK/WORLD_SIZE/MASTER_*:
 //
-//   ckpt_worker resave SRC_DIR DST_ROOT STAGE
+//   ckpt_worker resave SRC_DIR DST_ROOT STAGE [PRECISION]
 //
 // builds the GPT the checkpoint describes under a data-parallel engine at this
-// job's world size and ZeRO STAGE, loads SRC_DIR into it (each rank reading
+// job's world size, ZeRO STAGE and PRECISION (default: the checkpoint's), loads SRC_DIR into it (each rank reading
 // only the ranges its layout needs), and saves it again under DST_ROOT. The
 // test then compares every tensor of the two checkpoints bitwise: a
 // round trip through any layout must not change a bit.
@@ -21,8 +21,8 @@
 using namespace dtrain;
 
 int main(int argc, char** argv) {
-  if (argc != 5 || std::string(argv[1]) != "resave") {
-    std::fprintf(stderr, "usage: ckpt_worker resave SRC_DIR DST_ROOT STAGE\n");
+  if ((argc != 5 && argc != 6) || std::string(argv[1]) != "resave") {
+    std::fprintf(stderr, "usage: ckpt_worker resave SRC_DIR DST_ROOT STAGE [PRECISION]\n");
     return 2;
   }
   try {
@@ -35,17 +35,20 @@ int main(int argc, char** argv) {
     c.n_embd = meta.model.at("n_embd");
     c.vocab_size = meta.model.at("vocab_size");
     c.max_seq_len = meta.model.at("max_seq_len");
+    const parallel::Precision precision = parallel::parse_precision(argc == 6 ? argv[5] : meta.param_dtype);
+    c.param_dtype = c.compute_dtype = parallel::precision_dtype(precision);
     nn::GPT model(c, Device::cpu(), 7 + static_cast<uint64_t>(comm->rank()));  // different from the checkpoint
     parallel::DataParallelOptions o;
     o.stage = std::atoi(argv[4]);
+    o.precision = precision;
     {
       parallel::DataParallel dp(model, comm, o);
       optim::AdamW opt(dp.param_groups(0.1f));
       opt.init_state();
-      reader.load_parameters(model);
-      reader.load(checkpoint::owned_pieces(model, opt, dp.rank(), dp.world_size(), /*replicated=*/false));
+      checkpoint::resume_engine(reader, model, opt, dp);
       meta.world_size = dp.world_size();
       meta.zero_stage = o.stage;
+      checkpoint::record_engine_state(dp, meta);
       const auto path = checkpoint::save(
           argv[3], meta, checkpoint::owned_pieces(model, opt, dp.rank(), dp.world_size(), o.stage == 0), comm.get());
       if (comm->rank() == 0) std::printf("resaved %s at world %d stage %d\n", path.c_str(), dp.world_size(), o.stage);

@@ -13,26 +13,15 @@
 #include "check_close.h"
 #include "checkpoint/manifest.h"
 #include "checkpoint/safetensors.h"
+#include "checkpoint_test_support.h"
 #include "dtrain/checkpoint.h"
 
 using namespace dtrain;
+using dtrain::testing::TempDir;
 namespace fs = std::filesystem;
 using Catch::Matchers::Contains;
 
 namespace {
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char t[] = "/tmp/dtrain_ckpt_test_XXXXXX";
-    REQUIRE(::mkdtemp(t) != nullptr);
-    path = t;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 Tensor ramp(int64_t n, float base) {
   std::vector<float> v(static_cast<size_t>(n));

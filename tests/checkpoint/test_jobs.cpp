@@ -14,88 +14,12 @@
 #include "check_close.h"
 #include "comm/process_util.h"
 #include "dtrain/checkpoint.h"
+#include "job_support.h"
 
 using namespace dtrain;
 using namespace dtrain::testing;
+using namespace dtrain::testing::ckpt_jobs;
 namespace fs = std::filesystem;
-
-namespace {
-
-const std::vector<std::string> kTiny = {"--n-layer",       "1", "--n-embd",        "32", "--n-head",       "2",
-                                        "--batch",         "8", "--seq-len",       "20", "--steps",        "20",
-                                        "--eval-every",    "0", "--eval-problems", "2",  "--eval-batches", "1",
-                                        "--sample-tokens", "0", "--warmup",        "2"};
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char t[] = "/tmp/dtrain_ckpt_jobs_XXXXXX";
-    REQUIRE(::mkdtemp(t) != nullptr);
-    path = t;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-
-// train_gpt at `world` ranks (1: no launcher) with exactly `args`.
-ProcessResult train_raw(int world, const std::vector<std::string>& args, const Env& extra = {}) {
-  std::vector<std::string> argv;
-  if (world > 1) argv = {DTRAIN_RUN, "--nproc-per-node", std::to_string(world)};
-  argv.push_back(DTRAIN_TRAIN_GPT);
-  argv.insert(argv.end(), args.begin(), args.end());
-  Env env = {{"OMP_NUM_THREADS", "1"}, {"DTRAIN_TIMEOUT_S", "30"}, {"WORLD_SIZE", "<unset>"}};
-  for (const auto& [k, v] : extra) env[k] = v;
-  Process p(argv, env);
-  return p.wait(std::chrono::seconds(120));
-}
-
-ProcessResult train(int world, const std::vector<std::string>& args, const Env& extra = {}) {
-  std::vector<std::string> all = kTiny;
-  all.insert(all.end(), args.begin(), args.end());
-  return train_raw(world, all, extra);
-}
-
-// ckpt_worker resave at `world` ranks and ZeRO `stage`.
-void resave(int world, const std::string& src, const std::string& dst, int stage) {
-  auto ranks = start_ranks(world, {"resave", src, dst, std::to_string(stage)}, {{"DTRAIN_TIMEOUT_S", "30"}});
-  const auto results = wait_all(ranks, std::chrono::seconds(60));
-  for (const auto& r : results) {
-    INFO(r.output);
-    REQUIRE(r.exit_code == 0);
-  }
-}
-
-std::vector<double> losses(const std::string& metrics) {
-  std::vector<double> out;
-  std::ifstream in(metrics);
-  std::string line;
-  while (std::getline(in, line)) {
-    const auto j = nlohmann::json::parse(line);
-    if (j.contains("loss")) out.push_back(j["loss"].get<double>());
-  }
-  return out;
-}
-
-std::vector<double> slice(const std::vector<double>& v, size_t a, size_t b) {
-  REQUIRE(v.size() >= b);
-  return std::vector<double>(v.begin() + static_cast<std::ptrdiff_t>(a), v.begin() + static_cast<std::ptrdiff_t>(b));
-}
-
-// Every tensor of two checkpoints, bitwise.
-void same_tensors(const std::string& a, const std::string& b) {
-  checkpoint::Reader ra(a), rb(b);
-  const auto names = ra.tensor_names();
-  REQUIRE(names == rb.tensor_names());
-  CHECK(names.size() > 4);
-  for (const auto& n : names) {
-    INFO(n);
-    CHECK_CLOSE(rb.read_full(n), ra.read_full(n), 0.0);
-  }
-}
-
-}  // namespace
 
 TEST_CASE("train_gpt resumes exactly: 10 + 10 steps equal 20 straight, bitwise (world 2, ZeRO 0-3)", "[checkpoint]") {
   const std::string stage = GENERATE(as<std::string>{}, "0", "1", "2", "3");
@@ -117,13 +41,7 @@ TEST_CASE("train_gpt resumes exactly: 10 + 10 steps equal 20 straight, bitwise (
   REQUIRE(b2.exit_code == 0);
   CHECK(b2.output.find("resume: loaded " + split + "/step-00000010") != std::string::npos);
 
-  const auto la = losses(d.path + "/a.jsonl"), lb1 = losses(d.path + "/b1.jsonl"), lb2 = losses(d.path + "/b2.jsonl");
-  REQUIRE(la.size() == 20);
-  REQUIRE(lb1.size() == 10);
-  REQUIRE(lb2.size() == 10);
-  CHECK_CLOSE(lb1, slice(la, 0, 10), 0.0);
-  CHECK_CLOSE(lb2, slice(la, 10, 20), 0.0);
-  same_tensors(straight + "/step-00000020", split + "/step-00000020");
+  split_equals_straight(d.path, straight, split);
   checkpoint::Reader r(split + "/step-00000020");
   CHECK(r.meta().step == 20);
   CHECK(r.meta().optimizer_steps == 20);
@@ -299,6 +217,7 @@ TEST_CASE("dtrain-ckpt verifies and exports, train_gpt --init-from starts from t
   const auto info = tool({"info", a});
   CHECK(info.exit_code == 0);
   CHECK(info.output.find("step 10, saved by 1 rank(s) at ZeRO stage 0") != std::string::npos);
+  CHECK(info.output.find("precision: f32 parameters, tensors stored f32") != std::string::npos);
   CHECK(tool({"verify", a}).exit_code == 0);
   const auto ex = tool({"export", a, hf});
   INFO(ex.output);

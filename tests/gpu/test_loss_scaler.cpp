@@ -102,3 +102,26 @@ TEST_CASE("loss scaler: inf and nan are found in CUDA tensors", "[loss_scaler][g
     CHECK(DynamicLossScaler::all_finite({host, host.to(gpu)}));
   }
 }
+
+TEST_CASE("loss scaler: a restored state continues exactly, impossible states are refused", "[loss_scaler]") {
+  LossScalerConfig config;
+  config.init_scale = 1024.0f;
+  config.growth_interval = 3;
+  DynamicLossScaler a(config);
+  a.update(false);
+  a.update(true);
+  a.update(true);
+  DynamicLossScaler b(config);
+  b.restore(a.state());
+  CHECK(b.scale() == 512.0f);
+  CHECK(b.good_steps() == 2);
+  CHECK(b.skipped_steps() == 1);
+  for (bool finite : {true, true, false, true, true, true}) {
+    CHECK(a.update(finite) == b.update(finite));
+    CHECK(a.scale() == b.scale());
+    CHECK(a.good_steps() == b.good_steps());
+  }
+  CHECK_THROWS_WITH(b.restore({std::numeric_limits<float>::infinity(), 0, 0}), Catch::Contains("outside"));
+  CHECK_THROWS_WITH(b.restore({1024.0f, 3, 0}), Catch::Contains("growth_interval 3"));
+  CHECK_THROWS_WITH(b.restore({1024.0f, 0, -1}), Catch::Contains("impossible"));
+}

@@ -31,6 +31,13 @@ struct LossScalerConfig {
   float max_scale = 16777216.0f;  // 2^24
 };
 
+// What a checkpoint keeps of a scaler to continue it exactly.
+struct LossScalerState {
+  float scale = 65536.0f;
+  int64_t good_steps = 0;     // since the last change of scale
+  int64_t skipped_steps = 0;  // in total
+};
+
 class DynamicLossScaler {
  public:
   explicit DynamicLossScaler(const LossScalerConfig& config = {});
@@ -45,6 +52,13 @@ class DynamicLossScaler {
 
   int64_t good_steps() const { return good_steps_; }        // since the last change of scale
   int64_t skipped_steps() const { return skipped_steps_; }  // in total
+
+  LossScalerState state() const { return {scale_, good_steps_, skipped_steps_}; }
+  // Continues from a saved state (the config stays this scaler's); throws
+  // dtrain::Error when the state is impossible for the config (scale not
+  // finite or outside [min_scale, max_scale], negative counts, good_steps not
+  // below growth_interval).
+  void restore(const LossScalerState& state);
 
   // True when no element of any tensor (f32, bf16 or f16; CPU or CUDA) is inf or nan.
   static bool all_finite(const std::vector<Tensor>& tensors);

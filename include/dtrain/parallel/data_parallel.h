@@ -62,11 +62,13 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "dtrain/comm/communicator.h"
 #include "dtrain/nn/module.h"
+#include "dtrain/optim/loss_scaler.h"
 #include "dtrain/optim/optimizer.h"
 #include "dtrain/parallel/memory_ledger.h"
 #include "dtrain/parallel/trace.h"
@@ -141,6 +143,18 @@ class DataParallel {
   // modules wait for it when they next run. Call this before reading
   // Parameter::value outside the model (e.g. saving a checkpoint).
   void wait_for_parameters();
+
+  // f16: the dynamic loss scaler's state (for checkpoints); nullopt for f32
+  // and bf16, which do not scale the loss.
+  std::optional<LossScalerState> loss_scaler_state() const;
+  // f16: continues the loss scaler from a saved state; throws otherwise.
+  void restore_loss_scaler(const LossScalerState& state);
+
+  // After this rank's f32 master weights were written from outside the
+  // optimizer (a checkpoint load): bf16/f16 parameters are rounded from the
+  // masters exactly as after a step, and in stages 1-2 every rank's shard is
+  // all-gathered so each holds all the parameter values again. Collective.
+  void parameters_from_masters();
 
   // Mean of a host value over the ranks (e.g. the loss, for printing).
   float average(float value);

@@ -30,7 +30,13 @@ void info(checkpoint::Reader& r) {
   std::printf("checkpoint %s\n", r.dir().c_str());
   std::printf("  step %lld, saved by %d rank(s) at ZeRO stage %d\n", static_cast<long long>(m.step), m.world_size,
               m.zero_stage);
-  std::printf("  model:");
+  std::printf("  precision: %s parameters, tensors stored f32%s", m.param_dtype.c_str(),
+              m.param_dtype == "f32" ? "" : " (the master weights)");
+  if (m.has_loss_scaler) {
+    std::printf("; f16 loss scale %g, %lld good steps, %lld skipped", static_cast<double>(m.loss_scaler.scale),
+                static_cast<long long>(m.loss_scaler.good_steps), static_cast<long long>(m.loss_scaler.skipped_steps));
+  }
+  std::printf("\n  model:");
   for (const auto& [k, v] : m.model) std::printf(" %s=%lld", k.c_str(), static_cast<long long>(v));
   std::printf("\n  optimizer: %s, %lld steps;", m.optimizer.c_str(), static_cast<long long>(m.optimizer_steps));
   for (const auto& [k, v] : m.hyper) std::printf(" %s=%g", k.c_str(), v);
