@@ -64,8 +64,9 @@ RESULT=$BASE.result
 # In the namespace only builtins run besides the programs under test: every
 # other tool needs libraries that are hidden there.
 BASE_ERR="$BASE.err" unshare -m bash -c '
+  # The build folder first: after the bind mount, mount itself cannot start.
+  if [[ -d $3 ]]; then mount -t tmpfs none "$3" || exit 3; fi
   mount --bind "$1" "$2" || exit 3
-  [[ -d $3 ]] && { mount -t tmpfs none "$3" || exit 3; }
   shift 3
   for b in "$@"; do
     if "$b" --help >/dev/null 2>"$BASE_ERR"; then echo "ok $b"; else echo "FAILED $b"; fi

@@ -78,7 +78,9 @@ fi
 {
   echo "revision $(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)"
   echo "packed $(date -u +%Y-%m-%dT%H:%M:%SZ) from $BUILD"
-  echo "cuda_architectures $(sed -n 's/^CMAKE_CUDA_ARCHITECTURES:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/null)"
+  # The architectures nvcc compiled for, as the build files name them.
+  echo "cuda_architectures $(grep -ho 'arch=compute_[0-9a-z]*' "$BUILD"/build.ninja "$BUILD"/CMakeFiles/dtrain.dir/flags.make \
+    2>/dev/null | sed 's/arch=compute_//' | sort -u | tr '\n' ' ')"
   for soname in "${!NEEDED_FROM_IMAGE[@]}"; do echo "from_image $soname"; done | sort
   (cd "$PACK" && find bin lib scripts -mindepth 1 | sort | sed 's/^/file /')
 } >"$PACK/MANIFEST"

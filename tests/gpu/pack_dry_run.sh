@@ -3,8 +3,9 @@
 # few programs, so the pack cannot rot between GPU sessions (docs/gpu.md):
 # pack.sh packs them, check_pack.sh finds every library they need in the pack
 # (and starts them with the system's other libraries hidden, as root),
-# run_device.sh runs the pack with the GPU stages reported as skipped, and a
-# pack with one library removed must be refused.
+# run_device.sh runs the pack with the GPU stages reported as skipped; with
+# one program broken it runs every stage and exits 1; and a pack with one
+# library removed must be refused.
 #
 #   tests/gpu/pack_dry_run.sh BUILD_DIR
 set -uo pipefail
@@ -42,6 +43,15 @@ grep -qE '^test_loss_scaler +skipped .*no GPU: skipped' "$summary" || fail "the 
 grep -qE '^comm_cpu +ok' "$summary" || fail "the CPU comm stage did not pass"
 grep -q '^# comm: 1 ranks, cpu' "$WORK/out/comm_cpu.log" || fail "the CPU comm stage printed no table"
 if grep -qE ' failed ' "$summary"; then fail "a stage failed"; fi
+
+# A broken program: its stages fail, the others still run, the exit is 1.
+printf '#!/bin/sh\nexit 3\n' >"$WORK/unpacked/dtrain-gpu/bin/dtrain-bench"
+DTRAIN_RUN_DEVICE_NO_GPU=1 bash "$HERE/run_device.sh" "$WORK/unpacked/dtrain-gpu" "$WORK/broken" >/dev/null 2>&1
+rc=$?
+[[ $rc -eq 1 ]] || fail "run_device.sh exited $rc with a broken dtrain-bench (want 1)"
+grep -qE '^start +failed' "$WORK/broken/summary.txt" || fail "the start stage passed a program that cannot start"
+grep -qE '^comm_cpu +failed .*exit 3' "$WORK/broken/summary.txt" || fail "comm_cpu did not fail with exit 3"
+grep -qE '^test_loss_scaler +skipped' "$WORK/broken/summary.txt" || fail "the run stopped at the first failure"
 
 # The check must refuse a pack that lacks a library its programs load.
 rm "$WORK/unpacked/dtrain-gpu/lib/libgloo.so.0"
