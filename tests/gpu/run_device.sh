@@ -8,21 +8,24 @@
 # PACK: the .tar.xz pack.sh wrote (unpacked into a temporary folder here), or
 # an unpacked dtrain-gpu/ folder (or the folder holding it). Stages, in order,
 # each under its own time limit and all under one budget (DTRAIN_DEVICE_BUDGET_S,
-# default 210 s; a stage gets what is left when that is less than its limit):
+# default 225 s, unpacking included; a stage gets what is left when that is
+# less than its limit):
 #   start        every packed program starts (--help): no library missing
 #   test_*       the GPU test programs; a skip (exit 77) is a failure when a GPU is
 #                visible (without one they still run their CPU cases)
-#   memcheck_*, racecheck_flash
+#   memcheck_flash, racecheck_flash, memcheck_gpu_ops
 #                compute-sanitizer on the GPU kernel tests' short shapes
-#   bench_cuda_ops, attention_vs_sdpa, comm_cuda, kernels_cuda
-#                the op benchmark, the tensor-core attention next to PyTorch
-#                SDPA, dtrain-bench --quick --suite comm (raw NCCL beside
-#                dtrain) and kernels on the GPU
 #   train_vs_pytorch
 #                GPT-2 124M in bf16, B=16, T=1024: dtrain-bench's train suite
 #                with PyTorch (benchmarks/train/pytorch_gpt2.py) in the same call
-# With no GPU visible the GPU stages are recorded as "no GPU: skipped" and the
-# rest runs. Every stage runs whatever an earlier one did; each writes
+#   comm_cuda, kernels_cuda
+#                dtrain-bench --quick --suite comm (raw NCCL beside dtrain, up
+#                to 8 MiB) and --suite kernels on the GPU
+#   bench_cuda_ops, attention_vs_sdpa
+#                the op benchmark; the tensor-core attention next to PyTorch SDPA
+#   comm_cpu     dtrain-bench's CPU comm path (runs without a GPU too)
+# With no GPU visible (or DTRAIN_RUN_DEVICE_NO_GPU=1) the GPU stages are
+# recorded as "no GPU: skipped" and the rest runs. Every stage runs whatever an earlier one did; each writes
 # OUT_DIR/<stage>.log, and OUT_DIR/summary.txt (the table) and summary.json
 # close the run. Exit status 1 when any check failed, 2 on bad usage.
 set -uo pipefail
@@ -36,7 +39,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$HERE/pack_libs.sh"
 OUT=$(mkdir -p "$2" && cd "$2" && pwd)
 START=$(date +%s)
-BUDGET=${DTRAIN_DEVICE_BUDGET_S:-210}
+BUDGET=${DTRAIN_DEVICE_BUDGET_S:-225}
 
 if [[ -f $1 ]]; then
   UNPACK=$(mktemp -d "${TMPDIR:-/tmp}/dtrain-gpu.XXXXXX")
