@@ -108,7 +108,13 @@ stage() {
   timeout --signal=TERM --kill-after=5 "$limit" "$@" >"$OUT/$name.log" 2>&1
   rc=$?
   case $rc in
-    0) verdict=ok ;;
+    0)
+      verdict=ok
+      # The benchmarks exit 0 when they see no device ("nothing to measure").
+      if [[ $needs == gpu && $GPU -eq 1 ]] && grep -q 'nothing to measure' "$OUT/$name.log"; then
+        verdict=failed note="the program saw no GPU although nvidia-smi shows one"
+      fi
+      ;;
     77)
       if [[ $GPU -eq 1 ]]; then
         verdict=failed note="exit 77: the program saw no GPU although nvidia-smi shows one"
@@ -198,7 +204,7 @@ TOTAL=$(($(date +%s) - START))
   printf ']}\n'
 } >"$OUT/summary.json"
 # The figures worth reading first, after the table.
-grep -hE '^# (train|pytorch|comm)|raw nccl|^(sdpa|tc|flash)' "$OUT"/train_vs_pytorch.log "$OUT"/comm_cuda.log \
+grep -hE '^# (train|pytorch|comm|dtrain per-call)|^(sdpa|tc|flash)' "$OUT"/train_vs_pytorch.log "$OUT"/comm_cuda.log \
   "$OUT"/attention_vs_sdpa.log 2>/dev/null | head -n 40 >>"$OUT/summary.txt"
 cat "$OUT/summary.txt"
 [[ -n ${UNPACK:-} ]] && rm -rf "$UNPACK"
