@@ -150,7 +150,12 @@ export BIN OUT
 # The programs named are all packed (a pack of a subset runs the stages it can).
 have() { for b in "$@"; do [[ -x $BIN/$b ]] || return 1; done; }
 
-say "run_device.sh: pack $(awk '$1 == "revision" { print $2 }' "$PACK/MANIFEST"), GPU visible: $GPU, budget ${BUDGET}s"
+PACK_REV=$(awk '$1 == "revision" { print $2 }' "$PACK/MANIFEST")
+say "run_device.sh: pack $PACK_REV, GPU visible: $GPU, budget ${BUDGET}s"
+SCRIPTS_REV=$(git -C "$HERE" rev-parse HEAD 2>/dev/null || true)
+if [[ -n $SCRIPTS_REV && $SCRIPTS_REV != "$PACK_REV" ]]; then
+  say "note: these scripts are at $SCRIPTS_REV, the pack was built at $PACK_REV"
+fi
 stage start 20 cpu bash -c start_all
 
 for t in test_gpu_runtime test_loss_scaler test_gpu_ops test_flash_attention; do
