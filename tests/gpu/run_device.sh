@@ -54,6 +54,12 @@ fi
 BIN=$PACK/bin
 SCRIPTS=$PACK/scripts
 IMAGE_DIRS=$(pack_libs_image_dirs "$PACK" 2>"$OUT/libraries.log")
+# PyTorch (started by dtrain-bench and dev_attention) runs with the image's
+# own library path, so no packed library (libgomp, OpenBLAS) or toolkit
+# folder shadows the ones its wheels bring.
+PYTHON=$OUT/python3-image
+printf '#!/usr/bin/env bash\nLD_LIBRARY_PATH=%q exec python3 "$@"\n' "${LD_LIBRARY_PATH:-}" >"$PYTHON"
+chmod +x "$PYTHON"
 export LD_LIBRARY_PATH=$PACK/lib${IMAGE_DIRS:+:$IMAGE_DIRS}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH" >>"$OUT/libraries.log"
 
@@ -178,7 +184,7 @@ fi
 
 have dtrain-bench && stage train_vs_pytorch 60 gpu "$BIN/dtrain-bench" --suite train --device cuda \
   --preset gpt2-124m --precision bf16 --batch 16 --seq-len 1024 --steps 10 --zero-stage 0 \
-  --pytorch-script "$SCRIPTS/pytorch_gpt2.py" --out "$OUT/train-report"
+  --pytorch-script "$SCRIPTS/pytorch_gpt2.py" --python "$PYTHON" --out "$OUT/train-report"
 # --max-bytes 8M: the latency goal is stated at 8 B and 8 MiB (raw NCCL beside dtrain).
 have dtrain-bench && stage comm_cuda 25 gpu "$BIN/dtrain-bench" --quick --suite comm --device cuda --max-bytes 8M \
   --out "$OUT/comm-report"
@@ -186,7 +192,8 @@ have dtrain-bench && stage kernels_cuda 25 gpu "$BIN/dtrain-bench" --quick --sui
   --out "$OUT/kernels-report"
 have bench_cuda_ops && stage bench_cuda_ops 25 gpu "$BIN/bench_cuda_ops" --quick \
   --metrics-out "$OUT/bench_cuda_ops.jsonl"
-have dev_attention && stage attention_vs_sdpa 25 gpu "$BIN/dev_attention" --sdpa-script "$SCRIPTS/attention_sdpa.py" \
+have dev_attention && stage attention_vs_sdpa 25 gpu "$BIN/dev_attention" --python "$PYTHON" \
+  --sdpa-script "$SCRIPTS/attention_sdpa.py" \
   --B 8 --T 1024 --NH 12 --hs 64 --dtype bf16
 # The CPU path of the comm suite: the pack's dtrain-bench runs here too.
 have dtrain-bench && stage comm_cpu 20 cpu "$BIN/dtrain-bench" --quick --suite comm --device cpu --max-bytes 64K
