@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Which shared libraries a packed dtrain build carries and which it expects
 # from the GPU machine's image; sourced by pack.sh, check_pack.sh and
 # run_device.sh so the three agree on one rule.
