@@ -18,7 +18,10 @@
 //
 // On CPU the same run also measures, as baselines: the same operations called
 // on raw Gloo (no dtrain layer, no worker thread), so the per-call overhead of
-// dtrain is printed as a ratio, and dtrain's own per-call cost.
+// dtrain is printed as a ratio, and dtrain's own per-call cost. On a GPU the
+// baseline is raw NCCL (raw_nccl.h), interleaved the same way: its per-call
+// latency beside dtrain's out-of-place row (the ratio), and nccl-tests' own
+// figure, calls back to back timed by CUDA events, with its busbw.
 #include <gloo/allgather.h>
 #include <gloo/allreduce.h>
 #include <gloo/alltoall.h>
@@ -35,6 +38,9 @@
 #include "comm/gloo/gloo_store_adapter.h"
 #include "datasheet_peaks.h"
 #include "dtrain/comm.h"
+#ifdef DTRAIN_WITH_CUDA
+#include "raw_nccl.h"
+#endif
 
 namespace dtrain::bench {
 namespace {
@@ -48,6 +54,7 @@ struct Options {
   std::string ops = "all_reduce,all_gather,reduce_scatter,broadcast,all_to_all";
   std::string dtype = "f32";
   bool no_raw = false;
+  bool no_raw_nccl = false;
 };
 
 size_t parse_size(const std::string& s) {
@@ -87,6 +94,7 @@ class Case {
 
   size_t bytes() const { return static_cast<size_t>(count()) * es_; }
   int64_t count() const { return out_of_place_.count; }
+  const CollectiveBuffers& out_of_place() const { return out_of_place_; }
 
   // Runs once out of place on fresh inputs; returns the wrong elements and the call's seconds.
   std::pair<int64_t, double> check() {
@@ -154,6 +162,19 @@ class Case {
   CollectiveBuffers out_of_place_, in_place_;
 };
 
+// dtrain's per-call latency next to raw NCCL's at one size (the issue's
+// goal: within 10% at 8 B and 8 MiB).
+struct LatencyPoint {
+  std::string op;
+  size_t bytes = 0;
+  double dtrain_us = 0, raw_nccl_us = 0;
+};
+
+// The sizes whose latency is compared with raw NCCL in the summary.
+bool latency_size(size_t requested_bytes) {
+  return requested_bytes == 8 || requested_bytes == (size_t{8} << 20);
+}
+
 // The largest row of one collective, for its check.
 struct OpSummary {
   size_t bytes = 0;
@@ -179,6 +200,7 @@ class CommSuite final : public BenchSuite {
     g->add_option("--ops", o_.ops, "comma-separated operations: " + collective_names());
     g->add_option("--dtype", o_.dtype, "f32, bf16, f16, i32, i64");
     g->add_flag("--no-raw-gloo", o_.no_raw, "skip the raw Gloo baseline");
+    g->add_flag("--no-raw-nccl", o_.no_raw_nccl, "skip the raw NCCL baseline (GPU)");
   }
 
   void run(BenchContext& ctx) override {
@@ -217,6 +239,14 @@ class CommSuite final : public BenchSuite {
       raw_ctx = gctx;
     }
     const double layer_us = cpu ? layer_cost_us(comm) : 0.0;
+#ifdef DTRAIN_WITH_CUDA
+    // Raw NCCL's own communicator, its unique id exchanged through the job's store.
+    std::unique_ptr<RawNccl> nccl;
+    if (device.is_cuda() && !o.no_raw_nccl) nccl = std::make_unique<RawNccl>(comm, device.index(), "bench/raw_nccl");
+    const bool raw_nccl = nccl != nullptr;
+#else
+    const bool raw_nccl = false;
+#endif
     // Raw Gloo's errors name no rank ("Connection closed by peer"): when the
     // baseline fails, a dtrain barrier fails too, with dtrain's account of
     // which rank died or stopped answering; report that, raw text after it.
@@ -241,13 +271,16 @@ class CommSuite final : public BenchSuite {
                   world, device.str().c_str(), o.dtype.c_str(), o.rounds, o.iters, o.warmup, row_limit);
       std::printf("#\n# %10s %12s %5s %-14s | %10s %8s %8s %6s | %10s %8s %8s %6s | %5s%s\n", "size", "count", "type",
                   "op", "time(us)", "algbw", "busbw", "#wrong", "time(us)", "algbw", "busbw", "#wrong", "calls",
-                  raw ? " | raw gloo(us) overhead" : "");
+                  raw        ? " | raw gloo(us) overhead"
+                  : raw_nccl ? " | raw nccl(us)  b2b(us)    busbw dtrain/raw"
+                             : "");
       std::printf("# %10s %12s %5s %-14s | %-35s | %-35s |\n", "(B)", "(elems)", "", "", "out-of-place (GB/s)",
                   "in-place (GB/s)");
     }
     int64_t total_wrong = 0;
     double worst_overhead = 0, fastest_raw_ge_1mib = 0;
     std::vector<std::pair<const CollectiveSpec*, OpSummary>> summaries;
+    std::vector<LatencyPoint> latency;
     for (const CollectiveSpec* spec : specs) {
       op_name_for_errors = spec->name;
       OpSummary sum;
@@ -272,7 +305,14 @@ class CommSuite final : public BenchSuite {
           continue;
         }
         const bool has_raw = raw && spec->kind != Collective::reduce_scatter;  // Gloo has no plain reduce-scatter
-        const int variants = has_raw ? 3 : 2;
+        const int variants = has_raw || raw_nccl ? 3 : 2;
+        // The third variant: one raw call (NCCL on a GPU, Gloo on a CPU).
+        auto raw_call = [&]() {
+#ifdef DTRAIN_WITH_CUDA
+          if (raw_nccl) return nccl->once(*spec, cs.out_of_place(), dtype);
+#endif
+          return raw_once(cs);
+        };
         // Calls are timed one by one, interleaved (dtrain out of place, in
         // place, raw Gloo), and the median is kept: these machines are shared,
         // and a median of interleaved samples treats dtrain and its baseline
@@ -288,19 +328,30 @@ class CommSuite final : public BenchSuite {
         for (int i = 0; i < warmup; ++i) {
           cs.once_dtrain(false);
           cs.once_dtrain(true);
-          if (has_raw) raw_once(cs);
+          if (variants == 3) raw_call();
         }
         comm.barrier().wait();
         std::vector<double> samples[3];
         for (int i = 0; i < calls; ++i)
-          for (int v = 0; v < variants; ++v) samples[v].push_back(v < 2 ? cs.once_dtrain(v == 1) : raw_once(cs));
-        std::vector<float> medians(3, 0.0f);
+          for (int v = 0; v < variants; ++v) samples[v].push_back(v < 2 ? cs.once_dtrain(v == 1) : raw_call());
+        std::vector<float> medians(4, 0.0f);
         for (int v = 0; v < variants; ++v) medians[static_cast<size_t>(v)] = static_cast<float>(median_of(samples[v]));
-        Tensor slowest = Tensor::from_vector(medians, {3});
+#ifdef DTRAIN_WITH_CUDA
+        // nccl-tests' figure: the same number of calls back to back on raw NCCL's stream.
+        if (raw_nccl)
+          medians[3] = static_cast<float>(nccl->back_to_back(*spec, cs.out_of_place(), dtype, warmup, calls));
+#endif
+        Tensor slowest = Tensor::from_vector(medians, {4});
         comm.all_reduce(slowest, ReduceOp::max).wait();  // the slowest rank sets the pace
         const double t[2] = {slowest.item(0), slowest.item(1)};
-        const double raw_t = has_raw ? slowest.item(2) : 0.0;
+        const double raw_t = variants == 3 ? slowest.item(2) : 0.0;
         const double factor = spec->busbw_factor(world);
+        // Raw NCCL runs out of place: compare it with the out-of-place row.
+        const double nccl_b2b = raw_nccl ? slowest.item(3) : 0.0;
+        const double nccl_busbw = raw_nccl && nccl_b2b > 0 ? cs.bytes() / nccl_b2b / 1e9 * factor : 0.0;
+        const double nccl_ratio = raw_nccl && raw_t > 0 ? t[0] / raw_t : 0.0;
+        if (raw_nccl && latency_size(static_cast<size_t>(b)))
+          latency.push_back({spec->name, cs.bytes(), t[0] * 1e6, raw_t * 1e6});
         const double overhead = has_raw && raw_t > 0 ? (t[1] / raw_t - 1.0) * 100.0 : 0.0;
         if (has_raw && cs.bytes() >= (1u << 20)) {
           worst_overhead = std::max(worst_overhead, overhead);
@@ -336,18 +387,28 @@ class CommSuite final : public BenchSuite {
               {"cut_short", cut},
               {"raw_gloo_time_us", has_raw ? nlohmann::json(raw_t * 1e6) : nlohmann::json(nullptr)},
               // Raw Gloo runs in place: compare it with the in-place row only.
-              {"overhead_pct", has_raw && in_place == 1 ? nlohmann::json(overhead) : nlohmann::json(nullptr)}};
+              {"overhead_pct", has_raw && in_place == 1 ? nlohmann::json(overhead) : nlohmann::json(nullptr)},
+              {"raw_nccl_time_us", raw_nccl && in_place == 0 ? nlohmann::json(raw_t * 1e6) : nlohmann::json(nullptr)},
+              {"raw_nccl_b2b_time_us",
+               raw_nccl && in_place == 0 ? nlohmann::json(nccl_b2b * 1e6) : nlohmann::json(nullptr)},
+              {"raw_nccl_busbw_gbps", raw_nccl && in_place == 0 ? nlohmann::json(nccl_busbw) : nlohmann::json(nullptr)},
+              {"dtrain_over_raw_nccl",
+               raw_nccl && in_place == 0 ? nlohmann::json(nccl_ratio) : nlohmann::json(nullptr)}};
           ctx.metrics.write(with_fields(row, {{"suite", "comm"}}));
           ctx.report.add_row("comm", row);
         }
         std::printf(" | %5d%s", calls, cut ? "*" : "");
         if (has_raw) std::printf(" | %10.1f %+7.1f%%", raw_t * 1e6, overhead);
+        if (raw_nccl) std::printf(" | %12.1f %8.1f %8.3f %9.2fx", raw_t * 1e6, nccl_b2b * 1e6, nccl_busbw, nccl_ratio);
         std::printf("\n");
         std::fflush(stdout);
       }
       summaries.emplace_back(spec, sum);
     }
-    if (lead) summarize(ctx, summaries, total_wrong, raw, worst_overhead, layer_us, fastest_raw_ge_1mib);
+    if (lead) {
+      summarize(ctx, summaries, total_wrong, raw, worst_overhead, layer_us, fastest_raw_ge_1mib);
+      if (raw_nccl) summarize_latency(ctx, latency);
+    }
     raw_ctx.reset();
   }
 
@@ -443,6 +504,27 @@ class CommSuite final : public BenchSuite {
                {"layer_cost_us", ctx.device.is_cpu() ? nlohmann::json(layer_us) : nlohmann::json(nullptr)},
                {"straggler_warning", straggler.empty() ? nlohmann::json(nullptr) : nlohmann::json(straggler)}};
     ctx.metrics.write(with_fields(section, {{"suite", "comm"}, {"final", true}}));
+  }
+
+  // dtrain's per-call latency (issue + wait, median) next to raw NCCL's
+  // (issue + stream synchronise, median) at 8 B and 8 MiB: one line and one
+  // check each; ok within 10% (raw / dtrain >= 1 / 1.1), failed only past 10x
+  // (a broken path): a miss of the goal reads "below expectation".
+  static void summarize_latency(BenchContext& ctx, const std::vector<LatencyPoint>& latency) {
+    nlohmann::json points = nlohmann::json::array();
+    for (const auto& p : latency) {
+      const double ratio = p.dtrain_us / p.raw_nccl_us;
+      std::printf("# dtrain per-call latency, %s %zu B: %.1f us, raw NCCL %.1f us: %+.1f%% (goal: within 10%%)\n",
+                  p.op.c_str(), p.bytes, p.dtrain_us, p.raw_nccl_us, (ratio - 1.0) * 100.0);
+      points.push_back({{"op", p.op}, {"bytes", p.bytes}, {"dtrain_us", p.dtrain_us}, {"raw_nccl_us", p.raw_nccl_us}});
+      if (p.op != "all_reduce") continue;
+      ctx.report.add_check(
+          {"comm", "all_reduce " + std::to_string(p.bytes) + " B per-call latency, raw NCCL / dtrain",
+           p.raw_nccl_us / p.dtrain_us, "ratio", 1.0, "dtrain's latency equal to raw NCCL's", 1.0 / 1.1, 0.1, false,
+           "dtrain " + std::to_string(p.dtrain_us) + " us, raw NCCL " + std::to_string(p.raw_nccl_us) + " us"});
+    }
+    auto& section = ctx.report.section("comm");
+    section["latency_vs_raw_nccl"] = points;
   }
 
   Options o_;

@@ -16,6 +16,11 @@
 // sharded stages) plus activations must stay under half of the memory this
 // rank can use. On a CPU, --quick trains "tiny" and a full run gpt2-124m.
 // Time bound: the steps stop early (every rank together) past --row-seconds x 5.
+//
+// PyTorch beside dtrain: on a GPU (or with --pytorch on), rank 0 then runs
+// benchmarks/train/pytorch_gpt2.py on the same preset, batch, sequence length
+// and precision (pytorch_baseline.h) and prints its figure next to dtrain's,
+// with the ratio; without torch it says so in one line.
 #include <algorithm>
 #include <optional>
 #include <vector>
@@ -23,11 +28,13 @@
 #include "bench_suite.h"
 #include "datasheet_peaks.h"
 #include "device_facts.h"
+#include "dtrain/allocator.h"
 #include "dtrain/nn/gpt.h"
 #include "dtrain/nn/module.h"
 #include "dtrain/optim/adamw.h"
 #include "dtrain/parallel/data_parallel.h"
 #include "machine_baselines.h"
+#include "pytorch_baseline.h"
 
 namespace dtrain::bench {
 namespace {
@@ -37,6 +44,10 @@ struct TrainOptions {
   std::string precision;  // empty: bf16 on a GPU, f32 on a CPU
   int zero_stage = -1;    // -1: chosen
   int64_t batch = 0, seq_len = 0, steps = 0;
+  std::string pytorch = "auto";  // auto: on a GPU; on; off
+  std::string pytorch_script = DTRAIN_PYTORCH_GPT2_SCRIPT;
+  std::string python = "python3";
+  bool pytorch_compile = false;
 };
 
 // Parameters of a GPT config, without building it.
@@ -66,6 +77,11 @@ class TrainSuite final : public BenchSuite {
     g->add_option("--batch", o_.batch, "sequences per rank per step");
     g->add_option("--seq-len", o_.seq_len, "tokens per sequence");
     g->add_option("--steps", o_.steps, "timed steps");
+    g->add_option("--pytorch", o_.pytorch, "the PyTorch baseline: auto (on a GPU), on, off")
+        ->check(CLI::IsMember({"auto", "on", "off"}));
+    g->add_option("--pytorch-script", o_.pytorch_script, "path of pytorch_gpt2.py")->capture_default_str();
+    g->add_option("--python", o_.python, "interpreter for the PyTorch baseline")->capture_default_str();
+    g->add_flag("--pytorch-compile", o_.pytorch_compile, "torch.compile the PyTorch model");
   }
 
   void run(BenchContext& ctx) override {
@@ -90,6 +106,7 @@ class TrainSuite final : public BenchSuite {
     ctx.progress.say("train", "building " + preset);
     std::optional<nn::DeferredInit> deferred;
     if (stage == 3) deferred.emplace();  // each rank fills only its shards
+    reset_peak_memory(ctx.device);
     nn::GPT model(config, ctx.device, 1);
     deferred.reset();
     parallel::DataParallelOptions dp_options;
@@ -121,6 +138,45 @@ class TrainSuite final : public BenchSuite {
       }
     }
     report(ctx, preset, stage, config, model, batch, seq, step_s, loss, cut, memory);
+  }
+
+  // PyTorch's figure for the same run (rank 0), printed next to dtrain's;
+  // null when not asked for. A check compares the tokens/s (ok at 0.8 of
+  // PyTorch's; failed only below a tenth, a broken path).
+  nlohmann::json pytorch_beside(BenchContext& ctx, const std::string& preset, const nn::GPTConfig& config,
+                                int64_t batch, int64_t seq, double dtrain_step_ms, int64_t dtrain_peak) const {
+    if (o_.pytorch == "off" || (o_.pytorch == "auto" && !ctx.device.is_cuda())) return nullptr;
+    PytorchRun run{o_.python,
+                   o_.pytorch_script,
+                   preset,
+                   config.compute_dtype == DType::bf16 ? "bf16" : "f32",
+                   ctx.device.str(),
+                   batch,
+                   seq,
+                   o_.steps > 0 ? o_.steps : 10,
+                   o_.pytorch_compile};
+    ctx.progress.say("train", "PyTorch baseline: " + pytorch_command(run));
+    nlohmann::json torch = run_pytorch_baseline(run);
+    if (torch.contains("skipped")) {
+      std::printf("# pytorch: skipped (%s)\n", torch["skipped"].get<std::string>().c_str());
+      return torch;
+    }
+    const double torch_ms = torch.value("step_ms_median", 0.0);
+    const double ratio = dtrain_step_ms > 0 ? torch_ms / dtrain_step_ms : 0.0;  // tokens/s of dtrain / PyTorch
+    const auto& peak = torch["peak_memory_bytes"];
+    char torch_peak[32] = "-";
+    if (peak.is_number()) std::snprintf(torch_peak, sizeof torch_peak, "%.2f GiB", peak.get<double>() / (1 << 30));
+    std::printf(
+        "# pytorch %s: %.0f tokens/s, %.1f ms per step (median), peak memory %s; dtrain %.0f tokens/s, %.1f ms, "
+        "peak %.2f GiB: dtrain / pytorch = %.2fx tokens/s\n",
+        torch.value("torch", std::string("?")).c_str(), torch.value("tokens_per_s", 0.0), torch_ms, torch_peak,
+        static_cast<double>(batch * seq) / (dtrain_step_ms / 1e3), dtrain_step_ms,
+        static_cast<double>(dtrain_peak) / (1 << 30), ratio);
+    torch["dtrain_over_pytorch"] = ratio;
+    ctx.report.add_check({"train", "tokens/s vs PyTorch " + preset, ratio, "ratio", 1.0,
+                          "PyTorch " + torch.value("torch", std::string("?")) + " measured in this run", 0.8, 0.1,
+                          false, "PyTorch step " + std::to_string(torch_ms) + " ms"});
+    return torch;
   }
 
  private:
@@ -163,9 +219,9 @@ class TrainSuite final : public BenchSuite {
     }
   }
 
-  static void report(BenchContext& ctx, const std::string& preset, int stage, const nn::GPTConfig& config,
-                     const nn::GPT& model, int64_t batch, int64_t seq, const std::vector<double>& step_s, float loss,
-                     bool cut, double memory) {
+  void report(BenchContext& ctx, const std::string& preset, int stage, const nn::GPTConfig& config,
+              const nn::GPT& model, int64_t batch, int64_t seq, const std::vector<double>& step_s, float loss, bool cut,
+              double memory) {
     const int world = ctx.comm.size();
     double mean = 0;
     for (double s : step_s) mean += s;
@@ -201,26 +257,30 @@ class TrainSuite final : public BenchSuite {
     }
     if (!ctx.lead()) return;
     const double mfu = peak > 0 ? flops_per_rank / peak : 0;
+    const int64_t peak_bytes = memory_stats(ctx.device).peak_bytes;
     std::printf("# train: %.0f tokens/s (job), %.1f ms per step (slowest rank), loss %.3f, MFU %.1f%% of %s\n",
                 tokens_per_s, slowest * 1e3, loss, 100 * mfu, peak_kind.empty() ? "(no peak)" : peak_kind.c_str());
-    const nlohmann::json row = {{"preset", preset},
-                                {"precision", dtype_name(config.compute_dtype)},
-                                {"zero_stage", stage},
-                                {"world_size", world},
-                                {"params", model.num_parameters()},
-                                {"batch_per_rank", batch},
-                                {"seq_len", seq},
-                                {"steps", step_s.size()},
-                                {"cut_short", cut},
-                                {"tokens_per_s", tokens_per_s},
-                                {"step_ms_per_rank", per_rank},
-                                {"step_ms_median", median * 1e3},
-                                {"flops_per_token", model.flops_per_token(seq)},
-                                {"achieved_tflops_per_rank", flops_per_rank / 1e12},
-                                {"peak_tflops", peak / 1e12},
-                                {"mfu", mfu},
-                                {"loss", loss},
-                                {"memory_budget_bytes", memory}};
+    const nlohmann::json row = {
+        {"preset", preset},
+        {"precision", dtype_name(config.compute_dtype)},
+        {"zero_stage", stage},
+        {"world_size", world},
+        {"params", model.num_parameters()},
+        {"batch_per_rank", batch},
+        {"seq_len", seq},
+        {"steps", step_s.size()},
+        {"cut_short", cut},
+        {"tokens_per_s", tokens_per_s},
+        {"step_ms_per_rank", per_rank},
+        {"step_ms_median", median * 1e3},
+        {"flops_per_token", model.flops_per_token(seq)},
+        {"achieved_tflops_per_rank", flops_per_rank / 1e12},
+        {"peak_tflops", peak / 1e12},
+        {"mfu", mfu},
+        {"loss", loss},
+        {"memory_budget_bytes", memory},
+        {"peak_memory_bytes", peak_bytes},
+        {"pytorch", pytorch_beside(ctx, preset, config, batch, seq, median_of(step_s) * 1e3, peak_bytes)}};
     ctx.report.add_row("train", row);
     ctx.metrics.write(with_fields(row, {{"suite", "train"}}));
     const std::string what = preset + " stage " + std::to_string(stage);

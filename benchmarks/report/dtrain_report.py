@@ -114,6 +114,46 @@ def fmt(x):
     return "-" if x is None else ("%.4g" % x)
 
 
+def baseline_lines(report):
+    """The baselines measured beside dtrain in the same run, as markdown
+    tables: raw NCCL per comm row on a GPU (per-call latency and nccl-tests'
+    back-to-back figure), the 8 B / 8 MiB latency goal, PyTorch per train row."""
+    lines = []
+    nccl = [r for r in report["rows"].get("comm", []) if r.get("raw_nccl_time_us") is not None]
+    if nccl:
+        lines += ["", "dtrain next to raw NCCL (out of place; per call = issue + wait, median):", "",
+                  "| op | bytes | dtrain per call (us) | raw NCCL per call (us) | dtrain / raw | "
+                  "raw NCCL back to back (us) | raw NCCL busbw (GB/s) | dtrain busbw (GB/s) |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in nccl:
+            lines.append("| %s | %d | %s | %s | %s | %s | %s | %s |" % (
+                r["op"], r["bytes"], fmt(r["time_us"]), fmt(r["raw_nccl_time_us"]), fmt(r["dtrain_over_raw_nccl"]),
+                fmt(r["raw_nccl_b2b_time_us"]), fmt(r["raw_nccl_busbw_gbps"]), fmt(r["busbw_gbps"])))
+    points = (report.get("comm") or {}).get("latency_vs_raw_nccl") or []
+    if points:
+        lines += ["", "Per-call latency goal (within 10% of raw NCCL at 8 B and 8 MiB):", ""]
+        lines += ["- %s %d B: dtrain %.1f us, raw NCCL %.1f us (%+.1f%%)" % (
+            p["op"], p["bytes"], p["dtrain_us"], p["raw_nccl_us"], (p["dtrain_us"] / p["raw_nccl_us"] - 1) * 100)
+            for p in points]
+    for r in report["rows"].get("train", []):
+        t = r.get("pytorch")
+        if not isinstance(t, dict):
+            continue
+        if "skipped" in t:
+            lines += ["", "PyTorch baseline (%s): skipped, %s" % (r["preset"], t["skipped"])]
+            continue
+        gib = lambda b: b / 2**30 if b else None  # noqa: E731
+        lines += ["", "Training next to PyTorch %s (%s, B=%d, T=%d, %s):" % (
+            t.get("torch", "?"), r["preset"], t["batch"], t["seq_len"], t.get("precision", "?")), "",
+            "| | tokens/s | step (ms, median) | peak memory (GiB) |", "|---|---:|---:|---:|",
+            "| dtrain | %s | %s | %s |" % (fmt(r["tokens_per_s"]), fmt(r.get("step_ms_median")),
+                                          fmt(gib(r.get("peak_memory_bytes")))),
+            "| PyTorch | %s | %s | %s |" % (fmt(t["tokens_per_s"]), fmt(t["step_ms_median"]),
+                                           fmt(gib(t.get("peak_memory_bytes")))),
+            "", "dtrain / PyTorch tokens/s: %s" % fmt(t.get("dtrain_over_pytorch"))]
+    return lines
+
+
 def bench(args):
     report, path = load_report(args.dir)
     errors = validate(report)
@@ -144,6 +184,7 @@ def bench(args):
     details = [c for c in report["checks"] if c["detail"]]
     if details:
         lines += ["", "Notes:", ""] + ["- %s / %s: %s" % (c["suite"], c["name"], c["detail"]) for c in details]
+    lines += baseline_lines(report)
     lines += [""] + ["![%s](%s)" % (os.path.basename(p), os.path.basename(p)) for p in plots]
     with open(os.path.join(out, "summary.md"), "w") as f:
         f.write("\n".join(lines) + "\n")

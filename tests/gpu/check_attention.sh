@@ -2,14 +2,14 @@
 # The prepared GPU run of the tensor-core flash attention (issue 11), for a
 # session with a GPU: tests against the CPU reference, compute-sanitizer
 # memcheck and racecheck on the new kernels, the dev benchmark next to
-# PyTorch SDPA. Runs already-built binaries (the GPU machine cannot configure
-# dtrain: build with CUDA where it can, pack with tests/gpu/pack_attention.sh,
-# unpack there; see /work/shared/BUILD-NOTES.md).
+# PyTorch SDPA, at more shapes and with longer limits than the combined run
+# (tests/gpu/run_device.sh) can afford. Runs already-built binaries: a build
+# folder, or a pack made by tests/gpu/pack.sh and unpacked (the GPU machine
+# cannot configure dtrain; docs/gpu.md).
 #
-#   tests/gpu/check_attention.sh BUILD_DIR OUT_DIR
+#   tests/gpu/check_attention.sh BUILD_DIR|PACK_DIR OUT_DIR
 #
-# Needs in BUILD_DIR: tests/gpu/test_flash_attention, tests/gpu/test_gpu_ops,
-# benchmarks/cuda_ops/dev/dev_attention. Writes OUT_DIR/{check.log,
+# Needs test_flash_attention, test_gpu_ops and dev_attention. Writes OUT_DIR/{check.log,
 # nvidia-smi.txt, test.log, gpu_ops_attention.log, memcheck.log,
 # racecheck.log, bench_bf16.log, bench_hs128.log, bench_full.log}. Budget:
 # about 4 minutes on one H200. Every stage runs even when an earlier one
@@ -22,10 +22,22 @@ if [[ $# -ne 2 ]]; then
 fi
 BUILD=$(cd "$1" && pwd)
 OUT=$(mkdir -p "$2" && cd "$2" && pwd)
-TEST=$BUILD/tests/gpu/test_flash_attention
-GPU_OPS=$BUILD/tests/gpu/test_gpu_ops
-BENCH=$BUILD/benchmarks/cuda_ops/dev/dev_attention
-SDPA=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/benchmarks/cuda_ops/dev/attention_sdpa.py
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+if [[ -f $BUILD/MANIFEST ]]; then  # a pack: flat bin/, its libraries on the path
+  # shellcheck source=tests/gpu/pack_libs.sh
+  source "$HERE/pack_libs.sh"
+  IMAGE_DIRS=$(pack_libs_image_dirs "$BUILD")
+  export LD_LIBRARY_PATH=$BUILD/lib${IMAGE_DIRS:+:$IMAGE_DIRS}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  TEST=$BUILD/bin/test_flash_attention
+  GPU_OPS=$BUILD/bin/test_gpu_ops
+  BENCH=$BUILD/bin/dev_attention
+  SDPA=$BUILD/scripts/attention_sdpa.py
+else
+  TEST=$BUILD/tests/gpu/test_flash_attention
+  GPU_OPS=$BUILD/tests/gpu/test_gpu_ops
+  BENCH=$BUILD/benchmarks/cuda_ops/dev/dev_attention
+  SDPA=$HERE/../../benchmarks/cuda_ops/dev/attention_sdpa.py
+fi
 STATUS=0
 : >"$OUT/check.log"
 

@@ -23,6 +23,7 @@
 #include <thread>
 
 #include "comm/nccl/nccl_check.h"
+#include "comm/nccl/nccl_dtype.h"
 #include "core/cuda_check.h"
 #include "dtrain/error.h"
 
@@ -40,23 +41,6 @@ inline void check_nccl_async(ncclResult_t status, const char* stmt, const char* 
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-ncclDataType_t nccl_dtype(DType dtype) {
-  switch (dtype) {
-    case DType::f32:
-      return ncclFloat32;
-    case DType::bf16:
-      return ncclBfloat16;
-    case DType::f16:
-      return ncclFloat16;
-    case DType::i32:
-      return ncclInt32;
-    case DType::i64:
-      return ncclInt64;
-    default:
-      DTRAIN_THROW("NCCL: dtype ", dtype_name(dtype), " is not supported by collectives");
-  }
-}
 
 ncclRedOp_t nccl_op(ReduceOp op, DType dtype) {
   switch (op) {
