@@ -16,6 +16,7 @@
 #include "dtrain/nn/gpt.h"
 #include "dtrain/ops.h"
 #include "nn_test_util.h"
+#include "test_support.h"
 
 using namespace dtrain;
 
@@ -28,7 +29,7 @@ struct StepResult {
 
 std::map<std::string, std::vector<double>> grads_of(const nn::GPT& model) {
   std::map<std::string, std::vector<double>> out;
-  for (const auto& np : model.named_parameters()) out[np.name] = testing::as_doubles(np.param->grad);
+  for (const auto& np : model.named_parameters()) out[np.name] = testing::as_doubles(np.param->grad.to(Device::cpu()));
   return out;
 }
 
@@ -56,9 +57,11 @@ StepResult model_step(nn::GPT& model, const Tensor& tokens, const Tensor& target
 
 // The same step composed by hand from the model's submodules the way Block
 // ran before the fusion: res1 = add(x, attn(ln1(x))), then ln2(res1).
-StepResult unfused_step(nn::GPT& model, const Tensor& tokens, const Tensor& targets) {
+StepResult unfused_step(nn::GPT& model, const Tensor& host_tokens, const Tensor& host_targets) {
   model.zero_grad();
   const DType dt = model.dtype();
+  const Device dev = model.device();
+  const Tensor tokens = host_tokens.to(dev), targets = host_targets.to(dev);
   const Shape act{tokens.size(0), tokens.size(1), model.config().n_embd};
   const size_t layers = model.blocks.size();
   std::vector<Tensor> inputs(layers), res1(layers), outs(layers);
@@ -66,29 +69,30 @@ StepResult unfused_step(nn::GPT& model, const Tensor& tokens, const Tensor& targ
   for (size_t i = 0; i < layers; ++i) {
     nn::Block& b = *model.blocks[i];
     inputs[i] = *x;
-    res1[i] = Tensor::empty(act, dt);
+    res1[i] = Tensor::empty(act, dt, dev);
     ops::add(res1[i], *x, b.attn.forward(b.ln1.forward(*x)));
-    outs[i] = Tensor::empty(act, dt);
+    outs[i] = Tensor::empty(act, dt, dev);
     ops::add(outs[i], res1[i], b.mlp.forward(b.ln2.forward(res1[i])));
     x = &outs[i];
   }
   const Tensor& logits = model.head.forward(model.ln_f.forward(*x));
   const int64_t n = tokens.numel(), v = model.config().vocab_size;
-  Tensor losses = Tensor::empty({n}), dlogits = Tensor::empty({n, v}, dt);
+  Tensor losses = Tensor::empty({n}, DType::f32, dev), dlogits = Tensor::empty({n, v}, dt, dev);
   Tensor flat_logits = logits.reshape({n, v});
   ops::softmax_cross_entropy(losses, dlogits, flat_logits, targets.reshape({n}), 1.0f / static_cast<float>(n));
+  const Tensor host_losses = losses.to(Device::cpu());
   double sum = 0.0;
-  for (int64_t i = 0; i < n; ++i) sum += losses.item(i);
+  for (int64_t i = 0; i < n; ++i) sum += host_losses.item(i);
   StepResult r;
   r.loss = static_cast<float>(sum / static_cast<double>(n));  // as GPT::forward rounds it
 
-  Tensor dx = Tensor::zeros(act, dt), d = Tensor::zeros(act, dt);
+  Tensor dx = Tensor::zeros(act, dt, dev), d = Tensor::zeros(act, dt, dev);
   Tensor dlogits3 = dlogits.reshape({act[0], act[1], v});
   model.head.backward(dlogits3, dx);
   model.ln_f.backward(dx, d);
   for (size_t i = layers; i-- > 0;) {
     nn::Block& b = *model.blocks[i];
-    Tensor dres1 = d.clone(), dln = Tensor::zeros(act, dt);
+    Tensor dres1 = d.clone(), dln = Tensor::zeros(act, dt, dev);
     b.mlp.backward(d, dln);
     b.ln2.backward(dln, dres1);
     Tensor dnext = dres1.clone();
@@ -171,5 +175,51 @@ TEST_CASE("layernorm recompute keeps losses and gradients bit for bit and lowers
       // 2 * n_layer layernorm outputs become one buffer.
       CHECK(saved >= (2 * c.n_layer - 1) * activation);
     }
+  }
+}
+
+// The first GPU run checks the CUDA kernel (kernels/add_layernorm.cu) the
+// same way: it should equal add + layernorm on CUDA bit for bit (same row
+// code, same summation order, on both the 16-byte and the scalar path), so
+// the fused model equals the unfused composition and recompute changes nothing.
+TEST_CASE("on CUDA the fused residual layernorm and layernorm recompute keep the bits", "[nn][gpu][add_layernorm]") {
+  testing::require_gpu_or_skip();
+  const Device gpu = Device::cuda(0);
+  for (const Shape& shape : {Shape{4, 5, 768}, Shape{3, 67}}) {
+    for (DType dt : {DType::f32, DType::bf16, DType::f16}) {
+      INFO(shape_str(shape) << " " << dtype_name(dt));
+      const int64_t ch = shape.back(), rows = shape_numel(shape) / ch;
+      auto on_gpu = [&](const Tensor& t) { return testing::cast_to(t, dt).to(gpu); };
+      const Tensor a = on_gpu(testing::random_tensor(shape, 1, -2.0f, 3.0f)),
+                   b = on_gpu(testing::random_tensor(shape, 2));
+      const Tensor w = on_gpu(testing::random_tensor({ch}, 3)), bias = on_gpu(testing::random_tensor({ch}, 4));
+      Tensor res[2], out[2], mean[2], rstd[2];
+      for (int i = 0; i < 2; ++i) {
+        res[i] = Tensor::empty(shape, dt, gpu);
+        out[i] = Tensor::empty(shape, dt, gpu);
+        mean[i] = Tensor::empty({rows}, DType::f32, gpu);
+        rstd[i] = Tensor::empty({rows}, DType::f32, gpu);
+      }
+      ops::add_layernorm(res[0], out[0], mean[0], rstd[0], a, b, w, bias);
+      ops::add(res[1], a, b);
+      ops::layernorm(out[1], mean[1], rstd[1], res[1], w, bias);
+      CHECK_CLOSE(res[0].to(Device::cpu()), res[1].to(Device::cpu()), 0.0);
+      CHECK_CLOSE(out[0].to(Device::cpu()), out[1].to(Device::cpu()), 0.0);
+      CHECK_CLOSE(mean[0].to(Device::cpu()), mean[1].to(Device::cpu()), 0.0);
+      CHECK_CLOSE(rstd[0].to(Device::cpu()), rstd[1].to(Device::cpu()), 0.0);
+    }
+  }
+  nn::GPTConfig c = nn::GPTConfig::preset("tiny");
+  c.n_embd = 64;
+  const Tensor tokens = testing::random_tokens(4, 32, c.vocab_size, 1);
+  const Tensor targets = testing::random_tokens(4, 32, c.vocab_size, 2);
+  for (DType dt : {DType::f32, DType::bf16}) {
+    INFO(dtype_name(dt));
+    c.param_dtype = c.compute_dtype = dt;
+    nn::GPT fused(c, gpu), unfused(c, gpu), recomputing(c, gpu);
+    recomputing.set_recompute_layernorm(true);
+    const StepResult got = model_step(fused, tokens, targets);
+    check_bitwise(unfused_step(unfused, tokens, targets), got);
+    check_bitwise(model_step(recomputing, tokens, targets), got);
   }
 }
