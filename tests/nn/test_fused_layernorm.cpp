@@ -223,3 +223,21 @@ TEST_CASE("on CUDA the fused residual layernorm and layernorm recompute keep the
     check_bitwise(model_step(recomputing, tokens, targets), got);
   }
 }
+
+TEST_CASE("layernorm recompute refuses to rewrite a buffer that was reallocated, and needs a forward",
+          "[nn][recompute]") {
+  nn::LayerNorm first(4), second(4), plain(4);
+  auto shared = std::make_shared<Tensor>();
+  first.set_recompute(shared);
+  second.set_recompute(shared);
+  const Tensor x = testing::random_tensor({3, 4}, 1), wider = testing::random_tensor({5, 4}, 2);
+  CHECK_THROWS_WITH(first.recompute_output(), Catch::Contains("before forward"));
+  CHECK_THROWS_WITH(plain.recompute_output(), Catch::Contains("recompute is off"));
+  const Tensor out = first.forward(x).clone();
+  CHECK(first.forward(x).shares_storage(*shared));
+  second.forward(x);  // same shape: the same storage, overwritten
+  first.recompute_output();
+  CHECK_CLOSE(*shared, out, 0.0);
+  second.forward(wider);  // another shape: the shared buffer is reallocated
+  CHECK_THROWS_WITH(first.recompute_output(), Catch::Contains("reallocated"));
+}
