@@ -4,7 +4,8 @@
 // row with coalesced loads and needs no shared memory or block barrier). Each
 // lane takes VEC = 8 consecutive elements per step (16-byte loads for bf16)
 // when C is a multiple of 8 and the pointers are 16-byte aligned, else one;
-// the row's second and third reads hit L1/L2.
+// the row's second and third reads hit L1/L2 (layernorm_row.cuh, shared with
+// add_layernorm).
 // Backward, rows of up to 2048 aligned channels (GPT-2 sizes): one fused pass.
 // Each warp walks rows with a grid stride, writes dx and keeps its lanes'
 // dweight/dbias sums in registers; the warps of a block add theirs into shared
@@ -18,6 +19,7 @@
 #include <mutex>
 
 #include "common.cuh"
+#include "layernorm_row.cuh"
 
 namespace dtrain::cuda {
 namespace {
@@ -40,34 +42,7 @@ __global__ void layernorm_forward_kernel(T* out, float* mean_out, float* rstd_ou
     for (int k = 0; k < VEC; ++k) sum += v[k];
   }
   const float mean = warp_sum(sum) / static_cast<float>(C);
-  float sq = 0.0f;
-  for (int64_t c = lane * VEC; c < C; c += 32 * VEC) {
-    float v[VEC];
-    load_vec<T, VEC>(xr + c, v);
-#pragma unroll
-    for (int k = 0; k < VEC; ++k) sq += (v[k] - mean) * (v[k] - mean);
-  }
-  const float var = warp_sum(sq) / static_cast<float>(C);  // biased, as in the CPU op
-  const float rstd = rsqrtf(var + eps);
-  T* outr = out + row * C;
-  for (int64_t c = lane * VEC; c < C; c += 32 * VEC) {
-    float v[VEC], w[VEC], b[VEC];
-    load_vec<T, VEC>(xr + c, v);
-    load_vec<T, VEC>(weight + c, w);
-    if (bias != nullptr) {
-      load_vec<T, VEC>(bias + c, b);
-    } else {
-#pragma unroll
-      for (int k = 0; k < VEC; ++k) b[k] = 0.0f;
-    }
-#pragma unroll
-    for (int k = 0; k < VEC; ++k) v[k] = (v[k] - mean) * rstd * w[k] + b[k];
-    store_vec<T, VEC>(outr + c, v);
-  }
-  if (lane == 0) {
-    mean_out[row] = mean;
-    rstd_out[row] = rstd;
-  }
+  layernorm_finish_row<T, VEC>(out + row * C, mean_out + row, rstd_out + row, xr, weight, bias, C, eps, mean, lane);
 }
 
 // dx += rstd * (w*dout - mean(w*dout) - xhat * mean(w*dout*xhat)).
@@ -284,15 +259,6 @@ void launch_backward_fused(const OpContext& ctx, Tensor& dx, Tensor& dweight, Te
   DTRAIN_LAUNCH_CHECK();
 }
 
-// True when every pointer is 16-byte aligned and rows keep that alignment.
-bool vectorizable(int64_t C, std::initializer_list<const Tensor*> tensors) {
-  if (C % kVec != 0) return false;
-  for (const Tensor* t : tensors) {
-    if (t->defined() && !aligned16(t->data_ptr())) return false;
-  }
-  return true;
-}
-
 template <typename T, int VEC>
 void launch_forward(const OpContext& ctx, Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& x,
                     const Tensor& weight, const Tensor& bias, int64_t rows, int64_t C, float eps) {
@@ -342,7 +308,7 @@ void layernorm(Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& x, const T
   require_same_dtype("layernorm", x.dtype(), {&out, &weight, &bias});
   const int64_t C = x.size(-1), rows = rows_of(x);
   if (rows == 0) return;
-  const bool vec = vectorizable(C, {&out, &x, &weight, &bias});
+  const bool vec = rows_vectorizable(C, kVec, {&out, &x, &weight, &bias});
   dispatch_float(x.dtype(), "layernorm", [&](auto tag) {
     using T = decltype(tag);
     if (vec) {
@@ -359,7 +325,7 @@ void layernorm_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor
   require_same_dtype("layernorm_backward", x.dtype(), {&dout, &weight, &dx, &dweight, &dbias});
   const int64_t C = x.size(-1), rows = rows_of(x);
   if (rows == 0 || C == 0) return;
-  const bool vec = vectorizable(C, {&dx, &dout, &x, &weight});
+  const bool vec = rows_vectorizable(C, kVec, {&dx, &dout, &x, &weight});
   dispatch_float(x.dtype(), "layernorm_backward", [&](auto tag) {
     using T = decltype(tag);
     if (vec && C <= 256) {

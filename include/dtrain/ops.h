@@ -52,6 +52,16 @@ void layernorm(Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& x, const T
 void layernorm_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor& dout, const Tensor& x,
                         const Tensor& weight, const Tensor& mean, const Tensor& rstd);
 
+// ---- residual add fused with the next layernorm ----------------------------------
+// residual = a + b; out = layernorm(residual) with mean/rstd saved, as
+// add(residual, a, b) then layernorm(out, mean, rstd, residual, ...) would give
+// (bf16/f16: the residual is rounded to its dtype before it is normalised).
+// residual may be exactly a or b (in place). There is no separate backward:
+// layernorm_backward(dresidual, dweight, dbias, dout, residual, weight, mean, rstd)
+// adds the layernorm's share into dresidual, which is then a's and b's gradient.
+void add_layernorm(Tensor& residual, Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& a, const Tensor& b,
+                   const Tensor& weight, const Tensor& bias, float eps = 1e-5f);
+
 // ---- GELU (tanh approximation) ------------------------------------------------
 void gelu(Tensor& out, const Tensor& x);
 void gelu_backward(Tensor& dx, const Tensor& dout, const Tensor& x);

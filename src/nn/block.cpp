@@ -1,3 +1,7 @@
+// nn::Block: the pre-LayerNorm transformer block, its activation
+// checkpointing and its layernorm recompute.
+#include <memory>
+
 #include "dtrain/nn/layers.h"
 #include "dtrain/ops.h"
 
@@ -15,12 +19,20 @@ Block::Block(int64_t channels, int64_t num_heads, Device device, DType dtype)
   add_module("mlp", mlp);
 }
 
+void Block::set_recompute_layernorm(bool on, std::shared_ptr<Tensor> shared_output) {
+  if (on && shared_output == nullptr) shared_output = std::make_shared<Tensor>();
+  if (!on) shared_output = nullptr;
+  ln1.set_recompute(shared_output);
+  ln2.set_recompute(shared_output);
+}
+
 void Block::compute(const Tensor& x) {
   x_ = x;
-  ensure(res1_, x.shape());
-  ops::add(res1_, x, attn.forward(ln1.forward(x)));
+  // res1 = x + attn(ln1(x)), summed by ln2 as it normalises it.
+  const Tensor& ln2_out = ln2.forward_residual(x, attn.forward(ln1.forward(x)));
+  res1_ = ln2.residual();
   ensure(out_buf_, x.shape());
-  ops::add(out_buf_, res1_, mlp.forward(ln2.forward(res1_)));
+  ops::add(out_buf_, res1_, mlp.forward(ln2_out));
 }
 
 const Tensor& Block::forward(const Tensor& x) {
@@ -50,11 +62,13 @@ void Block::backward(const Tensor& dout, Tensor& dx) {
   ensure(dres1_, dout.shape());
   dres1_.copy_(dout);
   ensure_zeroed(dln_, dout.shape());
+  if (ln2.recompute()) ln2.recompute_output();  // mlp.fc reads it
   mlp.backward(dout, dln_);
   ln2.backward(dln_, dres1_);
   // res1 = x + attn(ln1(x)):  dx += dres1 + ln1^T attn^T dres1
   if (dx.defined()) ops::add_(dx, dres1_);
   dln_.zero_();
+  if (ln1.recompute()) ln1.recompute_output();  // attn.qkv reads it
   attn.backward(dres1_, dln_);
   ln1.backward(dln_, dx);
   if (checkpointing_) {

@@ -1,6 +1,7 @@
 #include "dtrain/nn/gpt.h"
 
 #include <cmath>
+#include <memory>
 #include <sstream>
 
 #include "dtrain/nn/init.h"
@@ -156,6 +157,11 @@ void GPT::init_parameter_slice(const std::string& name, Tensor& out, int64_t fir
 void GPT::set_checkpointing(bool on) {
   config_.checkpoint_activations = on;
   for (auto& b : blocks) b->set_checkpointing(on);
+}
+
+void GPT::set_recompute_layernorm(bool on) {
+  std::shared_ptr<Tensor> shared_output = on ? std::make_shared<Tensor>() : nullptr;
+  for (auto& b : blocks) b->set_recompute_layernorm(on, shared_output);
 }
 
 double GPT::flops_per_token(int64_t seq_len) const {

@@ -4,47 +4,47 @@
 #include "ops/backends.h"
 #include "ops/checks.h"
 #include "ops/cpu_low_precision.h"
+#include "ops/layernorm_checks.h"
 
 namespace dtrain::ops {
-namespace {
+namespace detail {
 
-// mean/rstd are per-row statistics: shape [rows] or x.shape()[:-1], f32.
-void check_stats(const detail::OpChecker& c, const detail::Arg& s, const Tensor& x) {
+void check_layernorm_stats(const OpChecker& c, const Arg& s, const Arg& x) {
   c.defined(s);
   c.dtype(s, DType::f32);
-  Shape leading(x.shape().begin(), x.shape().end() - 1);
+  Shape leading(x.tensor.shape().begin(), x.tensor.shape().end() - 1);
   const int64_t rows = shape_numel(leading);
   if (s.tensor.shape() != leading && s.tensor.shape() != Shape{rows}) {
-    c.fail(detail::concat("argument '", s.name, "' has the wrong shape: expected ", shape_str(leading), " or [", rows,
-                          "] (one value per row of 'x' ", shape_str(x.shape()), "), got ",
-                          shape_str(s.tensor.shape())));
+    c.fail(concat("argument '", s.name, "' has the wrong shape: expected ", shape_str(leading), " or [", rows,
+                  "] (one value per row of '", x.name, "' ", shape_str(x.tensor.shape()), "), got ",
+                  shape_str(s.tensor.shape())));
   }
 }
 
-void check_x_weight_bias(const detail::OpChecker& c, const Tensor& x, const Tensor& weight, const Tensor& bias) {
-  c.defined({"x", x});
+void check_layernorm_x_weight_bias(const OpChecker& c, const Arg& x, const Tensor& weight, const Tensor& bias) {
+  c.defined(x);
   c.defined({"weight", weight});
-  c.float_dtype({"x", x});
-  c.min_dim({"x", x}, 1);
-  c.same_dtype({"weight", weight}, {"x", x});
-  c.shape({"weight", weight}, {x.size(-1)});
+  c.float_dtype(x);
+  c.min_dim(x, 1);
+  c.same_dtype({"weight", weight}, x);
+  c.shape({"weight", weight}, {x.tensor.size(-1)});
   if (bias.defined()) {
-    c.same_dtype({"bias", bias}, {"x", x});
-    c.shape({"bias", bias}, {x.size(-1)});
+    c.same_dtype({"bias", bias}, x);
+    c.shape({"bias", bias}, {x.tensor.size(-1)});
   }
 }
 
-}  // namespace
+}  // namespace detail
 
 void layernorm(Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& x, const Tensor& weight, const Tensor& bias,
                float eps) {
   const detail::OpChecker c("layernorm");
-  check_x_weight_bias(c, x, weight, bias);
+  detail::check_layernorm_x_weight_bias(c, {"x", x}, weight, bias);
   c.defined({"out", out});
   c.same_dtype({"out", out}, {"x", x});
   c.shape({"out", out}, x.shape());
-  check_stats(c, {"mean", mean}, x);
-  check_stats(c, {"rstd", rstd}, x);
+  detail::check_layernorm_stats(c, {"mean", mean}, {"x", x});
+  detail::check_layernorm_stats(c, {"rstd", rstd}, {"x", x});
   c.same_device({{"out", out}, {"mean", mean}, {"rstd", rstd}, {"x", x}, {"weight", weight}, {"bias", bias}});
   if (!(eps >= 0.0f) || !std::isfinite(eps))
     c.fail(detail::concat("argument 'eps' must be finite and >= 0, got ", eps));
@@ -68,12 +68,12 @@ void layernorm(Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& x, const T
 void layernorm_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor& dout, const Tensor& x,
                         const Tensor& weight, const Tensor& mean, const Tensor& rstd) {
   const detail::OpChecker c("layernorm_backward");
-  check_x_weight_bias(c, x, weight, Tensor());
+  detail::check_layernorm_x_weight_bias(c, {"x", x}, weight, Tensor());
   c.defined({"dout", dout});
   c.same_dtype({"dout", dout}, {"x", x});
   c.shape({"dout", dout}, x.shape());
-  check_stats(c, {"mean", mean}, x);
-  check_stats(c, {"rstd", rstd}, x);
+  detail::check_layernorm_stats(c, {"mean", mean}, {"x", x});
+  detail::check_layernorm_stats(c, {"rstd", rstd}, {"x", x});
   c.same_device({{"dout", dout},
                  {"x", x},
                  {"weight", weight},

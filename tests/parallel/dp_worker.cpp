@@ -159,13 +159,15 @@ struct Variant {
   bool overlap = true;
   int prefetch = 1;
   bool checkpointing = false;
-  bool deferred = false;  // the model built under nn::DeferredInit, initialised by the engine
+  bool deferred = false;             // the model built under nn::DeferredInit, initialised by the engine
+  bool recompute_layernorm = false;  // GPT::set_recompute_layernorm: gathers for the recompute in backward
   std::string suffix() const {
     std::string s;
     if (!overlap) s += "_no_overlap";
     if (prefetch != 1) s += "_prefetch" + std::to_string(prefetch);
     if (checkpointing) s += "_checkpointing";
     if (deferred) s += "_deferred";
+    if (recompute_layernorm) s += "_recompute_layernorm";
     return s;
   }
 };
@@ -250,6 +252,7 @@ void run_stage(const std::shared_ptr<comm::Communicator>& comm, const Run& ref, 
   if (variant.deferred) deferred.emplace();
   nn::GPT model(config, Device::cpu(), variant.deferred ? kSeed : kSeed + static_cast<uint64_t>(comm->rank()));
   deferred.reset();
+  model.set_recompute_layernorm(variant.recompute_layernorm);
   parallel::DataParallelOptions o;
   o.stage = stage;
   o.overlap = variant.overlap;
@@ -760,6 +763,8 @@ int main(int argc, char** argv) {
       run_stage(comm, ref, 3, 1, Variant{false, 0, false});
       run_stage(comm, ref, 3, 1, Variant{true, 2, true});
       run_stage(comm, ref, 2, 2, Variant{true, 1, true});
+      run_stage(comm, ref, 3, 1, Variant{true, 1, false, false, true});  // layernorm recompute
+      run_stage(comm, ref, 3, 1, Variant{true, 1, true, false, true});   // ... with checkpointing
     }
     if (comm->size() == 2 || comm->size() == 4) {  // deferred models: in-place init, ZeRO-3 start-up peak
       run_stage(comm, ref, 3, 1, Variant{true, 1, false, true});

@@ -92,11 +92,12 @@ TEST_CASE("every ZeRO stage at world size 2 equals single-process training with 
           "[parallel]") {
   // Accumulation 2 at world size 2: two micro-steps of 3 rows per rank equal
   // one step of the 12-row global batch (the reference).
-  // Also: overlap off, prefetch 0 and 2, activation checkpointing (4 x 3 checks).
+  // Also: overlap off, prefetch 0 and 2, activation checkpointing (4 x 3 checks),
+  // layernorm recompute at stage 3 without and with checkpointing (2 x 3 checks).
   // Also: deferred models at stages 3 and 0 (bitwise initial parameters,
   // the stage-3 start-up peak within model state / N + gathered units), and
   // a deferred bf16 model at stage 3.
-  run_and_check(2, {"train", "--accum", "12"}, 24 + 16 + 3 + 12 + 9 + 2);
+  run_and_check(2, {"train", "--accum", "12"}, 24 + 16 + 3 + 12 + 6 + 9 + 2);
 }
 
 TEST_CASE("every ZeRO stage at world size 3 equals single-process training", "[parallel]") {

@@ -76,6 +76,11 @@ class GPT : public Module {
 
   // Sets activation checkpointing on every block.
   void set_checkpointing(bool on);
+  // Layernorm recompute (llm.c's recompute level 2) on every block: all
+  // blocks' ln1/ln2 outputs share one buffer and backward recomputes each
+  // (Block::set_recompute_layernorm). Losses and gradients are unchanged, bit
+  // for bit; 2 * n_layer - 1 activations of [B, T, C] fewer are kept.
+  void set_recompute_layernorm(bool on);
   // Re-draws every parameter from `seed` (GPT-2 initialisation).
   void init_weights(uint64_t seed);
   // Elements [first_element, first_element + out.numel()) of parameter

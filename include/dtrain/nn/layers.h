@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
 #include "dtrain/nn/module.h"
 
@@ -45,16 +46,38 @@ class LayerNorm : public Module {
   // Gains and biases in `dtype`; mean and rstd are always f32.
   LayerNorm(int64_t channels, Device device, DType dtype, float eps = 1e-5f);
   const Tensor& forward(const Tensor& x);
+  // Normalises a + b (a residual add fused with this layernorm,
+  // ops::add_layernorm); the sum is kept as residual() and is what backward
+  // differentiates at: backward's dx is then the gradient of a and of b.
+  const Tensor& forward_residual(const Tensor& a, const Tensor& b);
+  // The sum of the last forward_residual (owned by this layer).
+  const Tensor& residual() const { return residual_; }
   void backward(const Tensor& dout, Tensor& dx);
   void release_activations() override;
+
+  // Layernorm recompute: the output is written into `shared_output`, a buffer
+  // other layers share (nullptr: off, the layer owns its output). A consumer
+  // that keeps the output for its backward (a Linear) then keeps a handle to
+  // that buffer, whose values the next sharing layer overwrites; before the
+  // consumer's backward, recompute_output() writes this layer's output there
+  // again from the saved input and statistics, bit for bit the same (the same
+  // deterministic op on the same input). Only the input, mean and rstd stay
+  // per layer.
+  void set_recompute(std::shared_ptr<Tensor> shared_output);
+  bool recompute() const { return shared_output_ != nullptr; }
+  // Rewrites the last forward's output into the shared buffer (runs the
+  // forward hooks around it, so a ZeRO-3 engine gathers the gain and bias).
+  void recompute_output();
 
   Parameter& weight;  // [C], ones
   Parameter& bias;    // [C], zeros
 
  private:
+  Tensor& output_buffer(const Shape& shape);
   int64_t channels_;
   float eps_;
-  Tensor x_, out_buf_, mean_, rstd_;
+  Tensor x_, residual_, out_buf_, mean_, rstd_;
+  std::shared_ptr<Tensor> shared_output_;
 };
 
 // Token + position embedding: out[b, t] = wte[tokens[b, t]] + wpe[t].
@@ -110,6 +133,9 @@ class MLP : public Module {
 };
 
 // Pre-LayerNorm transformer block: x + attn(ln1(x)), then + mlp(ln2(.)).
+// The first residual add runs fused with ln2 (LayerNorm::forward_residual,
+// ops::add_layernorm), which keeps the sum. The block's last add is not fused
+// with the next block's ln1: see docs/ops.md ("add_layernorm").
 // With checkpointing on, forward keeps only its input and output; backward
 // runs the forward again (hooks included) to rebuild the activations, then
 // releases them, so a model holds one block's activations at a time.
@@ -121,6 +147,12 @@ class Block : public Module {
   void release_activations() override;
   void set_checkpointing(bool on) { checkpointing_ = on; }
   bool checkpointing() const { return checkpointing_; }
+  // Layernorm recompute (LayerNorm::set_recompute): ln1 and ln2 write their
+  // outputs into `shared_output` (nullptr: a buffer of this block's own) and
+  // backward recomputes each right before the layer that reads it. Saves one
+  // activation of [B, T, C] per layernorm sharing the buffer, less one.
+  void set_recompute_layernorm(bool on, std::shared_ptr<Tensor> shared_output = nullptr);
+  bool recompute_layernorm() const { return ln1.recompute(); }
 
   LayerNorm ln1;
   CausalSelfAttention attn;

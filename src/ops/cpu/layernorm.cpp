@@ -1,5 +1,6 @@
 // CPU layernorm: one pass per row for the statistics (two-pass variance, for
-// accuracy), one for the output. Backward follows the usual decomposition
+// accuracy), one for the output (layernorm_row.h, shared with add_layernorm).
+// Backward follows the usual decomposition
 //   dx = rstd * (g - mean(g) - xhat * mean(g * xhat)),  g = dout * weight,
 // and sums dweight/dbias into per-thread partials that are added at the end
 // (no atomics; deterministic for a given thread count).
@@ -7,6 +8,7 @@
 #include <vector>
 
 #include "ops/backends.h"
+#include "ops/cpu/layernorm_row.h"
 #include "ops/cpu/parallel.h"
 
 namespace dtrain::cpu {
@@ -22,27 +24,7 @@ void layernorm(Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& x, const T
   float* pm = mean.data<float>();
   float* pr = rstd.data<float>();
 #pragma omp parallel for schedule(static) if (rows * ch > kParallelGrain)
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* xr = px + r * ch;
-    float* orow = po + r * ch;
-    float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-    for (int64_t i = 0; i < ch; ++i) sum += xr[i];
-    const float m = ch > 0 ? sum / static_cast<float>(ch) : 0.0f;
-    float var = 0.0f;
-#pragma omp simd reduction(+ : var)
-    for (int64_t i = 0; i < ch; ++i) var += (xr[i] - m) * (xr[i] - m);
-    const float s = 1.0f / std::sqrt((ch > 0 ? var / static_cast<float>(ch) : 0.0f) + eps);
-    if (pb != nullptr) {
-#pragma omp simd
-      for (int64_t i = 0; i < ch; ++i) orow[i] = (xr[i] - m) * s * pw[i] + pb[i];
-    } else {
-#pragma omp simd
-      for (int64_t i = 0; i < ch; ++i) orow[i] = (xr[i] - m) * s * pw[i];
-    }
-    pm[r] = m;
-    pr[r] = s;
-  }
+  for (int64_t r = 0; r < rows; ++r) layernorm_row(px + r * ch, po + r * ch, pw, pb, ch, eps, pm[r], pr[r]);
 }
 
 void layernorm_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor& dout, const Tensor& x,
