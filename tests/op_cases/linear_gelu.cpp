@@ -61,7 +61,10 @@ const bool registered =
                        cases.push_back(linear_gelu_case(s.lead, s.ic, s.oc, bias, seed += 10));
                    return cases;
                  },
-                 nullptr});
+                 [](const BenchScale& s) {  // a GPT MLP's fc: width -> 4 x width
+                   const int64_t hidden = 4 * s.channels;
+                   return std::vector<OpCase>{linear_gelu_case({s.elements / hidden}, s.channels, hidden, true, 1)};
+                 }});
 
 }  // namespace
 }  // namespace dtrain::op_cases

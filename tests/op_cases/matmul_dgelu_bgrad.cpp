@@ -81,7 +81,10 @@ const bool registered = register_op(
          for (bool dbias : {true, false}) cases.push_back(dgelu_case(s.lead, s.channels, s.hidden, dbias, seed += 10));
        return cases;
      },
-     nullptr});
+     [](const BenchScale& s) {  // a GPT MLP's proj input: 4 x width -> width
+       const int64_t hidden = 4 * s.channels;
+       return std::vector<OpCase>{dgelu_case({s.elements / hidden}, s.channels, hidden, true, 1)};
+     }});
 
 }  // namespace
 }  // namespace dtrain::op_cases
