@@ -43,6 +43,7 @@ void MLP::backward(const Tensor& dout, Tensor& dx) {
     gelu_ = Tensor();
   }
   fc.backward_with_bias_grad(dpre_, dx, dfc_bias_);
+  if (recompute_gelu_) dpre_ = Tensor();  // no hidden-width buffer but fc's output outlives this call
   run_hooks(HookPoint::post_backward);
 }
 
