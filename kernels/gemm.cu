@@ -6,6 +6,7 @@
 // cuBLAS "A" is our b, cuBLAS "B" is our a, and m/n swap.
 #include <cublasLt.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdlib>
 #include <cstring>
@@ -109,7 +110,7 @@ int64_t alignment_of(const void* p, int64_t stride_elems, size_t elem_size, int6
 }
 
 // Everything that selects a plan.
-using PlanKey = std::array<int64_t, 17>;
+using PlanKey = std::array<int64_t, 19>;
 
 struct Plan {
   cublasLtMatmulDesc_t desc = nullptr;
@@ -159,6 +160,37 @@ cublasLtMatrixLayout_t make_layout(cudaDataType_t type, int64_t rows, int64_t co
   return layout;
 }
 
+// The cuBLASLt epilogue for a call: the bias (a plain linear), GELU with its
+// input kept (aux), or GELU's gradient from aux with the bias gradient.
+cublasLtEpilogue_t epilogue_of(const GemmArgs& g) {
+  switch (g.epilogue) {
+    case GemmEpilogue::gelu_aux:
+      return g.bias != nullptr ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX;
+    case GemmEpilogue::dgelu_bgrad:
+      return g.bgrad != nullptr ? CUBLASLT_EPILOGUE_DGELU_BGRAD : CUBLASLT_EPILOGUE_DGELU;
+    case GemmEpilogue::none:
+      break;
+  }
+  return g.bias != nullptr ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+}
+
+// What CUBLASLT_MATMUL_DESC_BIAS_POINTER holds: the bias read, or (dgelu_bgrad) the bias gradient written.
+const void* epilogue_vector(const GemmArgs& g) {
+  return g.epilogue == GemmEpilogue::dgelu_bgrad ? g.bgrad : g.bias;
+}
+
+void set_epilogue_pointers(cublasLtMatmulDesc_t desc, const GemmArgs& g) {
+  const void* vector = epilogue_vector(g);
+  if (vector != nullptr) {
+    DTRAIN_CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &vector, sizeof(vector)));
+  }
+  if (g.epilogue != GemmEpilogue::none) {
+    DTRAIN_CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g.aux, sizeof(g.aux)));
+  }
+}
+
 std::unique_ptr<Plan> make_plan(cublasLtHandle_t handle, const GemmArgs& g, int64_t align_a, int64_t align_b,
                                 int64_t align_c) {
   auto plan = std::make_unique<Plan>();
@@ -170,13 +202,23 @@ std::unique_ptr<Plan> make_plan(cublasLtHandle_t handle, const GemmArgs& g, int6
   const cublasOperation_t op_b = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
   DTRAIN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof(op_a)));
   DTRAIN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)));
-  if (g.bias != nullptr) {
-    const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
+  const cublasLtEpilogue_t epilogue = epilogue_of(g);
+  if (epilogue != CUBLASLT_EPILOGUE_DEFAULT) {
     DTRAIN_CUBLAS_CHECK(
         cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
+  }
+  const void* vector = epilogue_vector(g);
+  if (vector != nullptr) {
     const cudaDataType_t bias_type = cuda_type(g.out_type);
     DTRAIN_CUBLAS_CHECK(
         cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof(bias_type)));
+  }
+  if (g.epilogue != GemmEpilogue::none) {
+    // The heuristic reads these pointers' alignment (part of the plan key), so they are set before it.
+    set_epilogue_pointers(plan->desc, g);
+    const int64_t aux_ld = g.n;  // row-major aux [M, N] is the column-major N x M, leading dimension N
+    DTRAIN_CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &aux_ld, sizeof(aux_ld)));
   }
   const int64_t M = g.m, N = g.n, K = g.k;
   const cudaDataType_t in = cuda_type(g.in_type), out = cuda_type(g.out_type);
@@ -219,29 +261,19 @@ std::unique_ptr<Plan> make_plan(cublasLtHandle_t handle, const GemmArgs& g, int6
   return plan;
 }
 
-}  // namespace
-
-void gemm(const GemmArgs& g, cudaStream_t stream, int device) {
-  if (g.m == 0 || g.n == 0 || g.batch == 0) return;
+// Queues g on cuBLASLt and returns true, or returns false with nothing queued
+// when cuBLASLt has no kernel for it (the plan remembers, so later calls skip it).
+bool launch_cublaslt(const GemmArgs& g, cudaStream_t stream, int device) {
   const size_t in_size = dtype_size(g.in_type), out_size = dtype_size(g.out_type);
-  if (g.k == 0) {
-    // Empty inner dimension (cuBLAS may reject it): the product is zero.
-    if (g.beta == 1.0f && g.bias == nullptr) return;
-    DTRAIN_CHECK(g.bias == nullptr && g.beta == 0.0f,
-                 "cuda gemm: K == 0 is only supported with beta 0 or 1 and no bias");
-    for (int64_t i = 0; i < g.batch; ++i) {
-      DTRAIN_CUDA_CHECK(cudaMemsetAsync(static_cast<char*>(g.out) + i * g.stride_out * out_size, 0,
-                                        static_cast<size_t>(g.m * g.n) * out_size, stream));
-    }
-    return;
-  }
-  if (force_fallback()) {
-    run_fallback(g, stream);
-    return;
-  }
   const int64_t align_a = alignment_of(g.a, g.stride_a, in_size, g.batch);
   const int64_t align_b = alignment_of(g.b, g.stride_b, in_size, g.batch);
   const int64_t align_c = alignment_of(g.out, g.stride_out, out_size, g.batch);
+  // The epilogue's own pointers (aux, bias gradient): the smallest alignment of either.
+  const int64_t align_epilogue =
+      g.epilogue == GemmEpilogue::none
+          ? 0
+          : std::min(alignment_of(g.aux, 0, out_size, 1),
+                     g.bgrad != nullptr ? alignment_of(g.bgrad, 0, out_size, 1) : int64_t{256});
   const PlanKey key{static_cast<int64_t>(g.in_type),
                     static_cast<int64_t>(g.out_type),
                     g.trans_a,
@@ -258,7 +290,9 @@ void gemm(const GemmArgs& g, cudaStream_t stream, int device) {
                     align_b,
                     align_c,
                     allow_tf32(),
-                    0};
+                    static_cast<int64_t>(g.epilogue),
+                    g.bgrad != nullptr,
+                    align_epilogue};
   Plan* plan = nullptr;
   cublasLtHandle_t handle = nullptr;
   void* workspace = nullptr;
@@ -274,11 +308,10 @@ void gemm(const GemmArgs& g, cudaStream_t stream, int device) {
     workspace = ws;
   }
   std::lock_guard<std::mutex> lock(plan->mutex);
-  if (plan->fallback) {
-    run_fallback(g, stream);
-    return;
-  }
-  if (g.bias != nullptr) {
+  if (plan->fallback) return false;
+  if (g.epilogue != GemmEpilogue::none) {
+    set_epilogue_pointers(plan->desc, g);
+  } else if (g.bias != nullptr) {
     DTRAIN_CUBLAS_CHECK(
         cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof(g.bias)));
   }
@@ -286,12 +319,39 @@ void gemm(const GemmArgs& g, cudaStream_t stream, int device) {
       cublasLtMatmul(handle, plan->desc, &g.alpha, g.b, plan->a, g.a, plan->b, &g.beta, g.out, plan->c, g.out, plan->c,
                      &plan->algo, workspace, kWorkspaceBytes, stream);
   if (status == CUBLAS_STATUS_NOT_SUPPORTED) {
-    // Rejected at launch (nothing was queued): remember, and use the simple kernel.
-    plan->fallback = true;
-    run_fallback(g, stream);
-    return;
+    plan->fallback = true;  // rejected at launch (nothing was queued): remember
+    return false;
   }
   DTRAIN_CUBLAS_CHECK(status);
+  return true;
+}
+
+}  // namespace
+
+void gemm(const GemmArgs& g, cudaStream_t stream, int device) {
+  DTRAIN_CHECK(g.epilogue == GemmEpilogue::none, "cuda gemm: GELU epilogues go through gemm_with_epilogue");
+  if (g.m == 0 || g.n == 0 || g.batch == 0) return;
+  const size_t out_size = dtype_size(g.out_type);
+  if (g.k == 0) {
+    // Empty inner dimension (cuBLAS may reject it): the product is zero.
+    if (g.beta == 1.0f && g.bias == nullptr) return;
+    DTRAIN_CHECK(g.bias == nullptr && g.beta == 0.0f,
+                 "cuda gemm: K == 0 is only supported with beta 0 or 1 and no bias");
+    for (int64_t i = 0; i < g.batch; ++i) {
+      DTRAIN_CUDA_CHECK(cudaMemsetAsync(static_cast<char*>(g.out) + i * g.stride_out * out_size, 0,
+                                        static_cast<size_t>(g.m * g.n) * out_size, stream));
+    }
+    return;
+  }
+  if (force_fallback() || !launch_cublaslt(g, stream, device)) run_fallback(g, stream);
+}
+
+bool gemm_with_epilogue(const GemmArgs& g, cudaStream_t stream, int device) {
+  DTRAIN_CHECK(
+      g.epilogue != GemmEpilogue::none && g.aux != nullptr && g.batch == 1 && g.alpha == 1.0f && g.beta == 0.0f,
+      "cuda gemm_with_epilogue: needs a GELU epilogue, its aux matrix, batch 1, alpha 1 and beta 0");
+  if (g.m == 0 || g.n == 0 || g.k == 0 || g.n % 8 != 0 || force_fallback()) return false;
+  return launch_cublaslt(g, stream, device);
 }
 
 }  // namespace dtrain::cuda

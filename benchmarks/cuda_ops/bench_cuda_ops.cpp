@@ -7,6 +7,9 @@
 //              op must move (every input read once, every output written
 //              once; accumulated outputs read and written), so extra passes
 //              show up as a lower figure. Copy: 2 x size (read + write).
+//   fused MLP  ms of the MLP's GELU GEMMs (ops::linear_gelu, ops::matmul_dgelu_bgrad:
+//              cuBLASLt epilogues) next to the unfused ops they replace (the GEMM,
+//              then the GELU or GELU-gradient pass and the bias-gradient sum).
 //   attention  TFLOP/s with the causal FLOP count (half of the T x T
 //              products: 2 GEMMs forward, 5 backward, 2*T*T*hs each, halved),
 //              for both implementations (DTRAIN_ATTENTION=matmul|flash).
@@ -187,6 +190,45 @@ void bench_memory(Bench& b, const op_cases::BenchScale& scale, double copy, json
   summary["memory_worst_ratio"] = worst;
 }
 
+void bench_fused_mlp(Bench& b, const op_cases::BenchScale& scale, json& summary) {
+  const DType dt = DType::bf16;
+  for (const op_cases::OpCase& c : op_cases::bench_cases(scale)) {
+    const bool forward = c.op == "linear_gelu";
+    if (!forward && c.op != "matmul_dgelu_bgrad") continue;
+    op_cases::Bound t = op_cases::bind(c, dt, b.gpu());
+    const ops::FusedEpilogueCounts before = ops::fused_epilogue_counts();
+    const double fused_ms = b.time_ms([&] { forward ? c.forward(t) : c.backward(t); });
+    const bool ran_fused = ops::fused_epilogue_counts().fused > before.fused;
+    const Tensor& pre = t["pre"];
+    const int64_t rows = pre.size(0), hidden = pre.size(1);
+    Tensor product = Tensor::empty(pre.shape(), dt, b.gpu()), none;
+    // linear_backward for the bias gradient alone: an input and weight with no columns.
+    const Tensor no_x = Tensor::empty({rows, 0}, dt, b.gpu()), no_w = Tensor::empty({hidden, 0}, dt, b.gpu());
+    const double unfused_ms = b.time_ms([&] {
+      if (forward) {
+        ops::linear(t["pre"], t["x"], t["weight"], t["bias"]);
+        ops::gelu(t["out"], t["pre"]);
+      } else {
+        ops::matmul(product, t["dout"], t["weight"]);
+        ops::gelu_backward(t["dpre"], product, t["pre"]);
+        ops::linear_backward(none, none, t["dbias"], t["dpre"], no_x, no_w);
+      }
+    });
+    b.emit({{"bench", "fused_mlp"},
+            {"op", c.op},
+            {"case", c.label},
+            {"dtype", "bf16"},
+            {"fused", ran_fused},
+            {"ms", fused_ms},
+            {"unfused_ms", unfused_ms},
+            {"speedup", unfused_ms / fused_ms}},
+           "fused mlp " + c.op + " (" + c.label + "): " + std::to_string(fused_ms) + " ms " +
+               (ran_fused ? "fused in cuBLASLt" : "composed (cuBLASLt declined)") + ", unfused ops " +
+               std::to_string(unfused_ms) + " ms");
+    summary["fused_mlp_" + c.op + "_speedup"] = unfused_ms / fused_ms;
+  }
+}
+
 void bench_attention(Bench& b, const op_cases::BenchScale& scale, json& summary) {
   const DType dt = DType::bf16;
   for (const op_cases::OpCase& c : op_cases::bench_cases(scale)) {
@@ -274,6 +316,7 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
     }
     cublasDestroy(handle);
     bench_memory(b, scale, copy, summary);
+    bench_fused_mlp(b, scale, summary);
     bench_attention(b, scale, summary);
     const MemoryStats mem = memory_stats(b.gpu());
     summary["peak_bytes"] = mem.peak_bytes;

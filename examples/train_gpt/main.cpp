@@ -24,6 +24,9 @@ void add_options(CLI::App& app, TrainOptions& o) {
   app.add_option("--vocab-size", o.vocab_size, "override the preset's vocabulary size");
   app.add_option("--max-seq-len", o.max_seq_len, "override the preset's context (position table rows)");
   app.add_flag("--checkpoint-activations", o.checkpoint_activations, "recompute each block's forward in backward");
+  app.add_option("--recompute", o.recompute,
+                 "0: keep activations; 1: recompute each MLP's GELU in backward; 2: also the layernorms")
+      ->capture_default_str();
   app.add_option("--device", o.device, "cpu or cuda[:N]")->capture_default_str();
   app.add_option("--batch", o.batch, "global batch: sequences per step over all ranks")->capture_default_str();
   app.add_option("--seq-len", o.seq_len, "tokens per sequence")->capture_default_str();

@@ -15,6 +15,7 @@ nn::GPTConfig make_config(const TrainOptions& opt) {
   if (opt.vocab_size) c.vocab_size = opt.vocab_size;
   if (opt.max_seq_len) c.max_seq_len = opt.max_seq_len;
   c.checkpoint_activations = opt.checkpoint_activations;
+  c.recompute = opt.recompute;
   c.param_dtype = opt.dtype;
   c.compute_dtype = opt.dtype;
   c.validate();

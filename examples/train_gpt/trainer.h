@@ -18,6 +18,7 @@ struct TrainOptions {
   std::string preset = "tiny";
   int64_t n_layer = 0, n_head = 0, n_embd = 0, vocab_size = 0, max_seq_len = 0;  // 0: from the preset
   bool checkpoint_activations = false;
+  int recompute = 0;  // GPTConfig::recompute (1: the MLP's GELU in backward)
   // The model's parameter and compute dtype (from --precision; the f32 master
   // weights and moments of a bf16/f16 model live in the engine).
   dtrain::DType dtype = dtrain::DType::f32;

@@ -131,4 +131,29 @@ void global_norm_squared(Tensor& out, const std::vector<Tensor>& tensors);
 // Convenience: sqrt of the above, returned to the host.
 float global_norm(const std::vector<Tensor>& tensors);
 
+// ---- MLP GEMMs with GELU fused into their epilogues ------------------------------
+// What cuBLASLt fuses on CUDA (CUBLASLT_EPILOGUE_GELU_AUX_BIAS and
+// CUBLASLT_EPILOGUE_DGELU_BGRAD), so an MLP fc -> GELU -> proj needs no separate
+// GELU pass in either direction. GELU is the tanh approximation of ops::gelu.
+// The CPU composes linear and gelu; CUDA falls back to that composition when
+// cuBLASLt offers no algorithm (fused_epilogue_counts() tells which ran).
+//
+// pre[..., OC] = x[..., IC] @ weight[OC, IC]^T + bias[OC] (bias may be undefined);
+// out = gelu(pre). Both written; pre is what the backward partner reads.
+void linear_gelu(Tensor& out, Tensor& pre, const Tensor& x, const Tensor& weight, const Tensor& bias);
+// The backward of the next linear's input, through the GELU: with dout [..., C]
+// the gradient of that linear's output and weight [C, H] its weight,
+//   dpre[..., H] = (dout @ weight) * gelu'(pre)   (written: an intermediate)
+//   dbias[H]    += sum over rows of dpre          (accumulated, like linear_backward;
+//                                                  undefined: skipped).
+void matmul_dgelu_bgrad(Tensor& dpre, Tensor& dbias, const Tensor& dout, const Tensor& weight, const Tensor& pre);
+// How many linear_gelu / matmul_dgelu_bgrad calls, since the process started,
+// ran as one fused library GEMM and how many were composed from separate
+// kernels (every CPU call; a CUDA call cuBLASLt declined, or DTRAIN_GEMM_FALLBACK=1).
+struct FusedEpilogueCounts {
+  int64_t fused = 0;
+  int64_t composed = 0;
+};
+FusedEpilogueCounts fused_epilogue_counts();
+
 }  // namespace dtrain::ops

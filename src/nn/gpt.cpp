@@ -51,6 +51,8 @@ void GPTConfig::validate() const {
                "; pick n_head dividing n_embd");
   DTRAIN_CHECK(vocab_size > 0, "GPT config: vocab_size must be positive, got ", vocab_size);
   DTRAIN_CHECK(max_seq_len > 0, "GPT config: max_seq_len must be positive, got ", max_seq_len);
+  DTRAIN_CHECK(recompute >= 0 && recompute <= 2, "GPT config: recompute must be 0 (keep activations), 1 ",
+               "(recompute the MLP's GELU in backward) or 2 (also the layernorms), got ", recompute);
   const bool float_params = param_dtype == DType::f32 || param_dtype == DType::bf16 || param_dtype == DType::f16;
   DTRAIN_CHECK(float_params, "GPT config: param_dtype must be f32, bf16 or f16, got ", dtype_name(param_dtype));
   // The ops compute in the dtype of their inputs (accumulating in f32), so
@@ -68,6 +70,7 @@ std::string GPTConfig::str() const {
   os << "n_layer=" << n_layer << " n_head=" << n_head << " n_embd=" << n_embd << " vocab_size=" << vocab_size
      << " max_seq_len=" << max_seq_len << (checkpoint_activations ? " checkpointing" : "");
   if (param_dtype != DType::f32) os << " dtype=" << dtype_name(param_dtype);
+  if (recompute != 0) os << " recompute=" << recompute;
   return os.str();
 }
 
@@ -121,6 +124,7 @@ GPT::GPT(const GPTConfig& config, Device device, uint64_t seed)
   for (int64_t i = 0; i < config.n_layer; ++i) {
     blocks.push_back(std::make_unique<Block>(config.n_embd, config.n_head, device, config.param_dtype));
     blocks.back()->set_checkpointing(config.checkpoint_activations);
+    blocks.back()->mlp.set_recompute_gelu(config.recompute >= 1);
   }
   // Children register in execution order, so named_parameters() is too.
   // add_module needs the blocks at their final addresses (unique_ptr: stable).
@@ -128,6 +132,7 @@ GPT::GPT(const GPTConfig& config, Device device, uint64_t seed)
   add_module("blocks", block_list);
   add_module("ln_f", ln_f);
   add_module("head", head);
+  if (config.recompute >= 2) set_recompute_layernorm(true);
   seed_ = seed;
   if (!DeferredInit::active()) init_weights(seed);
 }

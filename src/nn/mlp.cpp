@@ -1,3 +1,6 @@
+// MLP: fc -> GELU -> proj with the GELU fused into fc's GEMM (forward) and
+// into the GEMM of proj's input gradient (backward), and the optional GELU
+// recompute (GPTConfig::recompute >= 1). See layers.h.
 #include "dtrain/nn/layers.h"
 #include "dtrain/ops.h"
 
@@ -13,29 +16,42 @@ MLP::MLP(int64_t channels, int64_t hidden, Device device, DType dtype)
 
 const Tensor& MLP::forward(const Tensor& x) {
   run_hooks(HookPoint::pre_forward);
-  const Tensor& h = fc.forward(x);
-  ensure(gelu_, h.shape());
-  ops::gelu(gelu_, h);
+  ensure(gelu_, with_last_dim(x.shape(), fc.out_features()));
+  fc.forward_gelu(x, gelu_);
   const Tensor& out = proj.forward(gelu_);
+  if (recompute_gelu_) {  // backward rebuilds it from fc.output()
+    proj.replace_input(Tensor());
+    gelu_ = Tensor();
+  }
   run_hooks(HookPoint::post_forward);
   return out;
 }
 
 void MLP::backward(const Tensor& dout, Tensor& dx) {
   run_hooks(HookPoint::pre_backward);
-  ensure_zeroed(dgelu_, gelu_.shape());
-  proj.backward(dout, dgelu_);
-  ensure_zeroed(dfc_, gelu_.shape());
-  ops::gelu_backward(dfc_, dgelu_, fc.output());
-  fc.backward(dfc_, dx);
+  const Tensor& pre = fc.output();
+  if (recompute_gelu_) {
+    ensure(gelu_, pre.shape());
+    ops::gelu(gelu_, pre);
+    proj.replace_input(gelu_);
+  }
+  ensure(dpre_, pre.shape());
+  ensure_zeroed(dfc_bias_, {fc.out_features()});
+  proj.backward_through_gelu(dout, dpre_, dfc_bias_, pre);
+  if (recompute_gelu_) {
+    proj.replace_input(Tensor());
+    gelu_ = Tensor();
+  }
+  fc.backward_with_bias_grad(dpre_, dx, dfc_bias_);
+  if (recompute_gelu_) dpre_ = Tensor();  // no hidden-width buffer but fc's output outlives this call
   run_hooks(HookPoint::post_backward);
 }
 
 void MLP::release_activations() {
   Module::release_activations();
   gelu_ = Tensor();
-  dgelu_ = Tensor();
-  dfc_ = Tensor();
+  dpre_ = Tensor();
+  dfc_bias_ = Tensor();
 }
 
 }  // namespace dtrain::nn

@@ -2,38 +2,13 @@
 #include "ops/backends.h"
 #include "ops/checks.h"
 #include "ops/cpu_low_precision.h"
+#include "ops/linear_checks.h"
 
 namespace dtrain::ops {
-namespace {
-
-// Checks x [..., IC], weight [OC, IC], bias [OC] (optional); returns the shape of out.
-Shape check_linear_inputs(const detail::OpChecker& c, const Tensor& x, const Tensor& weight, const Tensor& bias) {
-  c.defined({"x", x});
-  c.defined({"weight", weight});
-  c.float_dtype({"x", x});
-  c.same_dtype({"weight", weight}, {"x", x});
-  c.min_dim({"x", x}, 1);
-  c.dim({"weight", weight}, 2);
-  const int64_t ic = x.size(-1);
-  const int64_t oc = weight.size(0);
-  if (weight.size(1) != ic) {
-    c.fail(detail::concat("argument 'weight' has the wrong shape: expected [OC, ", ic, "] (IC from 'x' ",
-                          shape_str(x.shape()), "), got ", shape_str(weight.shape())));
-  }
-  if (bias.defined()) {
-    c.same_dtype({"bias", bias}, {"x", x});
-    c.shape({"bias", bias}, {oc});
-  }
-  Shape out = x.shape();
-  out.back() = oc;
-  return out;
-}
-
-}  // namespace
 
 void linear(Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bias) {
   const detail::OpChecker c("linear");
-  const Shape expected = check_linear_inputs(c, x, weight, bias);
+  const Shape expected = detail::check_linear_inputs(c, x, weight, bias);
   c.defined({"out", out});
   c.same_dtype({"out", out}, {"x", x});
   c.same_device({{"out", out}, {"x", x}, {"weight", weight}, {"bias", bias}});
@@ -51,7 +26,7 @@ void linear(Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bi
 void linear_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor& dout, const Tensor& x,
                      const Tensor& weight) {
   const detail::OpChecker c("linear_backward");
-  const Shape out_shape = check_linear_inputs(c, x, weight, Tensor());
+  const Shape out_shape = detail::check_linear_inputs(c, x, weight, Tensor());
   c.defined({"dout", dout});
   c.same_dtype({"dout", dout}, {"x", x});
   c.same_device({{"dout", dout}, {"x", x}, {"weight", weight}, {"dx", dx}, {"dweight", dweight}, {"dbias", dbias}});

@@ -80,6 +80,23 @@ TEST_CASE("gpu ops: matmul and linear through the fallback GEMM kernel", "[gpu_o
   ::unsetenv("DTRAIN_GEMM_FALLBACK");
 }
 
+TEST_CASE("gpu ops: the MLP's GELU GEMMs run fused in cuBLASLt, and composed under DTRAIN_GEMM_FALLBACK=1",
+          "[gpu_ops][gpu]") {
+  testing::require_gpu_or_skip();
+  const ops::FusedEpilogueCounts start = ops::fused_epilogue_counts();
+  run_cases("linear_gelu", "");
+  run_cases("matmul_dgelu_bgrad", "");
+  const ops::FusedEpilogueCounts cublaslt = ops::fused_epilogue_counts();
+  // Widths that are not multiples of 8 compose; the others should find a cuBLASLt epilogue kernel.
+  CHECK(cublaslt.fused > start.fused);
+  CHECK(cublaslt.composed > start.composed);
+  ::setenv("DTRAIN_GEMM_FALLBACK", "1", 1);
+  run_cases("linear_gelu", "fallback GEMM: ");
+  run_cases("matmul_dgelu_bgrad", "fallback GEMM: ");
+  ::unsetenv("DTRAIN_GEMM_FALLBACK");
+  CHECK(ops::fused_epilogue_counts().fused == cublaslt.fused);  // nothing fused with the fallback forced
+}
+
 TEST_CASE(
     "gpu ops: causal attention forward and backward, every implementation (tc: bf16 and f16 only, f32 falls back)",
     "[gpu_ops][gpu]") {

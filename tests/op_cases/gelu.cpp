@@ -1,16 +1,10 @@
 // gelu and gelu_backward: cases, the tanh formula in double, benchmark shapes.
-#include <cmath>
-
 #include "dtrain/ops.h"
+#include "gelu_reference.h"
 #include "op_case.h"
 
 namespace dtrain::op_cases {
 namespace {
-
-double gelu_ref(double x) {
-  const double s = std::sqrt(2.0 / M_PI);
-  return 0.5 * x * (1.0 + std::tanh(s * (x + 0.044715 * x * x * x)));
-}
 
 Vec gelu_all(const Vec& x) {
   Vec out(x.size());

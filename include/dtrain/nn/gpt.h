@@ -25,6 +25,11 @@ struct GPTConfig {
   int64_t vocab_size = 256;
   int64_t max_seq_len = 128;  // rows of the position table
   bool checkpoint_activations = false;
+  // llm.c's recompute: 0 keeps every activation; 1 recomputes each MLP's GELU
+  // in backward from its input instead of keeping it (saves B*T*4C elements
+  // per layer); 2 also recomputes every layernorm's output in backward from
+  // its saved input and statistics (all blocks share one output buffer).
+  int recompute = 0;
   // Mixed precision: the dtype parameters (and so activations and gradients) are
   // stored in, and the dtype the matmuls compute in. f32/f32 is plain training;
   // bf16/bf16 (or f16/f16) keeps f32 master weights in the optimizer or the

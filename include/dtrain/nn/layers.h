@@ -34,7 +34,24 @@ class Linear : public Module {
   // The last forward's output.
   const Tensor& output() const { return out_buf_; }
 
+  // The fused paths of an MLP (fc -> GELU -> proj, ops::linear_gelu and
+  // ops::matmul_dgelu_bgrad); each runs this layer's hooks and grad_ready.
+  // fc: output() = x @ W^T + b (kept: GELU's input), gelu_out = gelu(output()).
+  void forward_gelu(const Tensor& x, Tensor& gelu_out);
+  // proj: weight and bias gradients for dout as backward() gives them, and
+  // instead of dx the gradient at the GELU's input `pre` (the layer before's
+  // output): dpre = (dout @ W) * gelu'(pre) (written), dbias_pre += its column sums.
+  void backward_through_gelu(const Tensor& dout, Tensor& dpre, Tensor& dbias_pre, const Tensor& pre);
+  // fc: backward() with the bias gradient already summed (backward_through_gelu's
+  // dbias_pre): dx += dout @ W, weight.grad += dout^T x, bias.grad += dbias.
+  void backward_with_bias_grad(const Tensor& dout, Tensor& dx, const Tensor& dbias);
+  // Replaces the input kept for backward; undefined drops it (the MLP's GELU
+  // recompute frees the hidden activation after forward and hands the
+  // recomputed one back before backward).
+  void replace_input(const Tensor& x);
+
  private:
+  void keep_input(const Tensor& x);  // checks x, keeps it for backward, sizes output()
   int64_t in_, out_;
   Tensor x_, out_buf_;
 };
@@ -117,19 +134,26 @@ class CausalSelfAttention : public Module {
   Tensor att_, lse_, datt_, dqkv_;
 };
 
-// fc (C -> hidden) -> GELU -> proj (hidden -> C).
+// fc (C -> hidden) -> GELU -> proj (hidden -> C), with the GELU fused into
+// both GEMMs (ops::linear_gelu forward; ops::matmul_dgelu_bgrad backward).
+// With recompute_gelu on, forward keeps only fc's output (GELU's input) and
+// backward recomputes the GELU from it, so the hidden GELU activation
+// (B*T*hidden elements) exists only while this MLP runs.
 class MLP : public Module {
  public:
   MLP(int64_t channels, int64_t hidden, Device device = Device::cpu(), DType dtype = DType::f32);
   const Tensor& forward(const Tensor& x);
   void backward(const Tensor& dout, Tensor& dx);
   void release_activations() override;
+  void set_recompute_gelu(bool on) { recompute_gelu_ = on; }
+  bool recompute_gelu() const { return recompute_gelu_; }
 
   Linear fc;
   Linear proj;  // a residual projection
 
  private:
-  Tensor gelu_, dgelu_, dfc_;
+  bool recompute_gelu_ = false;
+  Tensor gelu_, dpre_, dfc_bias_;
 };
 
 // Pre-LayerNorm transformer block: x + attn(ln1(x)), then + mlp(ln2(.)).

@@ -1,5 +1,6 @@
 // CPU linear: out = x @ W^T + b as one sgemm over all rows, then a bias pass.
 #include "ops/backends.h"
+#include "ops/cpu/column_sum.h"
 #include "ops/cpu/gemm.h"
 
 namespace dtrain::cpu {
@@ -29,23 +30,7 @@ void linear_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor& d
   if (dx.defined()) sgemm(false, false, rows, ic, oc, 1.0f, pd, weight.data<float>(), 1.0f, dx.data<float>());
   // dW [oc, ic] += dout^T [oc, rows] @ x [rows, ic]
   if (dweight.defined()) sgemm(true, false, oc, ic, rows, 1.0f, pd, x.data<float>(), 1.0f, dweight.data<float>());
-  if (dbias.defined()) {
-    // Column sums: each thread owns a slice of the output channels, so there is no race.
-    float* pdb = dbias.data<float>();
-    constexpr int64_t kBlock = 64;
-    const int64_t blocks = (oc + kBlock - 1) / kBlock;
-#pragma omp parallel for schedule(static) if (rows * oc > (1 << 15))
-    for (int64_t blk = 0; blk < blocks; ++blk) {
-      const int64_t j0 = blk * kBlock, j1 = j0 + kBlock < oc ? j0 + kBlock : oc;
-      float acc[kBlock] = {};
-      for (int64_t r = 0; r < rows; ++r) {
-        const float* row = pd + r * oc;
-#pragma omp simd
-        for (int64_t j = j0; j < j1; ++j) acc[j - j0] += row[j];
-      }
-      for (int64_t j = j0; j < j1; ++j) pdb[j] += acc[j - j0];
-    }
-  }
+  if (dbias.defined()) column_sum_accumulate(dbias.data<float>(), pd, rows, oc);
 }
 
 }  // namespace dtrain::cpu
