@@ -21,11 +21,13 @@
 //                         (less the engine's pooled communication buffers)
 //                         equal predict_model_state within kMemoryTol, and so
 //                         does the engine's own ledger.
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -286,6 +288,20 @@ class Slabs : public nn::Module {
   Slab a, b, c;
 };
 
+// The allocator's live bytes once they stop changing: a communicator's worker
+// thread may drop its reference to a finished collective's buffers a moment
+// after the collective reports completion.
+int64_t settled_bytes() {
+  int64_t last = memory_stats(Device::cpu()).current_bytes;
+  for (int stable = 0, i = 0; stable < 3 && i < 200; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    const int64_t now = memory_stats(Device::cpu()).current_bytes;
+    stable = now == last ? stable + 1 : 0;
+    last = now;
+  }
+  return last;
+}
+
 double relative(int64_t measured, int64_t predicted) {
   return predicted == 0 ? INFINITY : std::fabs(static_cast<double>(measured) / static_cast<double>(predicted) - 1.0);
 }
@@ -294,7 +310,7 @@ void run_memory(const std::shared_ptr<comm::Communicator>& comm) {
   const int world = comm->size();
   for (auto precision : {parallel::Precision::bf16, parallel::Precision::f16}) {
     for (int stage = 0; stage <= 3; ++stage) {
-      const int64_t baseline = memory_stats(Device::cpu()).current_bytes;
+      const int64_t baseline = settled_bytes();
       int64_t measured = 0;
       parallel::MemoryLedger ledger, predicted;
       {
@@ -307,9 +323,10 @@ void run_memory(const std::shared_ptr<comm::Communicator>& comm) {
           model.train(0.01 * (comm->rank() + 1) * static_cast<double>(dp.grad_scale()));
           dp.step(opt, kLr, 1.0f);
         }
+        dp.wait_for_parameters();
         ledger = dp.ledger(&opt);
         predicted = dp.predicted();
-        measured = memory_stats(Device::cpu()).current_bytes - baseline - ledger.comm_buffers;
+        measured = settled_bytes() - baseline - ledger.comm_buffers;
       }
       const std::string tag = std::string(parallel::precision_name(precision)) + "_stage" + std::to_string(stage) +
                               "_world" + std::to_string(world);
