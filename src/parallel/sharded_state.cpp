@@ -106,8 +106,8 @@ Tensor ShardedState::gradient_shard(const Tensor& grad_full, const GroupLayout& 
   // lives in the bucket's first bytes, holding the bucket's storage alive.
   DTRAIN_CHECK(G.len * 4 <= static_cast<int64_t>(grad_full.nbytes()),
                "DataParallel: internal: the f32 gradient shard does not fit in its bucket");
-  const std::shared_ptr<Storage> keep = grad_full.storage();
-  return Tensor::from_blob(grad_full.data_ptr(), {G.len}, DType::f32, ctx_.device, [keep](void*) {});
+  return Tensor::from_blob(grad_full.data_ptr(), {G.len}, DType::f32, ctx_.device,
+                           [keep = grad_full.storage()](void*) {});
 }
 
 // Stage 3: each rank allocates and fills only its chunk of every unit. A

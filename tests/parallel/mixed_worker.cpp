@@ -38,6 +38,8 @@
 #include "dtrain/optim/adamw.h"
 #include "dtrain/optim/clip.h"
 #include "dtrain/parallel/data_parallel.h"
+#include "gate_module.h"
+#include "precision/small_gpt.h"
 
 using namespace dtrain;
 
@@ -71,14 +73,7 @@ DType dtype_of(parallel::Precision p) {
 }
 
 nn::GPTConfig config_for(parallel::Precision p) {
-  nn::GPTConfig c;
-  c.n_layer = 2;
-  c.n_head = 2;
-  c.n_embd = 16;
-  c.vocab_size = 32;
-  c.max_seq_len = 8;
-  c.param_dtype = c.compute_dtype = dtype_of(p);
-  return c;
+  return testing::small_gpt(dtype_of(p), 16, 32, 8);
 }
 
 // Step `step`'s batch, the same on every rank: inputs and next-token targets [2, 8].
@@ -252,24 +247,8 @@ void run_exact(const std::shared_ptr<comm::Communicator>& comm) {
 
 // ---- memory -----------------------------------------------------------------------------
 
-// A module with one parameter and no compute: backward writes a constant
-// gradient, so the allocator holds only the engine's and optimizer's state.
-class Slab : public nn::Module {
- public:
-  Slab(DType dtype, int64_t n) : Module("Slab"), w(add_parameter("w", Tensor::full({n}, 0.5, dtype), true)) {}
-  void forward() {
-    run_hooks(nn::HookPoint::pre_forward);
-    run_hooks(nn::HookPoint::post_forward);
-  }
-  void backward(double value) {
-    run_hooks(nn::HookPoint::pre_backward);
-    w.require_grad().fill_(value);
-    grad_ready(w);
-    run_hooks(nn::HookPoint::post_backward);
-  }
-  nn::Parameter& w;
-};
-
+// Three parameters and no compute (gate_module.h): the allocator holds only
+// the engine's and the optimizer's state.
 class Slabs : public nn::Module {
  public:
   explicit Slabs(DType dtype) : Module("Slabs"), a(dtype, 24576), b(dtype, 8191), c(dtype, 1025) {
@@ -279,13 +258,13 @@ class Slabs : public nn::Module {
   }
   void train(double grad) {
     run_hooks(nn::HookPoint::pre_forward);
-    for (Slab* s : {&a, &b, &c}) s->forward();
+    for (testing::Gate* g : {&a, &b, &c}) g->forward();
     run_hooks(nn::HookPoint::post_forward);
     run_hooks(nn::HookPoint::pre_backward);
-    for (Slab* s : {&c, &b, &a}) s->backward(grad);
+    for (testing::Gate* g : {&c, &b, &a}) g->backward(false, grad);
     run_hooks(nn::HookPoint::post_backward);
   }
-  Slab a, b, c;
+  testing::Gate a, b, c;
 };
 
 // The allocator's live bytes once they stop changing: a communicator's worker
