@@ -11,7 +11,8 @@
 //                         Clipping off, so the norm's summation order (which
 //                         follows the layout) does not enter; at world size 1
 //                         stage 0 also runs with clipping, the reference
-//                         summing its norm over the engine's buckets.
+//                         summing its norm over the engine's buckets; stages
+//                         0-1 also with 2 micro-steps per step.
 //                         With the norm kept on the device
 //                         (grad_norm_on_device) and clipping: the same bits
 //                         as the host path and no device-to-host read in the
@@ -133,7 +134,8 @@ std::vector<Tensor> as_groups(const std::vector<parallel::GroupInfo>& groups,
 // and f32 gradients beside it, the engine's step order (norm, clip and
 // 1 / loss scale folded into AdamW, masters rounded into the parameters).
 // `layout`: the engine's groups, for the norm (needed only with clipping).
-Run train_reference(parallel::Precision precision, float clip, const std::vector<parallel::GroupInfo>& layout) {
+Run train_reference(parallel::Precision precision, float clip, const std::vector<parallel::GroupInfo>& layout,
+                    int accum = 1) {
   const nn::GPTConfig config = config_for(precision);
   nn::GPT model(config, Device::cpu(), kSeed);
   const float scale = precision == parallel::Precision::f16 ? kLossScale : 1.0f;
@@ -153,10 +155,12 @@ Run train_reference(parallel::Precision precision, float clip, const std::vector
   optim::AdamW opt(groups);
   Run r;
   for (int s = 0; s < kSteps; ++s) {
-    auto [x, y] = batch(s);
     model.zero_grad();
-    r.losses.push_back(model.forward(x, y, scale));
-    model.backward();
+    for (int m = 0; m < accum; ++m) {  // micro-steps add into the low-precision gradients
+      auto [x, y] = batch(s * 10 + m);
+      r.losses.push_back(model.forward(x, y, scale / static_cast<float>(accum)));
+      model.backward();
+    }
     for (auto& [name, g] : grads32) ops::cast(g, by_name.at(name)->grad);
     float coefficient = 1.0f;
     if (clip > 0.0f) {
@@ -188,18 +192,21 @@ parallel::DataParallelOptions options_for(parallel::Precision precision, int sta
 }
 
 Run train_engine(const std::shared_ptr<comm::Communicator>& comm, parallel::Precision precision, int stage, float clip,
-                 std::vector<parallel::GroupInfo>* layout, bool norm_on_device = false) {
+                 std::vector<parallel::GroupInfo>* layout, bool norm_on_device = false, int accum = 1) {
   nn::GPT model(config_for(precision), Device::cpu(), kSeed);
   parallel::DataParallelOptions o = options_for(precision, stage);
   o.grad_norm_on_device = norm_on_device;
+  o.grad_accumulation = accum;
   parallel::DataParallel dp(model, comm, o);
   if (layout != nullptr) *layout = dp.groups();
   optim::AdamW opt(dp.param_groups(kWeightDecay));
   Run r;
   for (int s = 0; s < kSteps; ++s) {
-    auto [x, y] = batch(s);
-    r.losses.push_back(model.forward(x, y, dp.grad_scale()));
-    model.backward();
+    for (int m = 0; m < accum; ++m) {
+      auto [x, y] = batch(s * 10 + m);
+      r.losses.push_back(model.forward(x, y, dp.grad_scale()));
+      model.backward();
+    }
     const auto res = dp.step(opt, kLr, clip);
     if (res.skipped) r.losses.push_back(NAN);  // no overflow is expected: a skip fails the comparison
   }
@@ -213,6 +220,15 @@ void run_exact(const std::shared_ptr<comm::Communicator>& comm) {
   const int world = comm->size();
   for (auto precision : {parallel::Precision::bf16, parallel::Precision::f16}) {
     const Run plain = train_reference(precision, 0.0f, {});
+    const Run plain_accumulated = train_reference(precision, 0.0f, {}, 2);
+    for (int stage = 0; stage <= 1; ++stage) {
+      // Stages 0-1 accumulate micro-steps in the low-precision buckets, as
+      // plain training does (stages 2-3 accumulate in f32: not the same bits).
+      const std::string tag = std::string(parallel::precision_name(precision)) + "_stage" + std::to_string(stage) +
+                              "_world" + std::to_string(world) + "_accum2";
+      const Run engine = train_engine(comm, precision, stage, 0.0f, nullptr, false, 2);
+      report(tag + "_bits_differing_from_plain", static_cast<double>(bit_differences(engine, plain_accumulated)), 0);
+    }
     for (int stage = 0; stage <= 3; ++stage) {
       const std::string tag = std::string(parallel::precision_name(precision)) + "_stage" + std::to_string(stage) +
                               "_world" + std::to_string(world);

@@ -33,11 +33,11 @@ TEST_CASE(
     "the bf16 and f16 engine equals plain mixed precision bit for bit at every stage and a clipped bf16 step "
     "reads nothing back with the norm on the device",
     "[parallel][mixed]") {
-  // 2 precisions x 4 stages x (plain, 4 norm-on-device checks), + stage 0
-  // with clipping at world size 1.
-  run_and_check(1, {"exact"}, 2 * 4 * 5 + 2);
-  run_and_check(2, {"exact"}, 2 * 4 * 5);
-  run_and_check(4, {"exact"}, 2 * 4 * 5);
+  // 2 precisions x (4 stages x (plain, 4 norm-on-device checks) + 2 stages
+  // with accumulation), + stage 0 with clipping at world size 1.
+  run_and_check(1, {"exact"}, 2 * (4 * 5 + 2) + 2);
+  run_and_check(2, {"exact"}, 2 * (4 * 5 + 2));
+  run_and_check(4, {"exact"}, 2 * (4 * 5 + 2));
 }
 
 TEST_CASE("the bf16 and f16 engine holds the predicted model state at every stage", "[parallel][mixed]") {
