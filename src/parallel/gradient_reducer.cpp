@@ -72,6 +72,13 @@ void GradientReducer::launch_ready() {
   }
 }
 
+Tensor GradientReducer::reduction_input(Pending& P, const GroupLayout& G, const Tensor& grad_full) {
+  if (!precision_.mixed()) return grad_full;
+  P.staging = pool_.take(G.info.padded_numel, DType::f32);  // back to the pool in finish()
+  precision_.to_f32(P.staging, grad_full);
+  return P.staging;
+}
+
 void GradientReducer::launch(int g) {
   Pending& P = groups_[static_cast<size_t>(g)];
   const GroupLayout& G = layout_.groups[static_cast<size_t>(g)];
@@ -92,28 +99,16 @@ void GradientReducer::launch(int g) {
     w = ctx_.comm->all_reduce(T.grad_shard, comm::ReduceOp::avg);
     P.out = T.grad_shard;
   } else if (stage == 1) {
-    // Mixed precision reduces a pooled f32 copy; the result lands in this
-    // rank's f32 shard, which lives in the bucket's own bytes (ShardedState).
-    Tensor src = T.grad_full;
-    if (precision_.mixed()) {
-      P.staging = pool_.take(G.info.padded_numel, DType::f32);
-      precision_.to_f32(P.staging, T.grad_full);
-      src = P.staging;
-    }
-    w = ctx_.comm->reduce_scatter(src, T.grad_shard, comm::ReduceOp::avg);
+    // Under mixed precision the result lands in this rank's f32 shard, which
+    // lives in the bucket's own bytes (ShardedState).
+    w = ctx_.comm->reduce_scatter(reduction_input(P, G, T.grad_full), T.grad_shard, comm::ReduceOp::avg);
     P.out = T.grad_shard;
   } else {
     // Accumulate into the f32 shard: the first micro-step writes it directly.
     const bool direct = micro_ == 0;
     Tensor out = direct ? T.grad_shard : Tensor::empty({G.len}, DType::f32, ctx_.device);
     if (ctx_.world > 1) {
-      Tensor src = T.grad_full;
-      if (precision_.mixed()) {
-        P.staging = pool_.take(G.info.padded_numel, DType::f32);
-        precision_.to_f32(P.staging, T.grad_full);
-        src = P.staging;
-      }
-      w = ctx_.comm->reduce_scatter(src, out, comm::ReduceOp::avg);
+      w = ctx_.comm->reduce_scatter(reduction_input(P, G, T.grad_full), out, comm::ReduceOp::avg);
     } else {
       precision_.to_f32(out, T.grad_full.narrow(0, G.len));
     }

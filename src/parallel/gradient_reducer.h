@@ -77,6 +77,9 @@ class GradientReducer {
     bool add_after = false;
   };
   void launch(int g);
+  // What a reduce-scatter reads: the bucket itself (f32), or its copy in a
+  // pooled f32 buffer (mixed precision; P.staging, given back in finish).
+  Tensor reduction_input(Pending& P, const GroupLayout& G, const Tensor& grad_full);
   void launch_ready();
   void finish(int g);
 

@@ -283,12 +283,18 @@ class Slabs : public nn::Module {
   testing::Gate a, b, c;
 };
 
-// The allocator's live bytes once they stop changing: a communicator's worker
-// thread may drop its reference to a finished collective's buffers a moment
-// after the collective reports completion.
-int64_t settled_bytes() {
+// The allocator's live bytes once every collective so far has let go of its
+// buffers: a communicator's worker thread may drop its reference to a
+// finished collective's tensors a moment after the collective reports
+// completion, so one more collective is run to the end (the worker runs them
+// in issue order) and then the count must hold still for 10 reads.
+int64_t settled_bytes(comm::Communicator& comm) {
+  if (comm.size() > 1) {
+    Tensor t = Tensor::zeros({1});
+    comm.all_reduce(t, comm::ReduceOp::sum).wait();
+  }
   int64_t last = memory_stats(Device::cpu()).current_bytes;
-  for (int stable = 0, i = 0; stable < 3 && i < 200; ++i) {
+  for (int stable = 0, i = 0; stable < 10 && i < 400; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
     const int64_t now = memory_stats(Device::cpu()).current_bytes;
     stable = now == last ? stable + 1 : 0;
@@ -305,7 +311,7 @@ void run_memory(const std::shared_ptr<comm::Communicator>& comm) {
   const int world = comm->size();
   for (auto precision : {parallel::Precision::bf16, parallel::Precision::f16}) {
     for (int stage = 0; stage <= 3; ++stage) {
-      const int64_t baseline = settled_bytes();
+      const int64_t baseline = settled_bytes(*comm);
       int64_t measured = 0;
       parallel::MemoryLedger ledger, predicted;
       {
@@ -321,7 +327,7 @@ void run_memory(const std::shared_ptr<comm::Communicator>& comm) {
         dp.wait_for_parameters();
         ledger = dp.ledger(&opt);
         predicted = dp.predicted();
-        measured = settled_bytes() - baseline - ledger.comm_buffers;
+        measured = settled_bytes(*comm) - baseline - ledger.comm_buffers;
       }
       const std::string tag = std::string(parallel::precision_name(precision)) + "_stage" + std::to_string(stage) +
                               "_world" + std::to_string(world);
