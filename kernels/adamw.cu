@@ -1,6 +1,8 @@
 // AdamW over many tensors in one launch (multi_tensor.cuh): every block owns
 // kChunk elements of one tensor; f32 master weights and moments, gradients
-// f32/bf16/f16, optional low-precision copy of the updated weights.
+// f32/bf16/f16, optional low-precision copy of the updated weights. The
+// gradient multiplier may come from device memory (a clip coefficient), so
+// a clipped step needs no device-to-host read.
 #include <cmath>
 
 #include "common.cuh"
@@ -30,6 +32,7 @@ static_assert(sizeof(AdamWEntry) == 72, "AdamWEntry must have no padding bytes")
 
 struct AdamWScalars {
   float lr, beta1, beta2, eps, grad_scale, bias_correction1, bias_correction2;
+  const float* device_grad_scale;  // nullptr, or a [1] f32 that multiplies grad_scale (read on the device)
 };
 
 // One element's update (the CPU op's formula and order of operations).
@@ -44,6 +47,7 @@ __device__ __forceinline__ void adamw_update(float& p, float& m, float& v, float
 }
 
 __global__ void adamw_kernel(const AdamWEntry* table, int count, AdamWScalars s) {
+  if (s.device_grad_scale != nullptr) s.grad_scale *= *s.device_grad_scale;  // as the CPU op: scale x element
   const AdamWEntry e = table[find_entry(table, count, blockIdx.x)];
   const int64_t begin = (blockIdx.x - e.first_block) * kChunk;  // a multiple of kChunk: keeps alignment
   const int64_t end = min(e.n, begin + kChunk);
@@ -119,6 +123,7 @@ void adamw_step(std::vector<ops::AdamWTensor>& tensors, const ops::AdamWConfig& 
   s.beta2 = config.beta2;
   s.eps = config.eps;
   s.grad_scale = config.grad_scale;
+  s.device_grad_scale = config.device_grad_scale.defined() ? ptr<float>(config.device_grad_scale) : nullptr;
   // Computed as the CPU op does, so both round the same way.
   s.bias_correction1 =
       1.0f - static_cast<float>(std::pow(static_cast<double>(config.beta1), static_cast<double>(config.step)));

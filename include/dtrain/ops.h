@@ -110,8 +110,12 @@ struct AdamWConfig {
   float eps = 1e-8f;
   int64_t step = 1;         // 1-based step number, for bias correction
   float grad_scale = 1.0f;  // gradients are multiplied by this first (unscale, clip)
+  // Optional f32 [1] on the parameters' device: gradients are also multiplied
+  // by its element, read by the update itself (no host synchronisation), e.g.
+  // a clip coefficient from clip_coefficient.
+  Tensor device_grad_scale;
 };
-// One tensor's worth of AdamW state. param is the f32 master; grad f32 or bf16;
+// One tensor's worth of AdamW state. param is the f32 master; grad f32, bf16 or f16;
 // exp_avg, exp_avg_sq f32. param_copy (optional, bf16) receives the updated
 // weights in low precision. weight_decay is decoupled: p -= lr * wd * p.
 struct AdamWTensor {
@@ -130,6 +134,12 @@ void adamw_step(std::vector<AdamWTensor>& tensors, const AdamWConfig& config);
 void global_norm_squared(Tensor& out, const std::vector<Tensor>& tensors);
 // Convenience: sqrt of the above, returned to the host.
 float global_norm(const std::vector<Tensor>& tensors);
+// out ([1], f32) = optim::clip_factor(norm, max_norm) / loss_scale, where
+// norm = sqrt(norm_squared[0]) / loss_scale, computed on norm_squared's
+// device (the host reads nothing): the gradient multiplier of a clipped,
+// loss-scale-undone update (AdamWConfig::device_grad_scale). A non-finite
+// norm gives NaN (the caller reports it when it reads the norm).
+void clip_coefficient(Tensor& out, const Tensor& norm_squared, float max_norm, float loss_scale);
 
 // ---- MLP GEMMs with GELU fused into their epilogues ------------------------------
 // What cuBLASLt fuses on CUDA (CUBLASLT_EPILOGUE_GELU_AUX_BIAS and

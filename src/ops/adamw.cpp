@@ -30,8 +30,8 @@ void adamw_step(std::vector<AdamWTensor>& tensors, const AdamWConfig& config) {
         v{nv.c_str(), t.exp_avg_sq}, pc{nc.c_str(), t.param_copy};
     for (const detail::Arg& a : {p, g, m, v}) c.defined(a);
     c.dtype(p, DType::f32);
-    if (t.grad.dtype() != DType::f32 && t.grad.dtype() != DType::bf16) {
-      c.fail(detail::concat("argument '", ng, "' has the wrong dtype: expected f32 or bf16, got ",
+    if (t.grad.dtype() != DType::f32 && t.grad.dtype() != DType::bf16 && t.grad.dtype() != DType::f16) {
+      c.fail(detail::concat("argument '", ng, "' has the wrong dtype: expected f32, bf16 or f16, got ",
                             dtype_name(t.grad.dtype())));
     }
     c.dtype(m, DType::f32);
@@ -47,6 +47,12 @@ void adamw_step(std::vector<AdamWTensor>& tensors, const AdamWConfig& config) {
       c.shape(pc, t.param.shape());
     }
     c.finite((idx + "weight_decay").c_str(), t.weight_decay);
+    if (i == 0 && config.device_grad_scale.defined()) {
+      const detail::Arg ds{"device_grad_scale", config.device_grad_scale};
+      c.dtype(ds, DType::f32);
+      c.shape(ds, {1});
+      c.same_device({p, ds});
+    }
     const detail::Arg all[] = {p, g, m, v, pc};
     for (int a = 0; a < 5; ++a) {
       for (int b = 0; b < a; ++b) c.no_overlap(all[a], all[b]);

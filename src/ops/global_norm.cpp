@@ -17,8 +17,8 @@ void global_norm_squared(Tensor& out, const std::vector<Tensor>& tensors) {
     const std::string name = "tensors[" + std::to_string(i) + "]";
     const detail::Arg a{name.c_str(), tensors[i]};
     c.defined(a);
-    if (tensors[i].dtype() != DType::f32 && tensors[i].dtype() != DType::bf16) {
-      c.fail(detail::concat("argument '", name, "' has the wrong dtype: expected f32 or bf16, got ",
+    if (tensors[i].dtype() != DType::f32 && tensors[i].dtype() != DType::bf16 && tensors[i].dtype() != DType::f16) {
+      c.fail(detail::concat("argument '", name, "' has the wrong dtype: expected f32, bf16 or f16, got ",
                             dtype_name(tensors[i].dtype())));
     }
     c.same_device({{"out", out}, a});

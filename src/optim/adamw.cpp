@@ -23,6 +23,15 @@ void AdamW::init_state() {
 }
 
 void AdamW::step(float lr, float grad_scale) {
+  update(lr, grad_scale, Tensor());
+}
+
+void AdamW::step_scaled_by(float lr, const Tensor& device_grad_scale) {
+  DTRAIN_CHECK(device_grad_scale.defined(), "AdamW::step_scaled_by: the gradient scale tensor is undefined");
+  update(lr, 1.0f, device_grad_scale);
+}
+
+void AdamW::update(float lr, float grad_scale, const Tensor& device_grad_scale) {
   init_state();
   ++steps_;
   // Groups that share an lr scale go into one multi-tensor call.
@@ -47,6 +56,7 @@ void AdamW::step(float lr, float grad_scale) {
     c.eps = options_.eps;
     c.step = steps_;
     c.grad_scale = grad_scale;
+    c.device_grad_scale = device_grad_scale;
     ops::adamw_step(tensors, c);
   }
 }

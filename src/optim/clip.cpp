@@ -20,8 +20,7 @@ float grad_norm(const std::vector<Tensor>& grads) {
 float clip_scale(float norm, float max_norm) {
   DTRAIN_CHECK(std::isfinite(norm), "gradient norm is ", norm,
                " (not finite): the loss diverged; lower the learning rate or check the data");
-  if (max_norm <= 0.0f || norm <= max_norm) return 1.0f;
-  return max_norm / (norm + 1e-6f);
+  return clip_factor(norm, max_norm);
 }
 
 float clip_grad_norm(std::vector<Tensor> grads, float max_norm) {

@@ -30,6 +30,10 @@ Optimizer::Optimizer(std::vector<ParamGroup> groups) : groups_(std::move(groups)
   }
 }
 
+void Optimizer::step_scaled_by(float lr, const Tensor& device_grad_scale) {
+  step(lr, static_cast<float>(device_grad_scale.to(Device::cpu()).item(0)));
+}
+
 std::vector<Tensor> Optimizer::grads() const {
   std::vector<Tensor> out;
   for (auto& g : groups_) {

@@ -16,6 +16,7 @@
 #include "parallel/consistency_check.h"
 #include "parallel/engine_context.h"
 #include "parallel/gather_scheduler.h"
+#include "parallel/grad_norm_record.h"
 #include "parallel/gradient_reducer.h"
 #include "parallel/layout.h"
 #include "parallel/precision_policy.h"
@@ -38,6 +39,7 @@ struct DataParallel::Impl {
   detail::GradientReducer reducer;
   std::unique_ptr<detail::GatherScheduler> gathers;  // stage 3 only
   detail::ConsistencyCheck consistency;
+  detail::GradNormRecord norm;  // the last step's gradient norm, and the engine's device-to-host reads
 
   int micro = 0;  // backward passes since the last step
   bool in_backward = false;
@@ -45,6 +47,10 @@ struct DataParallel::Impl {
   int64_t activation_estimate = 0;  // set at each step() from the device's peak
 
   int stage() const { return ctx.opt.stage; }
+
+  // The end of an applied step (data_parallel_step.cpp): publish the update,
+  // zero the gradients, prefetch the next forward's first units.
+  void finish_update();
 
   // ---- hooks (data_parallel.cpp) ----
   void install_hooks();

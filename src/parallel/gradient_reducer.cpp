@@ -72,34 +72,45 @@ void GradientReducer::launch_ready() {
   }
 }
 
+Tensor GradientReducer::reduction_input(Pending& P, const GroupLayout& G, const Tensor& grad_full) {
+  if (!precision_.mixed()) return grad_full;
+  P.staging = pool_.take(G.info.padded_numel, DType::f32);  // back to the pool in finish()
+  precision_.to_f32(P.staging, grad_full);
+  return P.staging;
+}
+
 void GradientReducer::launch(int g) {
   Pending& P = groups_[static_cast<size_t>(g)];
   const GroupLayout& G = layout_.groups[static_cast<size_t>(g)];
   GroupTensors& T = state_[static_cast<size_t>(g)];
   DTRAIN_CHECK(P.grads_bound, "DataParallel: internal: group ", G.info.name, " has no gradient buffer");
-  Tensor src = precision_.reduction_input(T.grad_full);  // f32 reductions
+  P.launched = true;
+  P.add_after = false;
+  const int stage = ctx_.opt.stage;
+  // Stages 0-1 at world size 1: the bucket is already the reduced gradient
+  // (the optimizer reads it in place), nothing to issue.
+  if (stage <= 1 && ctx_.world == 1) return;
   const size_t ev = ctx_.trace_begin("reduce", G.info.name);
   comm::Work w;
-  P.add_after = false;
-  P.copy_after = false;
-  const int stage = ctx_.opt.stage;
   if (stage == 0) {
-    if (ctx_.world > 1) w = ctx_.comm->all_reduce(src, comm::ReduceOp::avg);
-    P.out = src;
-    P.copy_after = precision_.mixed();
+    // In place: the f32 gradient itself (f32), or its f32 copy, which is the
+    // gradient the optimizer reads (mixed precision).
+    if (precision_.mixed()) precision_.to_f32(T.grad_shard, T.grad_full);
+    w = ctx_.comm->all_reduce(T.grad_shard, comm::ReduceOp::avg);
+    P.out = T.grad_shard;
   } else if (stage == 1) {
-    Tensor out = src.narrow(G.lo, G.len);
-    if (ctx_.world > 1) w = ctx_.comm->reduce_scatter(src, out, comm::ReduceOp::avg);
-    P.out = out;
-    P.copy_after = precision_.mixed();
+    // Under mixed precision the result lands in this rank's f32 shard, which
+    // lives in the bucket's own bytes (ShardedState).
+    w = ctx_.comm->reduce_scatter(reduction_input(P, G, T.grad_full), T.grad_shard, comm::ReduceOp::avg);
+    P.out = T.grad_shard;
   } else {
     // Accumulate into the f32 shard: the first micro-step writes it directly.
     const bool direct = micro_ == 0;
     Tensor out = direct ? T.grad_shard : Tensor::empty({G.len}, DType::f32, ctx_.device);
     if (ctx_.world > 1) {
-      w = ctx_.comm->reduce_scatter(src, out, comm::ReduceOp::avg);
+      w = ctx_.comm->reduce_scatter(reduction_input(P, G, T.grad_full), out, comm::ReduceOp::avg);
     } else {
-      out.copy_(src.narrow(0, G.len));
+      precision_.to_f32(out, T.grad_full.narrow(0, G.len));
     }
     P.out = out;
     P.add_after = !direct;
@@ -111,19 +122,19 @@ void GradientReducer::launch(int g) {
     P.grads_bound = false;
   }
   P.work = w;
-  P.launched = true;
   ctx_.trace_async(w, ev);
 }
 
 void GradientReducer::finish(int g) {
   Pending& P = groups_[static_cast<size_t>(g)];
-  if (!P.out.defined() && !P.in_flight.defined()) return;  // already finished
+  if (!P.out.defined() && !P.in_flight.defined()) return;  // already finished, or nothing was issued
   P.work.wait();
   P.work = comm::Work();
   pool_.give(P.in_flight);
+  pool_.give(P.staging);
   P.in_flight = Tensor();
+  P.staging = Tensor();
   GroupTensors& T = state_[static_cast<size_t>(g)];
-  if (P.copy_after) T.grad_shard.copy_(P.out);
   if (P.add_after) ops::add_(T.grad_shard, P.out);
   P.out = Tensor();
 }

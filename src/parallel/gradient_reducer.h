@@ -9,7 +9,12 @@
 //   stage 0: all-reduce (avg) of the full bucket; stage 1: reduce-scatter into
 //   the shard of the full buffer; stages 2-3: reduce-scatter of a pooled
 //   full gradient into the f32 shard, accumulating over micro-steps.
-// Mixed precision reduces an f32 copy of the gradient.
+// Mixed precision reduces in f32: stage 0 casts the bucket into the f32
+// gradient and all-reduces that in place; stages 1-3 cast it into a pooled
+// f32 buffer (reused by the next bucket once its collective is done) and
+// reduce-scatter that into the f32 shard. At world size 1 stages 0-1 issue
+// nothing (the bucket is the gradient the optimizer reads) and stages 2-3
+// only cast (or copy) into the shard.
 #pragma once
 
 #include <vector>
@@ -68,10 +73,13 @@ class GradientReducer {
     comm::Work work;
     Tensor out;        // the collective's output (grad_shard itself, or a temporary to add)
     Tensor in_flight;  // stages 2-3: the full gradient a reduce-scatter still reads
+    Tensor staging;    // mixed precision stages 1-3: the pooled f32 copy a reduce-scatter reads
     bool add_after = false;
-    bool copy_after = false;  // mixed precision stages 0-1: f32 result -> grad_shard
   };
   void launch(int g);
+  // What a reduce-scatter reads: the bucket itself (f32), or its copy in a
+  // pooled f32 buffer (mixed precision; P.staging, given back in finish).
+  Tensor reduction_input(Pending& P, const GroupLayout& G, const Tensor& grad_full);
   void launch_ready();
   void finish(int g);
 

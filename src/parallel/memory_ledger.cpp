@@ -49,6 +49,8 @@ MemoryLedger predict_model_state(int stage, int64_t p, int n, Precision precisio
   m.parameters = stage >= 3 ? param_bytes / n : param_bytes;
   m.gradients = stage >= 2 ? grad_bytes / n : grad_bytes;
   m.optimizer_state = stage >= 1 ? optim_bytes / n : optim_bytes;
+  if (mixed && stage >= 2) m.gradients = 4 * p / n;        // the f32 shard micro-steps accumulate into
+  if (mixed && stage == 0 && n > 1) m.gradients += 4 * p;  // the f32 average of every bucket
   return m;
 }
 

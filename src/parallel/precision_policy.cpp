@@ -20,18 +20,11 @@ bool PrecisionPolicy::accept_step(float scaled_norm) {
   return !scaler_ || scaler_->update(std::isfinite(scaled_norm));
 }
 
-Tensor PrecisionPolicy::reduction_input(const Tensor& grad) const {
-  if (!mixed()) return grad;
-  Tensor wide = Tensor::empty(grad.shape(), DType::f32, grad.device());
-  ops::cast(wide, grad);
-  return wide;
-}
-
-void PrecisionPolicy::to_master(Tensor& master, const Tensor& values) const {
+void PrecisionPolicy::to_f32(Tensor& out, const Tensor& values) const {
   if (values.dtype() == DType::f32) {
-    master.copy_(values);
+    out.copy_(values);
   } else {
-    ops::cast(master, values);
+    ops::cast(out, values);
   }
 }
 

@@ -1,10 +1,11 @@
 // PrecisionPolicy: what the engine's precision setting means for tensors.
 // f32: parameters, gradients and master weights are one f32 storage. bf16 /
-// f16: the model computes in the low dtype; this rank's master weights and
-// gradient shard are f32, gradient reductions run in f32, and updated
-// masters are rounded back to the compute dtype. f16 adds dynamic loss
-// scaling: the overflow decision comes from the global gradient norm, which
-// every rank computes identically, so all ranks skip or step together.
+// f16: the model computes in the low dtype; this rank's master weights are
+// f32, gradient reductions run in f32, and updated masters are rounded back
+// to the compute dtype (where the reduced gradient lives is ShardedState's
+// business). f16 adds dynamic loss scaling: the overflow decision comes from
+// the global gradient norm, which every rank computes identically, so all
+// ranks skip or step together.
 #pragma once
 
 #include <optional>
@@ -23,6 +24,7 @@ class PrecisionPolicy {
   DType compute_dtype() const { return dtype_; }
   bool mixed() const { return precision_ != Precision::f32; }
   float loss_scale() const { return scaler_ ? scaler_->scale() : 1.0f; }
+  bool scales_loss() const { return scaler_.has_value(); }  // f16: dynamic loss scaling
 
   // The f16 scaler (null for f32 and bf16).
   const DynamicLossScaler* scaler() const { return scaler_ ? &*scaler_ : nullptr; }
@@ -32,11 +34,9 @@ class PrecisionPolicy {
   // update (the scale backs off). Always true without loss scaling.
   bool accept_step(float scaled_norm);
 
-  // The full gradient as a reduction reads it: the buffer itself in f32, a
-  // fresh f32 copy under mixed precision.
-  Tensor reduction_input(const Tensor& grad) const;
-  // master (f32) <- a range of compute-dtype values (cast or copy).
-  void to_master(Tensor& master, const Tensor& values) const;
+  // out (f32) <- compute-dtype values, exactly (cast, or copy in f32): a
+  // master from parameters, or a gradient widened for an f32 reduction.
+  void to_f32(Tensor& out, const Tensor& values) const;
   // out (compute dtype) <- master, rounded.
   void from_master(Tensor& out, const Tensor& master) const;
 

@@ -1,6 +1,7 @@
 #include "parallel/sharded_state.h"
 
 #include <algorithm>
+#include <memory>
 
 namespace dtrain::parallel::detail {
 
@@ -85,14 +86,28 @@ void ShardedState::materialize_full(const nn::Module& model) {
       T.master = range;
     } else {
       T.master = Tensor::empty({G.len}, DType::f32, ctx_.device);
-      precision_.to_master(T.master, range);
+      precision_.to_f32(T.master, range);
     }
-    if (!precision_.mixed() && stage <= 1) {
-      T.grad_shard = T.grad_full.narrow(G.lo, G.len);
-    } else {
-      T.grad_shard = Tensor::zeros({G.len}, DType::f32, ctx_.device);
-    }
+    T.grad_shard = gradient_shard(T.grad_full, G);
+    T.grad_shard_owned = stage >= 2 || (stage == 0 && precision_.mixed() && ctx_.world > 1);
   }
+}
+
+// Where this rank's reduced gradient lives, stages 0-2 (see the header).
+Tensor ShardedState::gradient_shard(const Tensor& grad_full, const GroupLayout& G) const {
+  const int stage = ctx_.opt.stage;
+  if (stage >= 2) return Tensor::zeros({G.len}, DType::f32, ctx_.device);
+  // f32, or world size 1 (nothing to reduce): the bucket's own range.
+  if (!precision_.mixed() || ctx_.world == 1) return grad_full.narrow(G.lo, G.len);
+  if (stage == 0) return Tensor::zeros({G.len}, DType::f32, ctx_.device);
+  // Stage 1, mixed, world > 1: the f32 shard takes 4 x len bytes, at most the
+  // bucket's 2 x padded_numel (len = padded_numel / world, world >= 2). The
+  // bucket is dead once the reduce-scatter has read its f32 copy, so the shard
+  // lives in the bucket's first bytes, holding the bucket's storage alive.
+  DTRAIN_CHECK(G.len * 4 <= static_cast<int64_t>(grad_full.nbytes()),
+               "DataParallel: internal: the f32 gradient shard does not fit in its bucket");
+  return Tensor::from_blob(grad_full.data_ptr(), {G.len}, DType::f32, ctx_.device,
+                           [keep = grad_full.storage()](void*) {});
 }
 
 // Stage 3: each rank allocates and fills only its chunk of every unit. A
@@ -126,11 +141,12 @@ void ShardedState::materialize_shards(const nn::Module& model) {
     if (precision_.mixed()) {
       T.compute_shard = shard;
       T.master = Tensor::empty({G.len}, DType::f32, ctx_.device);
-      precision_.to_master(T.master, shard);
+      precision_.to_f32(T.master, shard);
     } else {
       T.master = shard;
     }
     T.grad_shard = Tensor::zeros({G.len}, DType::f32, ctx_.device);
+    T.grad_shard_owned = true;
     for (auto& s : G.slots) {
       s.param->value = Tensor();
       s.param->grad = Tensor();
@@ -204,7 +220,7 @@ void ShardedState::count(MemoryLedger& m) const {
       m.parameters += static_cast<int64_t>((precision_.mixed() ? T.compute_shard : T.master).nbytes());
     }
     if (stage <= 1) m.gradients += static_cast<int64_t>(T.grad_full.nbytes());
-    if (stage >= 2 || precision_.mixed()) m.gradients += static_cast<int64_t>(T.grad_shard.nbytes());
+    if (T.grad_shard_owned) m.gradients += static_cast<int64_t>(T.grad_shard.nbytes());
     if (precision_.mixed()) m.optimizer_state += static_cast<int64_t>(T.master.nbytes());
   }
 }

@@ -10,7 +10,15 @@
 //   master         f32 [len]: a view of value_full (f32, stages 0-2) or its own
 //   compute_shard  stage 3 mixed precision: the compute-dtype copy of master
 //                  that the gathers read
-//   grad_shard     f32 [len]: a view of grad_full (f32, stages 0-1) or its own
+//   grad_shard     [len], the reduced gradient the norm and the optimizer read:
+//                  stages 0-1 in f32, or at world size 1: a view of grad_full
+//                  (in the compute dtype at world size 1: nothing is reduced,
+//                  the bucket is the gradient, exactly);
+//                  stage 0 mixed, world > 1: its own f32 tensor (the f32
+//                  average of the whole bucket);
+//                  stage 1 mixed, world > 1: f32 in the first bytes of
+//                  grad_full (dead once its f32 copy was reduce-scattered);
+//                  stages 2-3: its own f32 tensor (micro-steps accumulate in it)
 #pragma once
 
 #include <vector>
@@ -24,6 +32,7 @@ namespace dtrain::parallel::detail {
 
 struct GroupTensors {
   Tensor value_full, grad_full, master, compute_shard, grad_shard;
+  bool grad_shard_owned = false;  // grad_shard has storage of its own (the ledger counts it)
   // Stages 1-2: the post-update all-gather, waited for by the first module
   // that reads the group (it overlaps the next forward).
   comm::Work param_gather;
@@ -61,6 +70,7 @@ class ShardedState {
 
  private:
   void materialize_full(const nn::Module& model);
+  Tensor gradient_shard(const Tensor& grad_full, const GroupLayout& G) const;
   void materialize_shards(const nn::Module& model);
 
   EngineContext& ctx_;

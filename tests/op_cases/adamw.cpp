@@ -34,11 +34,17 @@ ops::AdamWConfig config_for(int64_t step) {
   return cfg;
 }
 
-// grad_role: the gradients' dtype (data: the case's).
-OpCase adamw_case(const std::vector<Tensor1>& list, Role grad_role, uint32_t seed, int steps) {
+// grad_role: the gradients' dtype (data: the case's). device_scale: the
+// gradient scale comes from a [1] device tensor (AdamWConfig::
+// device_grad_scale) holding config_for's grad_scale, with grad_scale 1, so
+// the expected values are the same.
+OpCase adamw_case(const std::vector<Tensor1>& list, Role grad_role, uint32_t seed, int steps,
+                  bool device_scale = false) {
   OpCase c;
   c.op = "adamw";
-  c.label = std::to_string(list.size()) + " tensors, " + std::to_string(steps) + " steps";
+  c.label = std::to_string(list.size()) + " tensors, " + std::to_string(steps) + " steps" +
+            (device_scale ? ", scale on the device" : "");
+  if (device_scale) c.args.push_back(given("device_scale", {1}, Vec{config_for(1).grad_scale}, Role::f32));
   double elements = 0.0;
   for (size_t i = 0; i < list.size(); ++i) {
     const Shape s{list[i].n};
@@ -58,14 +64,19 @@ OpCase adamw_case(const std::vector<Tensor1>& list, Role grad_role, uint32_t see
     if (list[i].bf16_copy) c.forward_checks.push_back({key("param_copy", i), 4e-3, 1e-2, 1e-2});
     elements += static_cast<double>(list[i].n);
   }
-  c.forward = [list, steps](Bound& b) {
+  c.forward = [list, steps, device_scale](Bound& b) {
     std::vector<ops::AdamWTensor> ts;
     for (size_t i = 0; i < list.size(); ++i)
       ts.push_back({b[key("param", i)], b[key("grad", i)], b[key("exp_avg", i)], b[key("exp_avg_sq", i)],
                     b[key("param_copy", i)], list[i].weight_decay});
     for (int k = 1; k <= steps; ++k) {
       for (size_t i = 0; steps > 1 && i < list.size(); ++i) ts[i].grad.copy_(b[grad_name(i, k, steps)]);
-      ops::adamw_step(ts, config_for(k));
+      ops::AdamWConfig cfg = config_for(k);
+      if (device_scale) {
+        cfg.grad_scale = 1.0f;
+        cfg.device_grad_scale = b["device_scale"];
+      }
+      ops::adamw_step(ts, cfg);
     }
   };
   c.reference = [list, steps](const Values& in) {
@@ -104,7 +115,8 @@ const bool registered = register_op(
        const std::vector<Tensor1> list = {{1, 0.0f, false, 0},      {4097, 0.1f, true, 0},   {7, 0.0f, true, 0},
                                           {10000, 0.01f, false, 0}, {100003, 0.1f, true, 0}, {5003, 0.05f, false, 1}};
        return std::vector<OpCase>{adamw_case(list, Role::data, 1, kSteps),
-                                  adamw_case({{33, 0.01f, false, 0}}, Role::bf16, 200, 1)};
+                                  adamw_case({{33, 0.01f, false, 0}}, Role::bf16, 200, 1),
+                                  adamw_case({{4097, 0.1f, true, 0}, {7, 0.0f, false, 1}}, Role::data, 300, 2, true)};
      },
      [](const BenchScale& s) {
        // GPT-2-small-like tensors (124M parameters at full scale), bf16 gradients and bf16 copies.

@@ -1,6 +1,8 @@
-// adamw_step's bf16 copies, argument validation, and global_norm (values
-// against the formulas: the op case registry, tests/op_cases/adamw.cpp and
+// adamw_step's bf16 copies, argument validation, its device gradient scale,
+// clip_coefficient, and global_norm (values against the formulas: the op
+// case registry, tests/op_cases/adamw.cpp, clip_coefficient.cpp and
 // global_norm.cpp).
+#include "dtrain/optim/clip.h"
 #include "op_case.h"
 #include "op_test_util.h"
 
@@ -50,8 +52,8 @@ TEST_CASE("adamw_step validates its arguments", "[ops][adamw][validation]") {
   t.param = Tensor::zeros({4}, DType::bf16);
   check_error([&] { run(t, cfg); }, {"'tensors[1].param'", "dtype", "f32"});
   t = make();
-  t.grad = Tensor::zeros({4}, DType::f16);
-  check_error([&] { run(t, cfg); }, {"'tensors[1].grad'", "f32 or bf16", "f16"});
+  t.grad = Tensor::zeros({4}, DType::i32);
+  check_error([&] { run(t, cfg); }, {"'tensors[1].grad'", "f32, bf16 or f16", "i32"});
   t = make();
   t.exp_avg_sq = Tensor::zeros({4}, DType::bf16);
   check_error([&] { run(t, cfg); }, {"'tensors[1].exp_avg_sq'", "dtype"});
@@ -140,4 +142,52 @@ TEST_CASE("global_norm_squared and global_norm sum squares over many tensors", "
       {"'out'", "overlaps"});
 }
 
+TEST_CASE("adamw_step's device gradient scale gives the bits of the same host scale", "[ops][adamw]") {
+  // The engine's norm-on-device path (AdamWConfig::device_grad_scale) must
+  // not change a bit against the host path it replaces.
+  const auto state = [](float v0) {
+    ops::AdamWTensor t;
+    t.param = Tensor::from_vector({0.3f, -1.2f, 2.5f, v0, 0.01f}, {5});
+    t.grad = Tensor::from_vector({0.7f, -0.2f, 1e-3f, 3.0f, -5.0f}, {5}, DType::bf16);
+    t.exp_avg = Tensor::from_vector({0.1f, 0.0f, -0.3f, 0.2f, 0.05f}, {5});
+    t.exp_avg_sq = Tensor::from_vector({0.01f, 0.0f, 0.2f, 0.04f, 0.5f}, {5});
+    t.weight_decay = 0.1f;
+    return t;
+  };
+  const float coefficient = 0.37f / 1024.0f;
+  std::vector<ops::AdamWTensor> host{state(0.9f)}, device{state(0.9f)};
+  ops::AdamWConfig cfg;
+  cfg.step = 3;
+  cfg.grad_scale = coefficient;
+  ops::adamw_step(host, cfg);
+  cfg.grad_scale = 1.0f;
+  cfg.device_grad_scale = Tensor::from_vector({coefficient}, {1});
+  ops::adamw_step(device, cfg);
+  for (int64_t i = 0; i < 5; ++i) {
+    CHECK(host[0].param.data<float>()[i] == device[0].param.data<float>()[i]);
+    CHECK(host[0].exp_avg_sq.data<float>()[i] == device[0].exp_avg_sq.data<float>()[i]);
+  }
+  cfg.device_grad_scale = Tensor::zeros({2});
+  check_error([&] { ops::adamw_step(device, cfg); }, {"adamw_step", "'device_grad_scale'", "[1]", "[2]"});
+  cfg.device_grad_scale = Tensor::zeros({1}, DType::bf16);
+  check_error([&] { ops::adamw_step(device, cfg); }, {"'device_grad_scale'", "f32"});
+}
+
+TEST_CASE("clip_coefficient follows the host clip_scale bit for bit and validates", "[ops][adamw]") {
+  for (float sq : {0.0f, 0.04f, 1.0f, 7.3f, 1e6f}) {
+    for (float max_norm : {0.0f, 0.5f, 2.0f}) {
+      for (float loss_scale : {1.0f, 1024.0f}) {
+        Tensor in = Tensor::from_vector({sq}, {1}), out = Tensor::empty({1});
+        ops::clip_coefficient(out, in, max_norm, loss_scale);
+        const float norm = std::sqrt(sq) / loss_scale;
+        CHECK(out.data<float>()[0] == optim::clip_scale(norm, max_norm) / loss_scale);
+      }
+    }
+  }
+  Tensor out = Tensor::empty({1});
+  ops::clip_coefficient(out, Tensor::from_vector({INFINITY}, {1}), 1.0f, 1.0f);
+  CHECK(std::isnan(out.data<float>()[0]));
+  check_error([&] { ops::clip_coefficient(out, Tensor::zeros({2}), 1.0f, 1.0f); }, {"clip_coefficient", "[2]"});
+  check_error([&] { ops::clip_coefficient(out, Tensor::zeros({1}), 1.0f, 0.0f); }, {"loss_scale", "positive"});
+}
 }  // namespace dtrain::testing

@@ -49,9 +49,10 @@ TEST_CASE("every registered op case matches its naive reference and finite diffe
   // Every op of include/dtrain/ops.h has an entry.
   std::vector<std::string> names;
   for (const auto& e : ops) names.push_back(e.op);
-  CHECK(names == std::vector<std::string>{"adamw", "add", "add_", "add_layernorm", "attention", "cast", "embedding",
-                                          "gelu", "global_norm_squared", "layernorm", "linear", "linear_gelu", "matmul",
-                                          "matmul_dgelu_bgrad", "scale", "softmax_cross_entropy"});
+  CHECK(names == std::vector<std::string>{"adamw", "add", "add_", "add_layernorm", "attention", "cast",
+                                          "clip_coefficient", "embedding", "gelu", "global_norm_squared", "layernorm",
+                                          "linear", "linear_gelu", "matmul", "matmul_dgelu_bgrad", "scale",
+                                          "softmax_cross_entropy"});
   for (const auto& e : ops) {
     for (const OpCase& c : e.tests()) run_against_reference(c);
   }

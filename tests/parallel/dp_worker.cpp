@@ -30,8 +30,10 @@
 #include "dtrain/optim/adamw.h"
 #include "dtrain/optim/clip.h"
 #include "dtrain/parallel/data_parallel.h"
+#include "gate_module.h"
 
 using namespace dtrain;
+using dtrain::testing::Gate;
 
 namespace {
 
@@ -321,27 +323,6 @@ void run_stage(const std::shared_ptr<comm::Communicator>& comm, const Run& ref, 
 }
 
 // ---- mismatch ------------------------------------------------------------------------
-
-// A module whose parameter only gets a gradient when `skip` is false (a branch
-// not taken). Its "gradient" is a constant, so any dtype works on the CPU.
-class Gate : public nn::Module {
- public:
-  explicit Gate(DType dtype = DType::f32, int64_t n = 8)
-      : Module("Gate"), w(add_parameter("w", Tensor::zeros({n}, dtype), false)) {}
-  void forward() {
-    run_hooks(nn::HookPoint::pre_forward);
-    run_hooks(nn::HookPoint::post_forward);
-  }
-  void backward(bool skip, double value = 1.0) {
-    run_hooks(nn::HookPoint::pre_backward);
-    if (!skip) {
-      w.require_grad().fill_(value);
-      grad_ready(w);
-    }
-    run_hooks(nn::HookPoint::post_backward);
-  }
-  nn::Parameter& w;
-};
 
 // Two gates in bf16/f16: the mixed-precision plumbing (low-precision
 // parameters and gradients, f32 master, f32 reductions, loss scaling) without

@@ -4,82 +4,19 @@
 // lines (dp_worker.cpp) and every rank's lines are asserted: a rank whose
 // parameters drifted fails the test even when rank 0's are right.
 #include <catch2/catch.hpp>
-#include <cstdlib>
-#include <sstream>
 
-#include "comm/process_util.h"
+#include "rank_checks.h"
 
 using namespace dtrain::testing;
 
 namespace {
 
-struct Check {
-  std::string name;
-  double value = NAN, limit = NAN;  // unparsable -> NaN -> the check fails
-};
-
-// strtod, unlike operator>>, reads "nan" and "inf" as what they are.
-double parse_number(const std::string& word) {
-  char* end = nullptr;
-  const double v = std::strtod(word.c_str(), &end);
-  return (word.empty() || *end != '\0') ? NAN : v;
-}
-
-std::vector<Check> parse_checks(const std::string& out) {
-  std::vector<Check> checks;
-  std::istringstream in(out);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("dp_check ", 0) != 0) continue;
-    std::istringstream ls(line.substr(9));
-    Check c;
-    std::string value, limit;
-    ls >> c.name >> value >> limit;
-    c.value = parse_number(value);
-    c.limit = parse_number(limit);
-    checks.push_back(c);
-  }
-  return checks;
-}
-
-// Every rank's checks: the same count on each, at least min_checks, all within their limit.
-void check_every_rank(const std::vector<ProcessResult>& results, size_t min_checks) {
-  for (size_t r = 0; r < results.size(); ++r) {
-    const auto checks = parse_checks(results[r].output);
-    INFO("rank " << r);
-    REQUIRE(checks.size() >= min_checks);
-    for (const auto& c : checks) {
-      INFO("rank " << r << ": " << c.name << " = " << c.value << " (limit " << c.limit << ")");
-      CHECK(c.value <= c.limit);
-    }
-  }
-}
-
 std::vector<ProcessResult> run_ranks(int world, const std::vector<std::string>& args, double limit_s) {
-  const int port = dtrain::comm::net::pick_free_port();
-  std::vector<std::unique_ptr<Process>> ranks;
-  for (int r = 0; r < world; ++r) {
-    Env env = job_env(r, world, port);
-    env["DTRAIN_TIMEOUT_S"] = "60";
-    std::vector<std::string> argv = {DTRAIN_DP_WORKER};
-    argv.insert(argv.end(), args.begin(), args.end());
-    ranks.push_back(std::make_unique<Process>(argv, env));
-  }
-  std::vector<ProcessResult> out;
-  out.reserve(ranks.size());
-  for (auto& p : ranks) out.push_back(p->wait(std::chrono::milliseconds(static_cast<int64_t>(limit_s * 1000))));
-  return out;
+  return run_worker_ranks(DTRAIN_DP_WORKER, world, args, limit_s);
 }
 
 void run_and_check(int world, const std::vector<std::string>& args, size_t min_checks) {
-  const auto results = run_ranks(world, args, 120);
-  for (size_t r = 0; r < results.size(); ++r) {
-    INFO("rank " << r << " output:\n" << results[r].output);
-    REQUIRE_FALSE(results[r].timed_out);
-    REQUIRE(results[r].exit_code == 0);
-  }
-  std::printf("---- world size %d (rank 0) ----\n%s", world, results[0].output.c_str());
-  check_every_rank(results, min_checks);
+  run_worker_and_check(DTRAIN_DP_WORKER, world, args, min_checks);
 }
 
 }  // namespace

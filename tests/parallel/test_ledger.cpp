@@ -7,13 +7,17 @@
 
 using namespace dtrain::parallel;
 
-TEST_CASE("predicted model-state bytes follow the ZeRO paper", "[parallel]") {
+TEST_CASE("predicted model-state bytes follow the ZeRO paper and the engine's f32 gradients", "[parallel]") {
   const int64_t p = 1000000;
-  // bf16, K = 12, N = 64 (the paper's example ratios).
-  CHECK(predict_model_state(0, p, 64, Precision::bf16).model_state() == 16 * p);
+  // bf16, K = 12, N = 64 (the paper's example ratios), with the engine's f32
+  // gradients where it keeps the reduced gradient exact (memory_ledger.h):
+  // + 4P at stage 0 over several ranks, a 4P/N shard at stages 2-3.
+  CHECK(predict_model_state(0, p, 1, Precision::bf16).model_state() == 16 * p);
+  CHECK(predict_model_state(0, p, 64, Precision::bf16).model_state() == 20 * p);
   CHECK(predict_model_state(1, p, 64, Precision::bf16).model_state() == 4 * p + 12 * p / 64);
-  CHECK(predict_model_state(2, p, 64, Precision::bf16).model_state() == 2 * p + 14 * p / 64);
-  CHECK(predict_model_state(3, p, 64, Precision::bf16).model_state() == 16 * p / 64);
+  CHECK(predict_model_state(2, p, 64, Precision::bf16).model_state() == 2 * p + 16 * p / 64);
+  CHECK(predict_model_state(3, p, 64, Precision::bf16).model_state() == 2 * p / 64 + 16 * p / 64);
+  CHECK(predict_model_state(2, p, 4, Precision::f16).gradients == p);
   // f32 AdamW: 4P params, 4P grads, 8P state.
   const auto s2 = predict_model_state(2, p, 4, Precision::f32);
   CHECK(s2.parameters == 4 * p);

@@ -47,6 +47,13 @@ class Optimizer {
   // One update of every pair. Gradients are multiplied by grad_scale first
   // (clipping, loss-scale undo), so clipping costs no extra pass.
   virtual void step(float lr, float grad_scale = 1.0f) = 0;
+  // The same update with gradients multiplied by device_grad_scale[0] (f32
+  // [1] on the parameters' device, e.g. a clip coefficient computed there).
+  // An optimizer whose update reads it on the device overrides this and
+  // reads_scale_on_device(); the default reads it to the host first (one
+  // device-to-host copy).
+  virtual void step_scaled_by(float lr, const Tensor& device_grad_scale);
+  virtual bool reads_scale_on_device() const { return false; }
   // Named state tensors ("<param name>.exp_avg", ...) for checkpoints; they
   // are the live buffers (load by copy_ into them after one step(0) or
   // after init_state()).

@@ -93,10 +93,18 @@ struct DataParallelOptions {
   // Stage 3 wrapping: modules of these types become one unit each.
   std::vector<std::string> unit_types = {"Block"};
   bool trace = false;  // record a Trace (small overhead per collective)
+  // Keep the gradient norm on the device: step() computes the clip
+  // coefficient there and the optimizer reads it there (AdamW), so a step
+  // copies nothing to the host; StepResult::grad_norm is then NaN and
+  // last_grad_norm() reads the norm when asked (e.g. when logging). A
+  // non-finite norm then reaches the update (NaN parameters) instead of
+  // throwing in step(). No effect under f16: the next forward's loss scale
+  // depends on this step's overflow, so step() reads the norm.
+  bool grad_norm_on_device = false;
 };
 
 struct StepResult {
-  float grad_norm = 0.0f;  // global norm before clipping (all ranks agree)
+  float grad_norm = 0.0f;  // global norm before clipping (all ranks agree); NaN with grad_norm_on_device
   bool skipped = false;    // f16: an overflow skipped the update
   float loss_scale = 1.0f;
 };
@@ -138,6 +146,15 @@ class DataParallel {
   // (no weight decay, optimizer state untouched), as a PyTorch optimizer
   // skips one whose gradient is None (needs check_consistency at world > 1).
   StepResult step(optim::Optimizer& optimizer, float lr, float max_grad_norm = 0.0f);
+
+  // The last step's global gradient norm before clipping (NaN before the
+  // first step); with grad_norm_on_device it is read from the device now.
+  float last_grad_norm();
+  // Device-to-host reads the engine made for steps since it was built: one
+  // per step (the norm), none with grad_norm_on_device (bf16/f32 with
+  // AdamW), plus one per last_grad_norm() that had to read. Counted on every
+  // device, the CPU included, so tests can hold the engine to it.
+  int64_t host_reads() const;
 
   // Stages 1-2: step() issues the parameter all-gather and returns; the
   // modules wait for it when they next run. Call this before reading

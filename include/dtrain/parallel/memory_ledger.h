@@ -7,6 +7,14 @@
 //     stage 2: 2P + (2 + K)P/N    stage 3: (2 + 2 + K)P/N
 //   f32 with AdamW: the same shapes with 4P parameters, 4P gradients and 8P
 //   optimizer state (two f32 moments; the master is the parameter itself).
+// Where the engine keeps the reduced gradient in f32 so that it stays the
+// exact f32 average, mixed precision departs from the paper's 2-byte
+// gradients, and the prediction says so:
+//   stages 2-3: the gradient shard is f32 (4P/N): micro-steps accumulate in it;
+//   stage 0 at N > 1: + 4P, the f32 average of every bucket (2P + 4P).
+// Stage 0 at N = 1 reduces nothing: the 2-byte gradient is read as it is
+// (16 bytes per parameter), and stage 1 keeps its f32 shard (4P/N <= 2P)
+// inside the 2-byte gradient buckets, which are dead once reduced.
 #pragma once
 
 #include <cstdint>

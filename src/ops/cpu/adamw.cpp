@@ -98,6 +98,8 @@ void adamw_step(std::vector<ops::AdamWTensor>& tensors, const ops::AdamWConfig& 
   c.lr = config.lr;
   c.eps = config.eps;
   c.gs = config.grad_scale;
+  // On the CPU the "device" scale is host memory: read in place.
+  if (config.device_grad_scale.defined()) c.gs = config.grad_scale * config.device_grad_scale.data<float>()[0];
   c.bc1 = 1.0f - static_cast<float>(std::pow(static_cast<double>(config.beta1), static_cast<double>(config.step)));
   c.bc2 = 1.0f - static_cast<float>(std::pow(static_cast<double>(config.beta2), static_cast<double>(config.step)));
   for (ops::AdamWTensor& t : tensors) {
