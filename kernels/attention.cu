@@ -239,11 +239,12 @@ void attention_backward_matmul(const OpContext& ctx, Tensor& dqkv, const Tensor&
 // test can compare both implementations in one process.
 AttentionImpl attention_impl() {
   const char* v = std::getenv("DTRAIN_ATTENTION");
-  if (v == nullptr || *v == '\0' || std::strcmp(v, "matmul") == 0) return AttentionImpl::matmul;
+  if (v == nullptr || *v == '\0') return kDefaultAttentionImpl;
+  if (std::strcmp(v, "matmul") == 0) return AttentionImpl::matmul;
   if (std::strcmp(v, "flash") == 0) return AttentionImpl::flash;
   if (std::strcmp(v, "tc") == 0) return AttentionImpl::tc;
   DTRAIN_THROW("DTRAIN_ATTENTION='", v,
-               "' is not an attention implementation; use 'matmul' (default), 'flash' or 'tc'");
+               "' is not an attention implementation; use 'matmul', 'flash' or 'tc' (or unset it for the default)");
 }
 
 void attention_row_dot(const OpContext& ctx, float* D, const Tensor& dout, const Tensor& out, int64_t num_heads) {

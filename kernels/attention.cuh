@@ -13,7 +13,14 @@
 namespace dtrain::cuda {
 
 enum class AttentionImpl { matmul, flash, tc };
-// From DTRAIN_ATTENTION ("matmul" or unset, "flash", "tc": attention_tc.h); anything else throws.
+// What ops::attention runs when DTRAIN_ATTENTION is unset or empty. Calls the
+// chosen path does not take (dtype, head size, alignment) fall back to matmul.
+// tc becomes the default by changing this line to AttentionImpl::tc, once
+// tests/gpu/check_attention.sh and test_attention_training pass on a GPU
+// (docs/attention.md, "Making tc the default").
+inline constexpr AttentionImpl kDefaultAttentionImpl = AttentionImpl::matmul;
+// From DTRAIN_ATTENTION ("matmul", "flash", "tc": attention_tc.h; unset or
+// empty: kDefaultAttentionImpl); anything else throws.
 AttentionImpl attention_impl();
 // True when the flash kernels support head size `hs` (others use "matmul").
 bool flash_attention_supports(int64_t hs);

@@ -10,9 +10,14 @@
 //   fused MLP  ms of the MLP's GELU GEMMs (ops::linear_gelu, ops::matmul_dgelu_bgrad:
 //              cuBLASLt epilogues) next to the unfused ops they replace (the GEMM,
 //              then the GELU or GELU-gradient pass and the bias-gradient sum).
-//   attention  TFLOP/s with the causal FLOP count (half of the T x T
-//              products: 2 GEMMs forward, 5 backward, 2*T*T*hs each, halved),
-//              for both implementations (DTRAIN_ATTENTION=matmul|flash).
+//   attention  TFLOP/s forward, backward and forward+backward with the causal
+//              FLOP count (half of the T x T products: 2 GEMMs forward, 5
+//              backward, 2*T*T*hs each, halved), B=8, 12 heads of 64, bf16,
+//              T = 1024 and 2048, for each implementation
+//              (DTRAIN_ATTENTION=matmul|flash|tc), next to PyTorch's
+//              scaled_dot_product_attention run in the same call when python3
+//              imports torch with CUDA (dev/attention_sdpa.py; else one line
+//              says why it was not measured).
 //
 // The cases (shapes, inputs, bytes, FLOPs, the library dtrain calls) come
 // from the op case registry (tests/op_cases), which the tests share.
@@ -34,12 +39,15 @@
 #include <string>
 #include <vector>
 
+#include "attention_tc.h"
+#include "cuda_timing.h"
 #include "dtrain/allocator.h"
 #include "dtrain/device.h"
 #include "dtrain/error.h"
 #include "dtrain/ops.h"
 #include "dtrain/stream.h"
 #include "op_case.h"
+#include "sdpa_baseline.h"
 
 using namespace dtrain;
 using json = nlohmann::json;
@@ -50,6 +58,9 @@ struct Options {
   bool quick = false;
   std::string metrics_out;
   int device = 0;
+  bool sdpa = true;                              // PyTorch SDPA next to the attention rows
+  std::string python = "python3";                // interpreter for the SDPA baseline
+  std::string sdpa_script = DTRAIN_SDPA_SCRIPT;  // the source tree's attention_sdpa.py
 };
 
 #define BENCH_CUDA(stmt)                                                             \
@@ -74,16 +85,7 @@ class Bench {
 
   // Milliseconds per call of fn on the current stream (after warm-up).
   double time_ms(const std::function<void()>& fn) {
-    const int warmup = opt_.quick ? 2 : 5;
-    const int iters = opt_.quick ? 5 : 20;
-    for (int i = 0; i < warmup; ++i) fn();
-    const Stream s = current_stream(gpu_);
-    Event start(true), stop(true);
-    start.record(s);
-    for (int i = 0; i < iters; ++i) fn();
-    stop.record(s);
-    stop.synchronize();
-    return start.elapsed_ms(stop) / iters;
+    return bench::time_cuda_ms(gpu_, opt_.quick ? 2 : 5, opt_.quick ? 5 : 20, fn);
   }
 
   void emit(json record, const std::string& human) {
@@ -229,28 +231,86 @@ void bench_fused_mlp(Bench& b, const op_cases::BenchScale& scale, json& summary)
   }
 }
 
+// "attention IMPL (HOW) T=...: fwd X, bwd Y, fwd+bwd Z TFLOP/s"
+std::string attention_line(const std::string& impl, const std::string& how, int64_t T, double fwd, double bwd,
+                           double fwd_bwd) {
+  char buf[160];
+  std::snprintf(buf, sizeof buf, " T=%lld: fwd %.1f, bwd %.1f, fwd+bwd %.1f TFLOP/s", static_cast<long long>(T), fwd,
+                bwd, fwd_bwd);
+  return "attention " + impl + " (" + how + ")" + buf;
+}
+
+// The SDPA baseline on the benchmark's attention shapes (12 heads of 64, causal, bf16).
+bench::SdpaRequest sdpa_request(const Options& o, const op_cases::BenchScale& scale) {
+  bench::SdpaRequest r;
+  r.python = o.python;
+  r.script = o.sdpa_script;
+  r.B = scale.attention_batch;
+  r.NH = 12;
+  r.hs = 64;
+  r.T = scale.attention_seq_lens;
+  r.iters = o.quick ? 5 : 20;
+  return r;
+}
+
+// The SDPA rows of one attention T (or nothing when the baseline was skipped).
+void emit_sdpa(Bench& b, const std::vector<json>& sdpa, int64_t T, json& summary) {
+  for (const json& j : sdpa) {
+    if (j.contains("skipped") || j.value("T", int64_t{-1}) != T) continue;
+    const double tf = j.value("fwd_tflops", 0.0), tb = j.value("bwd_tflops", 0.0), tfb = j.value("fwd_bwd_tflops", 0.0);
+    b.emit({{"bench", "attention"},
+            {"impl", "sdpa"},
+            {"T", T},
+            {"dtype", "bf16"},
+            {"fwd_ms", j.value("fwd_ms", 0.0)},
+            {"fwd_tflops", tf},
+            {"bwd_tflops", tb},
+            {"fwd_bwd_ms", j.value("fwd_bwd_ms", 0.0)},
+            {"fwd_bwd_tflops", tfb},
+            {"implementation", "PyTorch " + j.value("torch", std::string("?")) + " scaled_dot_product_attention"}},
+           attention_line("sdpa", "PyTorch " + j.value("torch", std::string("?")), T, tf, tb, tfb));
+    summary["attention_sdpa_T" + std::to_string(T) + "_fwd_bwd_tflops"] = tfb;
+  }
+}
+
+// Every dtrain CUDA attention path (DTRAIN_ATTENTION=matmul|flash|tc) per T:
+// TFLOP/s forward, backward and forward+backward, with PyTorch's SDPA on the
+// same shapes measured in the same call (sdpa_baseline.h) when torch is there.
 void bench_attention(Bench& b, const op_cases::BenchScale& scale, json& summary) {
   const DType dt = DType::bf16;
+  const std::vector<json> sdpa = b.opt().sdpa ? bench::run_sdpa_baseline(sdpa_request(b.opt(), scale))
+                                              : std::vector<json>{{{"skipped", "--no-sdpa"}}};
+  const std::string skipped = bench::sdpa_skipped_reason(sdpa);
+  if (!skipped.empty()) {
+    std::printf("attention sdpa: not measured (%s)\n", skipped.c_str());
+    summary["attention_sdpa_skipped"] = skipped;
+  }
   for (const op_cases::OpCase& c : op_cases::bench_cases(scale)) {
     if (c.op != "attention") continue;
     op_cases::Bound t = op_cases::bind(c, dt, b.gpu());
     const int64_t T = t["qkv"].size(1);
-    for (const char* impl : {"matmul", "flash"}) {
+    for (const char* impl : {"matmul", "flash", "tc"}) {
       ::setenv("DTRAIN_ATTENTION", impl, 1);
+      const std::string name = impl;
+      if (name == "tc" &&
+          !cuda::tc_attention_supports(t["qkv"], t["lse"].size(1), {&t["out"], &t["dqkv"], &t["dout"]})) {
+        std::printf("attention tc %s: not taken by the tensor-core kernels (would fall back)\n", c.label.c_str());
+        continue;
+      }
       const double f = b.time_ms([&] { c.forward(t); });
       const double bw = b.time_ms([&] { c.backward(t); });
       const double tf = c.forward_flops / (f * 1e9), tb = c.backward_flops / (bw * 1e9);
-      // The ratio that matters: attention is GEMM-shaped work, so it is put
-      // next to the best bf16 GEMM of this run (0 when GEMMs were not run).
+      const double tfb = (c.forward_flops + c.backward_flops) / ((f + bw) * 1e9);
+      // Attention is GEMM-shaped work: its forward is put next to the best
+      // bf16 GEMM of this run (0 when GEMMs were not run).
       const double gemm_best = summary.value("gemm_bf16_best_tflops", 0.0);
-      const std::string how = std::string(impl) == "matmul" ? c.cuda_library : "dtrain kernel";
-      const std::string vs_gemm =
-          gemm_best > 0 ? ", fwd " + std::to_string(100.0 * tf / gemm_best) + "% of the run's best bf16 GEMM" : "";
-      std::string line = "attention " + std::string(impl) + " (" + how + ") ";
-      line += c.label;
-      line += ": fwd " + std::to_string(tf) + " TFLOP/s, bwd " + std::to_string(tb) + " TFLOP/s" + vs_gemm;
+      const std::string how = name == "matmul"  ? c.cuda_library
+                              : name == "flash" ? "dtrain kernel, CUDA cores"
+                                                : "dtrain kernel, tensor cores (mma.sync)";
+      std::string line = attention_line(name, how, T, tf, tb, tfb);
+      if (gemm_best > 0) line += ", fwd " + std::to_string(100.0 * tf / gemm_best) + "% of the run's best bf16 GEMM";
       b.emit({{"bench", "attention"},
-              {"impl", impl},
+              {"impl", name},
               {"case", c.label},
               {"T", T},
               {"dtype", "bf16"},
@@ -258,12 +318,16 @@ void bench_attention(Bench& b, const op_cases::BenchScale& scale, json& summary)
               {"fwd_tflops", tf},
               {"bwd_ms", bw},
               {"bwd_tflops", tb},
+              {"fwd_bwd_ms", f + bw},
+              {"fwd_bwd_tflops", tfb},
               {"implementation", how},
               {"fwd_ratio_gemm", gemm_best > 0 ? tf / gemm_best : 0.0}},
              line);
-      summary["attention_" + std::string(impl) + "_T" + std::to_string(T) + "_fwd_tflops"] = tf;
+      summary["attention_" + name + "_T" + std::to_string(T) + "_fwd_tflops"] = tf;
+      summary["attention_" + name + "_T" + std::to_string(T) + "_fwd_bwd_tflops"] = tfb;
     }
     ::unsetenv("DTRAIN_ATTENTION");
+    emit_sdpa(b, sdpa, T, summary);
   }
 }
 
@@ -276,6 +340,9 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   app.add_flag("--quick", opt.quick, "smaller shapes and fewer iterations (about 20 s)");
   app.add_option("--metrics-out", opt.metrics_out, "write JSON Lines results to this file");
   app.add_option("--device", opt.device, "CUDA device index")->check(CLI::NonNegativeNumber);
+  app.add_flag("!--no-sdpa", opt.sdpa, "skip the PyTorch SDPA baseline of the attention rows");
+  app.add_option("--python", opt.python, "interpreter for the SDPA baseline (needs torch with CUDA)");
+  app.add_option("--sdpa-script", opt.sdpa_script, "path of attention_sdpa.py");
   CLI11_PARSE(app, argc, argv);
 
   if (!cuda_compiled() || cuda_device_count() <= opt.device) {

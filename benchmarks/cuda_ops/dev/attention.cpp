@@ -28,14 +28,15 @@
 #include <cstdlib>
 #include <functional>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "attention_tc.h"
+#include "cuda_timing.h"
 #include "dtrain/dtrain.h"
 #include "dtrain/ops.h"
 #include "dtrain/stream.h"
+#include "sdpa_baseline.h"
 
 using namespace dtrain;
 
@@ -54,17 +55,6 @@ struct Options {
   std::string sdpa_script = DTRAIN_SDPA_SCRIPT;  // the source tree's, unless moved
   bool sdpa = true;
 };
-
-double time_ms(const Device& gpu, int iters, const std::function<void()>& fn) {
-  for (int i = 0; i < 3; ++i) fn();
-  const Stream s = current_stream(gpu);
-  Event start(true), stop(true);
-  start.record(s);
-  for (int i = 0; i < iters; ++i) fn();
-  stop.record(s);
-  stop.synchronize();
-  return start.elapsed_ms(stop) / iters;
-}
 
 Tensor random_on(const Device& gpu, const Shape& shape, DType dt, uint32_t seed) {
   Tensor host = Tensor::empty(shape, DType::f32);
@@ -123,29 +113,26 @@ Run run_version(const std::string& version, const Options& o, const Device& gpu,
   bwd();
   current_stream(gpu).synchronize();
   Tensor dqkv_once = r.dqkv.to(Device::cpu());
-  r.fwd_ms = time_ms(gpu, o.iters, fwd);
-  r.bwd_ms = time_ms(gpu, o.iters, bwd);  // adds into dqkv again: only the time is kept
+  r.fwd_ms = bench::time_cuda_ms(gpu, 3, o.iters, fwd);
+  r.bwd_ms = bench::time_cuda_ms(gpu, 3, o.iters, bwd);  // adds into dqkv again: only the time is kept
   r.dqkv = dqkv_once.to(gpu);
   ::unsetenv("DTRAIN_ATTENTION");
   return r;
 }
 
-// Runs attention_sdpa.py with the same shapes; one JSON object per T (or a "skipped" one).
+// attention_sdpa.py with the same shapes (sdpa_baseline.h).
 std::vector<nlohmann::json> run_sdpa(const Options& o) {
-  std::ostringstream cmd;
-  cmd << o.python << " " << o.sdpa_script << " --B " << o.B << " --NH " << o.NH << " --hs " << o.hs << " --dtype "
-      << o.dtype << " --iters " << o.iters << (o.full ? " --full" : "") << " --T ";
-  for (size_t i = 0; i < o.T.size(); ++i) cmd << (i ? "," : "") << o.T[i];
-  std::vector<nlohmann::json> rows;
-  FILE* pipe = ::popen(cmd.str().c_str(), "r");
-  if (pipe == nullptr) return rows;
-  char line[4096];
-  while (std::fgets(line, sizeof line, pipe) != nullptr) {
-    const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (j.is_object()) rows.push_back(j);
-  }
-  ::pclose(pipe);
-  return rows;
+  bench::SdpaRequest r;
+  r.python = o.python;
+  r.script = o.sdpa_script;
+  r.B = o.B;
+  r.NH = o.NH;
+  r.hs = o.hs;
+  r.T = o.T;
+  r.dtype = o.dtype;
+  r.full = o.full;
+  r.iters = o.iters;
+  return bench::run_sdpa_baseline(r);
 }
 
 int run(const Options& o) {
@@ -157,9 +144,8 @@ int run(const Options& o) {
   const DType dt = o.dtype == "f16" ? DType::f16 : DType::bf16;
   const int64_t C = o.NH * o.hs;
   const std::vector<nlohmann::json> sdpa = o.sdpa ? run_sdpa(o) : std::vector<nlohmann::json>{};
-  for (const auto& j : sdpa) {
-    if (j.contains("skipped")) std::printf("sdpa: skipped (%s)\n", j["skipped"].get<std::string>().c_str());
-  }
+  const std::string sdpa_skipped = bench::sdpa_skipped_reason(sdpa);
+  if (!sdpa_skipped.empty()) std::printf("sdpa: skipped (%s)\n", sdpa_skipped.c_str());
   int failures = 0;
   for (int64_t T : o.T) {
     const Tensor qkv = random_on(gpu, {o.B, T, 3 * C}, dt, 1);
