@@ -37,7 +37,8 @@ shift 2
 BINARIES=("$@")
 if [[ ${#BINARIES[@]} -eq 0 ]]; then
   BINARIES=(tests/gpu/test_gpu_runtime tests/gpu/test_loss_scaler tests/gpu/test_gpu_ops
-    tests/gpu/test_flash_attention benchmarks/cuda_ops/bench_cuda_ops benchmarks/cuda_ops/dev/dev_attention
+    tests/gpu/test_flash_attention tests/gpu/test_attention_training benchmarks/cuda_ops/bench_cuda_ops
+    benchmarks/cuda_ops/dev/dev_attention benchmarks/cuda_ops/bench_long_context
     bin/dtrain-bench benchmarks/train/bench_train examples/train_gpt/train_gpt)
 fi
 SCRIPTS=(benchmarks/train/pytorch_gpt2.py benchmarks/cuda_ops/dev/attention_sdpa.py)

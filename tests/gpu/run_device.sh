@@ -22,8 +22,11 @@
 #                dtrain-bench --quick --suite comm (raw NCCL beside dtrain, up
 #                to 8 MiB) and --suite kernels on the GPU
 #   bench_cuda_ops, attention_vs_sdpa
-#                the op benchmark; the tensor-core attention next to PyTorch SDPA
+#                the op benchmark (attention rows with PyTorch SDPA in the same
+#                call); the tensor-core attention versions next to SDPA
 #   comm_cpu     dtrain-bench's CPU comm path (runs without a GPU too)
+#   long_context GPT-2 124M at T=8192 per attention path with its peak memory
+#                (bench_long_context; last, on what the budget has left)
 # With no GPU visible (or DTRAIN_RUN_DEVICE_NO_GPU=1) the GPU stages are
 # recorded as "no GPU: skipped" and the rest runs. Every stage runs whatever an earlier one did; each writes
 # OUT_DIR/<stage>.log, and OUT_DIR/summary.txt (the table) and summary.json
@@ -164,10 +167,10 @@ if [[ -n $SCRIPTS_REV && $SCRIPTS_REV != "$PACK_REV" ]]; then
 fi
 stage start 20 cpu bash -c start_all
 
-for t in test_gpu_runtime test_loss_scaler test_gpu_ops test_flash_attention; do
+for t in test_gpu_runtime test_loss_scaler test_gpu_ops test_flash_attention test_attention_training; do
   have "$t" || continue
   limit=15
-  [[ $t == test_gpu_ops || $t == test_flash_attention ]] && limit=30
+  [[ $t == test_gpu_ops || $t == test_flash_attention || $t == test_attention_training ]] && limit=30
   stage "$t" "$limit" test "$BIN/$t" --durations yes
 done
 
@@ -190,13 +193,15 @@ have dtrain-bench && stage comm_cuda 25 gpu "$BIN/dtrain-bench" --quick --suite 
   --out "$OUT/comm-report"
 have dtrain-bench && stage kernels_cuda 25 gpu "$BIN/dtrain-bench" --quick --suite kernels --device cuda \
   --out "$OUT/kernels-report"
-have bench_cuda_ops && stage bench_cuda_ops 25 gpu "$BIN/bench_cuda_ops" --quick \
-  --metrics-out "$OUT/bench_cuda_ops.jsonl"
+have bench_cuda_ops && stage bench_cuda_ops 40 gpu "$BIN/bench_cuda_ops" --quick \
+  --python "$PYTHON" --sdpa-script "$SCRIPTS/attention_sdpa.py" --metrics-out "$OUT/bench_cuda_ops.jsonl"
 have dev_attention && stage attention_vs_sdpa 25 gpu "$BIN/dev_attention" --python "$PYTHON" \
   --sdpa-script "$SCRIPTS/attention_sdpa.py" \
   --B 8 --T 1024 --NH 12 --hs 64 --dtype bf16
 # The CPU path of the comm suite: the pack's dtrain-bench runs here too.
 have dtrain-bench && stage comm_cpu 20 cpu "$BIN/dtrain-bench" --quick --suite comm --device cpu --max-bytes 64K
+# Last, with what the budget has left: T=8192 training, each attention path's peak (matmul may run out of memory).
+have bench_long_context && stage long_context 60 gpu "$BIN/bench_long_context"
 
 TOTAL=$(($(date +%s) - START))
 {
