@@ -44,7 +44,7 @@ from ._C import (
     world,
     zeros,
 )
-from . import data, nn, ops, optim, parallel
+from . import checkpoint, data, nn, ops, optim, parallel
 from .distributed import destroy_process_group, init_process_group, process_group
 from .tensor import tensor
 
@@ -67,7 +67,7 @@ def cuda_is_available() -> bool:
 __all__ = [
     "Communicator", "Device", "DType", "DtrainError", "DtrainTimeoutError", "DtrainTypeError",
     "DtrainValueError", "FileStore", "ReduceOp", "Store", "Tensor", "Work", "as_tensor", "cuda_compiled",
-    "cuda_device_count", "cuda_is_available", "data", "destroy_process_group", "dtype", "empty",
+    "checkpoint", "cuda_device_count", "cuda_is_available", "data", "destroy_process_group", "dtype", "empty",
     "empty_cache", "from_dlpack", "from_numpy", "full", "init_process_group", "is_initialized", "job_env",
     "memory_stats", "nn", "ops", "optim", "parallel", "process_group", "reset_peak_memory", "synchronize",
     "tensor", "timeout_from_environment", "world", "zeros",
