@@ -40,8 +40,10 @@ def save(root: str | os.PathLike, model, optimizer, engine, *, step: int, data=N
     numbers to record (lr, ...); keep_last > 0 deletes all but the newest
     keep_last checkpoints; key: 64 hex digits to encrypt every file.
     """
-    return _C.checkpoint.save(os.fspath(root), model, optimizer, engine, _communicator(engine), step=step, data=data,
-                              hyper=dict(hyper or {}), seed=seed, keep_last=keep_last, key=key)
+    pending = _C.checkpoint.save_async(os.fspath(root), model, optimizer, engine, _communicator(engine), step=step,
+                                       data=data, hyper=dict(hyper or {}), seed=seed, keep_last=keep_last, key=key,
+                                       background=False)
+    return pending.finish()
 
 
 def save_async(root: str | os.PathLike, model, optimizer, engine, *, step: int, data=None, hyper=None,

@@ -1,6 +1,6 @@
 // dtrain.checkpoint for Python: sharded checkpoints of a model trained
 // through the data-parallel engine (include/dtrain/checkpoint.h), in any
-// precision. Thin: save() / save_async() fill the manifest's Meta from the
+// precision. Thin: save_async() fills the manifest's Meta from the
 // model, optimizer and engine as examples/train_gpt/checkpointing.cpp does
 // (so the two read each other's checkpoints), and resume() is
 // checkpoint::resume_engine. Files are read and written with the GIL
@@ -141,19 +141,6 @@ key (64 hex digits).)doc")
 }
 
 void bind_functions(py::module_& m) {
-  m.def(
-      "save",
-      [](const std::filesystem::path& root, const nn::Module& model, optim::Optimizer& optimizer,
-         parallel::DataParallel& engine, comm::Communicator* communicator, int64_t step, const py::object& data,
-         const std::map<std::string, double>& hyper, uint64_t seed, int keep_last, const py::object& key) {
-        SaveRequest r = make_request(model, optimizer, engine, communicator, step, data, hyper, seed, keep_last, key);
-        py::gil_scoped_release release;
-        return checkpoint::save(root.string(), r.meta, r.pieces, r.comm, r.options);
-      },
-      arg("root"), arg("model"), arg("optimizer"), arg("engine"), arg("communicator"), py::kw_only(), arg("step"),
-      arg("data") = py::none(), arg("hyper") = std::map<std::string, double>{}, arg("seed") = 0, arg("keep_last") = 0,
-      arg("key") = py::none(), "Collective: writes root/step-<step>; returns its path.");
-
   py::class_<checkpoint::PendingSave>(m, "PendingSave", "A save writing in the background; finish() publishes it.")
       .def("finish", &checkpoint::PendingSave::finish, py::call_guard<py::gil_scoped_release>(),
            "Collective: waits for the write and publishes the checkpoint; returns its path.")
@@ -162,15 +149,18 @@ void bind_functions(py::module_& m) {
       "save_async",
       [](const std::filesystem::path& root, const nn::Module& model, optim::Optimizer& optimizer,
          parallel::DataParallel& engine, comm::Communicator* communicator, int64_t step, const py::object& data,
-         const std::map<std::string, double>& hyper, uint64_t seed, int keep_last, const py::object& key) {
+         const std::map<std::string, double>& hyper, uint64_t seed, int keep_last, const py::object& key,
+         bool background) {
         SaveRequest r = make_request(model, optimizer, engine, communicator, step, data, hyper, seed, keep_last, key);
         py::gil_scoped_release release;
-        return std::make_unique<checkpoint::PendingSave>(root.string(), r.meta, r.pieces, r.comm, r.options);
+        return std::make_unique<checkpoint::PendingSave>(root.string(), r.meta, r.pieces, r.comm, r.options,
+                                                         background);
       },
       arg("root"), arg("model"), arg("optimizer"), arg("engine"), arg("communicator"), py::kw_only(), arg("step"),
       arg("data") = py::none(), arg("hyper") = std::map<std::string, double>{}, arg("seed") = 0, arg("keep_last") = 0,
-      arg("key") = py::none(), py::keep_alive<0, 5>(),
-      "Collective: snapshots this rank's state to host memory and writes it on a background thread.");
+      arg("key") = py::none(), arg("background") = true, py::keep_alive<0, 5>(),
+      "Collective: snapshots this rank's state to host memory and writes it (on a background thread unless "
+      "background=False); finish() publishes it. dtrain.checkpoint.save is this with background=False, finished.");
 
   m.def(
       "find_latest",

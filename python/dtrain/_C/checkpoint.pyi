@@ -12,7 +12,7 @@ import dtrain._C.optim
 import dtrain._C.parallel
 import os
 import typing
-__all__: list[str] = ['Meta', 'PendingSave', 'Reader', 'find_latest', 'resume', 'save', 'save_async']
+__all__: list[str] = ['Meta', 'PendingSave', 'Reader', 'find_latest', 'resume', 'save_async']
 class Meta:
     """
     What a checkpoint's manifest records besides the tensors.
@@ -118,11 +118,7 @@ def resume(reader: Reader, model: dtrain._C.nn.Module, optimizer: dtrain._C.opti
     """
     Collective: master weights, moments, parameters, optimizer step and f16 loss scaler from the checkpoint. Returns a sentence when the precision changes ('' otherwise).
     """
-def save(root: os.PathLike | str | bytes, model: dtrain._C.nn.Module, optimizer: dtrain._C.optim.Optimizer, engine: dtrain._C.parallel.DataParallel, communicator: dtrain._C.Communicator, *, step: typing.SupportsInt | typing.SupportsIndex, data: typing.Any = None, hyper: collections.abc.Mapping[str, typing.SupportsFloat | typing.SupportsIndex] = {}, seed: typing.SupportsInt | typing.SupportsIndex = 0, keep_last: typing.SupportsInt | typing.SupportsIndex = 0, key: typing.Any = None) -> str:
+def save_async(root: os.PathLike | str | bytes, model: dtrain._C.nn.Module, optimizer: dtrain._C.optim.Optimizer, engine: dtrain._C.parallel.DataParallel, communicator: dtrain._C.Communicator, *, step: typing.SupportsInt | typing.SupportsIndex, data: typing.Any = None, hyper: collections.abc.Mapping[str, typing.SupportsFloat | typing.SupportsIndex] = {}, seed: typing.SupportsInt | typing.SupportsIndex = 0, keep_last: typing.SupportsInt | typing.SupportsIndex = 0, key: typing.Any = None, background: bool = True) -> PendingSave:
     """
-    Collective: writes root/step-<step>; returns its path.
-    """
-def save_async(root: os.PathLike | str | bytes, model: dtrain._C.nn.Module, optimizer: dtrain._C.optim.Optimizer, engine: dtrain._C.parallel.DataParallel, communicator: dtrain._C.Communicator, *, step: typing.SupportsInt | typing.SupportsIndex, data: typing.Any = None, hyper: collections.abc.Mapping[str, typing.SupportsFloat | typing.SupportsIndex] = {}, seed: typing.SupportsInt | typing.SupportsIndex = 0, keep_last: typing.SupportsInt | typing.SupportsIndex = 0, key: typing.Any = None) -> PendingSave:
-    """
-    Collective: snapshots this rank's state to host memory and writes it on a background thread.
+    Collective: snapshots this rank's state to host memory and writes it (on a background thread unless background=False); finish() publishes it. dtrain.checkpoint.save is this with background=False, finished.
     """
