@@ -27,6 +27,7 @@ class Run:
         self.engine = dtrain.parallel.DataParallel(self.model, self.comm, stage=stage, precision=dtype)
         self.opt = dtrain.optim.AdamW(self.engine.param_groups(0.1))
         self.loader = dtrain.data.DataLoader([dtrain.data.MemoryTokens(self.tokens)], global_batch=4, seq_len=24)
+        self.skipped = 0  # steps the f16 loss scaler skipped (never under f32 and bf16)
 
     def train(self, steps):
         losses = []
@@ -35,18 +36,14 @@ class Run:
             loss = self.model(x, y, grad_scale=self.engine.grad_scale)
             self.model.backward()
             result = self.engine.step(self.opt, LR, max_grad_norm=1.0)
-            assert math.isfinite(loss) and math.isfinite(result.grad_norm) and not result.skipped
+            assert math.isfinite(loss) and (result.skipped or math.isfinite(result.grad_norm))
+            self.skipped += result.skipped
             losses.append(loss)
         return losses
 
     def parameters(self):
-        """Every parameter as an f32 NumPy copy (bf16 -> f32 is exact)."""
-        out = {}
-        for name, p in self.model.named_parameters():
-            f32 = dtrain.zeros(p.shape)
-            dtrain.ops.cast(f32, p.value)
-            out[name] = f32.numpy().copy()
-        return out
+        """Every parameter in full as f32 NumPy copies (any ZeRO stage; exact for bf16/f16)."""
+        return {name: t.numpy().copy() for name, t in self.engine.full_parameters()}
 
 
 def test_gpt_config_dtype_and_recompute():
@@ -87,11 +84,14 @@ def test_recompute_leaves_losses_unchanged(tmp_path, dtype):
     assert keep == recomputed
 
 
-@pytest.mark.parametrize("dtype,stage", [("f32", 0), ("f32", 2), ("bf16", 1)])
+@pytest.mark.parametrize("dtype,stage", [("f32", 0), ("f32", 2), ("bf16", 1), ("f16", 3)])
 def test_resume_continues_bit_for_bit(tmp_path, dtype, stage):
     root = tmp_path / "ckpt"
     first = Run(tmp_path / "s1", dtype=dtype, stage=stage)
     first.train(3)
+    skipped_at_save = first.skipped
+    if dtype != "f16":
+        assert skipped_at_save == 0
     path = dtrain.checkpoint.save(root, first.model, first.opt, first.engine, step=3, data=first.loader.position,
                                   hyper={"lr": LR}, seed=5)
     assert os.path.basename(path) == "step-00000003" and dtrain.checkpoint.find_latest(str(root)) == path
@@ -101,9 +101,11 @@ def test_resume_continues_bit_for_bit(tmp_path, dtype, stage):
     # Fresh objects with other initial weights: everything must come from the checkpoint.
     second = Run(tmp_path / "s2", dtype=dtype, stage=stage, seed=99)
     meta = dtrain.checkpoint.resume(root, second.model, second.opt, second.engine, loader=second.loader)
-    assert (meta.step, meta.optimizer_steps, meta.param_dtype, meta.zero_stage) == (3, 3, dtype, stage)
+    assert (meta.step, meta.param_dtype, meta.zero_stage) == (3, dtype, stage)
+    assert meta.optimizer_steps == second.opt.steps_done == 3 - skipped_at_save  # skipped steps do not count
+    assert meta.has_loss_scaler == (dtype == "f16")
     assert meta.hyper == {"lr": pytest.approx(LR)} and meta.model["n_layer"] == 1
-    assert second.opt.steps_done == 3 and second.loader.position == meta.data
+    assert second.loader.position == meta.data
     assert second.train(3) == expected
     for name, value in second.parameters().items():
         np.testing.assert_array_equal(value.view(np.uint8), expected_params[name].view(np.uint8), err_msg=name)
