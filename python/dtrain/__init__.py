@@ -2,8 +2,9 @@
 
 Tensors share memory with NumPy (buffer protocol) and with PyTorch, CuPy and
 JAX (DLPack) without copies; collectives run on any of those arrays in place;
-models, optimizers, the data loader and the data-parallel engine are dtrain's
-C++ objects, driven from Python. See docs/python.md.
+models (f32, bf16 or f16), optimizers, the data loader, the data-parallel engine
+and sharded checkpoints (dtrain.checkpoint) are dtrain's C++ objects, driven
+from Python. See docs/python.md.
 
     import dtrain, numpy as np
     with dtrain.process_group() as comm:          # environment of dtrain-run / torchrun / srun
