@@ -208,3 +208,20 @@ def test_checkpoint_from_python_is_read_by_a_new_process(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert float(out.stdout.strip()) == expected[0]
+
+
+def test_encrypted_checkpoint_needs_its_key(tmp_path):
+    root = tmp_path / "ckpt"
+    key = "0123456789abcdef" * 4
+    run = Run(tmp_path / "s1")
+    run.train(1)
+    dtrain.checkpoint.save(root, run.model, run.opt, run.engine, step=1, key=key)
+    expected = run.parameters()
+    with pytest.raises(dtrain.DtrainError, match="manifest.json is encrypted"):
+        dtrain.checkpoint.open_checkpoint(root)
+    with pytest.raises(dtrain.DtrainError, match="different key"):
+        dtrain.checkpoint.open_checkpoint(root, key="1" * 64)
+    fresh = Run(tmp_path / "s2", seed=99)
+    dtrain.checkpoint.resume(root, fresh.model, fresh.opt, fresh.engine, key=key)
+    for name, value in fresh.parameters().items():
+        np.testing.assert_array_equal(value, expected[name], err_msg=name)
