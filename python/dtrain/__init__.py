@@ -2,8 +2,9 @@
 
 Tensors share memory with NumPy (buffer protocol) and with PyTorch, CuPy and
 JAX (DLPack) without copies; collectives run on any of those arrays in place;
-models, optimizers, the data loader and the data-parallel engine are dtrain's
-C++ objects, driven from Python. See docs/python.md.
+models (f32, bf16 or f16), optimizers, the data loader, the data-parallel engine
+and sharded checkpoints (dtrain.checkpoint) are dtrain's C++ objects, driven
+from Python. See docs/python.md.
 
     import dtrain, numpy as np
     with dtrain.process_group() as comm:          # environment of dtrain-run / torchrun / srun
@@ -44,7 +45,7 @@ from ._C import (
     world,
     zeros,
 )
-from . import data, nn, ops, optim, parallel
+from . import checkpoint, data, nn, ops, optim, parallel
 from .distributed import destroy_process_group, init_process_group, process_group
 from .tensor import tensor
 
@@ -67,7 +68,7 @@ def cuda_is_available() -> bool:
 __all__ = [
     "Communicator", "Device", "DType", "DtrainError", "DtrainTimeoutError", "DtrainTypeError",
     "DtrainValueError", "FileStore", "ReduceOp", "Store", "Tensor", "Work", "as_tensor", "cuda_compiled",
-    "cuda_device_count", "cuda_is_available", "data", "destroy_process_group", "dtype", "empty",
+    "checkpoint", "cuda_device_count", "cuda_is_available", "data", "destroy_process_group", "dtype", "empty",
     "empty_cache", "from_dlpack", "from_numpy", "full", "init_process_group", "is_initialized", "job_env",
     "memory_stats", "nn", "ops", "optim", "parallel", "process_group", "reset_peak_memory", "synchronize",
     "tensor", "timeout_from_environment", "world", "zeros",

@@ -72,7 +72,8 @@ class Module(_C.nn.Module):
 
 def gpt(preset: str = "tiny", *, device="cpu", seed: int = 1337, **overrides) -> GPT:
     """A GPT from a preset ('tiny', 'gpt2-124m', 'gpt2-350m') with any
-    GPTConfig field overridden by keyword: dtrain.nn.gpt('tiny', n_layer=4)."""
+    GPTConfig field overridden by keyword: dtrain.nn.gpt('tiny', n_layer=4),
+    dtrain.nn.gpt('tiny', dtype='bf16', recompute=2)."""
     config = GPTConfig.preset(preset)
     for key, value in overrides.items():
         if not hasattr(config, key):

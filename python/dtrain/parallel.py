@@ -36,6 +36,7 @@ class DataParallel(_C.parallel.DataParallel):
 
     def __init__(self, model, communicator, **options):
         super().__init__(model, communicator, **options)
+        self.communicator = communicator  # what dtrain.checkpoint's collectives run on
         self._backwards = 0
         self._model = model
         # A weak reference: the model's hook must not keep the engine alive.

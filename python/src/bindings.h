@@ -27,6 +27,7 @@ void bind_ops(py::module_& m);
 void bind_comm(py::module_& m);
 void bind_nn(py::module_& m);
 void bind_training(py::module_& m);
+void bind_checkpoint(py::module_& m);
 void bind_bench(py::module_& m);
 
 // Raise dtrain.DtrainValueError / dtrain.DtrainTypeError (subclasses of
@@ -34,6 +35,11 @@ void bind_bench(py::module_& m);
 [[noreturn]] void throw_value_error(const std::string& message);
 [[noreturn]] void throw_type_error(const std::string& message);
 [[noreturn]] void throw_timeout_error(const std::string& message);
+
+// A DType from a DType, its name ("f32", "bf16"), a NumPy-style name
+// ("float32", "bfloat16", "int32", ...) or a NumPy dtype / scalar type;
+// DtrainTypeError for anything else (core_bindings.cpp).
+DType to_dtype(py::handle obj);
 
 // A dtrain tensor viewing `obj` (see the top of this file). `what` names the
 // argument in error messages. With `writable`, read-only arrays are refused.

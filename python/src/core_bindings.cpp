@@ -12,10 +12,7 @@
 #include "dtrain/tensor.h"
 
 namespace dtrain::python {
-namespace {
 
-// Accepts a DType, its name ("f32", "bf16"), a NumPy-style name ("float32",
-// "bfloat16", "int32", ...) or a NumPy dtype / scalar type.
 DType to_dtype(py::handle obj) {
   if (py::isinstance<DType>(obj)) return obj.cast<DType>();
   std::string name;
@@ -36,6 +33,8 @@ DType to_dtype(py::handle obj) {
     throw_type_error(e.what());
   }
 }
+
+namespace {
 
 Device to_device(py::handle obj) {
   if (py::isinstance<Device>(obj)) return obj.cast<Device>();

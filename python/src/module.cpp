@@ -5,7 +5,8 @@
 
 PYBIND11_MODULE(_C, m) {
   namespace dp = dtrain::python;
-  m.doc() = "dtrain's C++ core: tensors, ops, communication, models, optimizers, the data-parallel engine.";
+  m.doc() =
+      "dtrain's C++ core: tensors, ops, communication, models, optimizers, the data-parallel engine, checkpoints.";
   dp::bind_errors(m);
   dp::bind_core(m);
   dp::bind_dlpack(m);
@@ -13,5 +14,6 @@ PYBIND11_MODULE(_C, m) {
   dp::bind_comm(m);
   dp::bind_nn(m);
   dp::bind_training(m);
+  dp::bind_checkpoint(m);
   dp::bind_bench(m);
 }

@@ -353,10 +353,33 @@ py::object gpt_call(GPT& g, py::handle tokens, py::handle targets, float grad_sc
   return py::float_(loss);
 }
 
+// GPTConfig's precision keywords: `dtype` sets both dtypes (as the C++
+// library requires them equal); param_dtype / compute_dtype set one each and
+// validate() checks that they agree. Each accepts a DType or a name.
+void set_config_dtypes(GPTConfig& c, const py::object& dtype, const py::object& param_dtype,
+                       const py::object& compute_dtype) {
+  if (!dtype.is_none()) {
+    if (!param_dtype.is_none() || !compute_dtype.is_none()) {
+      throw_value_error("GPTConfig: pass dtype (sets both) or param_dtype/compute_dtype, not both");
+    }
+    c.param_dtype = c.compute_dtype = to_dtype(dtype);
+  }
+  if (!param_dtype.is_none()) c.param_dtype = to_dtype(param_dtype);
+  if (!compute_dtype.is_none()) c.compute_dtype = to_dtype(compute_dtype);
+}
+
 void bind_gpt(py::module_& m) {
-  py::class_<GPTConfig>(m, "GPTConfig", "GPT-2 family sizes; GPTConfig.preset('tiny' | 'gpt2-124m' | 'gpt2-350m').")
+  py::class_<GPTConfig>(m, "GPTConfig", R"doc(
+GPT-2 family sizes; GPTConfig.preset('tiny' | 'gpt2-124m' | 'gpt2-350m').
+
+dtype ('f32', 'bf16', 'f16' or a dtrain.DType) is the dtype of parameters,
+activations and gradients and of the matmuls (param_dtype and compute_dtype,
+which must be equal). recompute: 0 keeps every activation, 1 recomputes each
+MLP's GELU in backward, 2 also every layernorm output (same losses, bit for
+bit; less activation memory).)doc")
       .def(py::init([](int64_t n_layer, int64_t n_head, int64_t n_embd, int64_t vocab_size, int64_t max_seq_len,
-                       bool checkpoint_activations) {
+                       bool checkpoint_activations, int recompute, const py::object& dtype,
+                       const py::object& param_dtype, const py::object& compute_dtype) {
              GPTConfig c;
              c.n_layer = n_layer;
              c.n_head = n_head;
@@ -364,10 +387,14 @@ void bind_gpt(py::module_& m) {
              c.vocab_size = vocab_size;
              c.max_seq_len = max_seq_len;
              c.checkpoint_activations = checkpoint_activations;
+             c.recompute = recompute;
+             set_config_dtypes(c, dtype, param_dtype, compute_dtype);
              return c;
            }),
            py::kw_only(), py::arg("n_layer") = 2, py::arg("n_head") = 4, py::arg("n_embd") = 128,
-           py::arg("vocab_size") = 256, py::arg("max_seq_len") = 128, py::arg("checkpoint_activations") = false)
+           py::arg("vocab_size") = 256, py::arg("max_seq_len") = 128, py::arg("checkpoint_activations") = false,
+           py::arg("recompute") = 0, py::arg("dtype") = py::none(), py::arg("param_dtype") = py::none(),
+           py::arg("compute_dtype") = py::none())
       .def_static("preset", &GPTConfig::preset, py::arg("name"))
       .def_static("preset_names", &GPTConfig::preset_names)
       .def_readwrite("n_layer", &GPTConfig::n_layer)
@@ -376,6 +403,24 @@ void bind_gpt(py::module_& m) {
       .def_readwrite("vocab_size", &GPTConfig::vocab_size)
       .def_readwrite("max_seq_len", &GPTConfig::max_seq_len)
       .def_readwrite("checkpoint_activations", &GPTConfig::checkpoint_activations)
+      .def_readwrite("recompute", &GPTConfig::recompute, "0, 1 (the MLP's GELU) or 2 (also the layernorms).")
+      .def_property(
+          "param_dtype", [](const GPTConfig& c) { return c.param_dtype; },
+          [](GPTConfig& c, const py::object& d) { c.param_dtype = to_dtype(d); })
+      .def_property(
+          "compute_dtype", [](const GPTConfig& c) { return c.compute_dtype; },
+          [](GPTConfig& c, const py::object& d) { c.compute_dtype = to_dtype(d); })
+      .def_property(
+          "dtype",
+          [](const GPTConfig& c) {
+            if (c.param_dtype != c.compute_dtype) {
+              throw_value_error(std::string("GPTConfig: param_dtype ") + dtype_name(c.param_dtype) +
+                                " and compute_dtype " + dtype_name(c.compute_dtype) + " differ; read them one by one");
+            }
+            return c.param_dtype;
+          },
+          [](GPTConfig& c, const py::object& d) { c.param_dtype = c.compute_dtype = to_dtype(d); },
+          "param_dtype and compute_dtype at once (they must be equal).")
       .def("validate", &GPTConfig::validate)
       .def("__str__", &GPTConfig::str)
       .def("__repr__", [](const GPTConfig& c) { return "dtrain.nn.GPTConfig(" + c.str() + ")"; });

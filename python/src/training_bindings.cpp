@@ -228,29 +228,30 @@ The data-parallel engine (ZeRO stages 0-3) over a communicator.
 Build it before the optimizer (optimizer over engine.param_groups(...)); run
 grad_accumulation forward/backward passes with grad_scale=engine.grad_scale,
 then engine.step(optimizer, lr, max_grad_norm). Not thread-safe.)doc")
-      .def(
-          py::init([](nn::Module& model, std::shared_ptr<comm::Communicator> communicator, int stage,
-                      int grad_accumulation, const py::object& precision, double first_bucket_mb, double bucket_mb,
-                      bool overlap, int prefetch_depth, bool broadcast_parameters, bool check_consistency, bool trace) {
-            DataParallelOptions o;
-            o.stage = stage;
-            o.grad_accumulation = grad_accumulation;
-            o.precision = py::isinstance<py::str>(precision) ? parse_precision(precision.cast<std::string>())
-                                                             : precision.cast<Precision>();
-            o.first_bucket_bytes = std::max<int64_t>(1, static_cast<int64_t>(first_bucket_mb * 1024 * 1024));
-            o.bucket_bytes = std::max<int64_t>(1, static_cast<int64_t>(bucket_mb * 1024 * 1024));
-            o.overlap = overlap;
-            o.prefetch_depth = prefetch_depth;
-            o.broadcast_parameters = broadcast_parameters;
-            o.check_consistency = check_consistency;
-            o.trace = trace;
-            py::gil_scoped_release r;
-            return std::make_unique<DataParallel>(model, std::move(communicator), o);
-          }),
-          arg("model"), arg("communicator"), py::kw_only(), arg("stage") = 0, arg("grad_accumulation") = 1,
-          arg("precision") = "f32", arg("first_bucket_mb") = 1.0, arg("bucket_mb") = 25.0, arg("overlap") = true,
-          arg("prefetch_depth") = 1, arg("broadcast_parameters") = true, arg("check_consistency") = true,
-          arg("trace") = false, py::keep_alive<1, 2>(), py::keep_alive<1, 3>())
+      .def(py::init([](nn::Module& model, std::shared_ptr<comm::Communicator> communicator, int stage,
+                       int grad_accumulation, const py::object& precision, double first_bucket_mb, double bucket_mb,
+                       bool overlap, int prefetch_depth, bool broadcast_parameters, bool check_consistency, bool trace,
+                       float initial_loss_scale) {
+             DataParallelOptions o;
+             o.stage = stage;
+             o.grad_accumulation = grad_accumulation;
+             o.precision = py::isinstance<py::str>(precision) ? parse_precision(precision.cast<std::string>())
+                                                              : precision.cast<Precision>();
+             o.first_bucket_bytes = std::max<int64_t>(1, static_cast<int64_t>(first_bucket_mb * 1024 * 1024));
+             o.bucket_bytes = std::max<int64_t>(1, static_cast<int64_t>(bucket_mb * 1024 * 1024));
+             o.overlap = overlap;
+             o.prefetch_depth = prefetch_depth;
+             o.broadcast_parameters = broadcast_parameters;
+             o.check_consistency = check_consistency;
+             o.trace = trace;
+             o.initial_loss_scale = initial_loss_scale;
+             py::gil_scoped_release r;
+             return std::make_unique<DataParallel>(model, std::move(communicator), o);
+           }),
+           arg("model"), arg("communicator"), py::kw_only(), arg("stage") = 0, arg("grad_accumulation") = 1,
+           arg("precision") = "f32", arg("first_bucket_mb") = 1.0, arg("bucket_mb") = 25.0, arg("overlap") = true,
+           arg("prefetch_depth") = 1, arg("broadcast_parameters") = true, arg("check_consistency") = true,
+           arg("trace") = false, arg("initial_loss_scale") = 65536.0f, py::keep_alive<1, 2>(), py::keep_alive<1, 3>())
       .def_property_readonly("rank", &DataParallel::rank)
       .def_property_readonly("world_size", &DataParallel::world_size)
       .def_property_readonly("stage", [](const DataParallel& d) { return d.options().stage; })

@@ -279,6 +279,12 @@ class Block(Module):
 class GPTConfig:
     """
     GPT-2 family sizes; GPTConfig.preset('tiny' | 'gpt2-124m' | 'gpt2-350m').
+    
+    dtype ('f32', 'bf16', 'f16' or a dtrain.DType) is the dtype of parameters,
+    activations and gradients and of the matmuls (param_dtype and compute_dtype,
+    which must be equal). recompute: 0 keeps every activation, 1 recomputes each
+    MLP's GELU in backward, 2 also every layernorm output (same losses, bit for
+    bit; less activation memory).
     """
     checkpoint_activations: bool
     @staticmethod
@@ -287,13 +293,27 @@ class GPTConfig:
     @staticmethod
     def preset_names() -> list[str]:
         ...
-    def __init__(self, *, n_layer: typing.SupportsInt | typing.SupportsIndex = 2, n_head: typing.SupportsInt | typing.SupportsIndex = 4, n_embd: typing.SupportsInt | typing.SupportsIndex = 128, vocab_size: typing.SupportsInt | typing.SupportsIndex = 256, max_seq_len: typing.SupportsInt | typing.SupportsIndex = 128, checkpoint_activations: bool = False) -> None:
+    def __init__(self, *, n_layer: typing.SupportsInt | typing.SupportsIndex = 2, n_head: typing.SupportsInt | typing.SupportsIndex = 4, n_embd: typing.SupportsInt | typing.SupportsIndex = 128, vocab_size: typing.SupportsInt | typing.SupportsIndex = 256, max_seq_len: typing.SupportsInt | typing.SupportsIndex = 128, checkpoint_activations: bool = False, recompute: typing.SupportsInt | typing.SupportsIndex = 0, dtype: typing.Any = None, param_dtype: typing.Any = None, compute_dtype: typing.Any = None) -> None:
         ...
     def __repr__(self) -> str:
         ...
     def __str__(self) -> str:
         ...
     def validate(self) -> None:
+        ...
+    @property
+    def compute_dtype(self) -> dtrain._C.DType:
+        ...
+    @compute_dtype.setter
+    def compute_dtype(self, arg1: typing.Any) -> None:
+        ...
+    @property
+    def dtype(self) -> dtrain._C.DType:
+        """
+        param_dtype and compute_dtype at once (they must be equal).
+        """
+    @dtype.setter
+    def dtype(self, arg1: typing.Any) -> None:
         ...
     @property
     def max_seq_len(self) -> int:
@@ -318,6 +338,20 @@ class GPTConfig:
         ...
     @n_layer.setter
     def n_layer(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def param_dtype(self) -> dtrain._C.DType:
+        ...
+    @param_dtype.setter
+    def param_dtype(self, arg1: typing.Any) -> None:
+        ...
+    @property
+    def recompute(self) -> int:
+        """
+        0, 1 (the MLP's GELU) or 2 (also the layernorms).
+        """
+    @recompute.setter
+    def recompute(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
     @property
     def vocab_size(self) -> int:

@@ -120,7 +120,7 @@ class DataParallel:
     grad_accumulation forward/backward passes with grad_scale=engine.grad_scale,
     then engine.step(optimizer, lr, max_grad_norm). Not thread-safe.
     """
-    def __init__(self, model: dtrain._C.nn.Module, communicator: dtrain._C.Communicator, *, stage: typing.SupportsInt | typing.SupportsIndex = 0, grad_accumulation: typing.SupportsInt | typing.SupportsIndex = 1, precision: typing.Any = 'f32', first_bucket_mb: typing.SupportsFloat | typing.SupportsIndex = 1.0, bucket_mb: typing.SupportsFloat | typing.SupportsIndex = 25.0, overlap: bool = True, prefetch_depth: typing.SupportsInt | typing.SupportsIndex = 1, broadcast_parameters: bool = True, check_consistency: bool = True, trace: bool = False) -> None:
+    def __init__(self, model: dtrain._C.nn.Module, communicator: dtrain._C.Communicator, *, stage: typing.SupportsInt | typing.SupportsIndex = 0, grad_accumulation: typing.SupportsInt | typing.SupportsIndex = 1, precision: typing.Any = 'f32', first_bucket_mb: typing.SupportsFloat | typing.SupportsIndex = 1.0, bucket_mb: typing.SupportsFloat | typing.SupportsIndex = 25.0, overlap: bool = True, prefetch_depth: typing.SupportsInt | typing.SupportsIndex = 1, broadcast_parameters: bool = True, check_consistency: bool = True, trace: bool = False, initial_loss_scale: typing.SupportsFloat | typing.SupportsIndex = 65536.0) -> None:
         ...
     def average(self, value: typing.SupportsFloat | typing.SupportsIndex) -> float:
         """
