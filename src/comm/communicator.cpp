@@ -501,9 +501,11 @@ struct Communicator::Impl : std::enable_shared_from_this<Communicator::Impl> {
 
   // ---- teardown ----------------------------------------------------------------
 
-  void shutdown() {
+  // Returns false when a thread stuck in the transport was let go (the
+  // caller then keeps this Impl alive until the process exits).
+  bool shutdown() {
     std::unique_lock<std::mutex> lock(mutex);
-    if (stopping && worker_exited && watchdog_exited) return;
+    if (stopping && worker_exited && watchdog_exited) return true;
     stopping = true;
     cv.notify_all();
     // A healthy worker drains its queue (bounded by the timeout, enforced by
@@ -544,6 +546,7 @@ struct Communicator::Impl : std::enable_shared_from_this<Communicator::Impl> {
       if (worker.joinable()) worker.detach();
       if (watchdog.joinable()) watchdog.detach();
     }
+    return clean;
   }
 
   bool watchdog_exited_locked() {
@@ -639,8 +642,25 @@ Communicator::Communicator(std::shared_ptr<Store> job_store, std::string prefix,
   m.watchdog = std::thread([self] { self->watchdog_loop(); });
 }
 
+namespace {
+
+// [Abandoned] A communicator whose worker was let go while stuck in Gloo:
+// when that call returns (Gloo's own timeout, or a peer's exit), the worker
+// would drop the last reference and tear the transport down (join Gloo's
+// threads) on its own thread, possibly while the process exits around it.
+// Kept here instead, for the life of the process; leaked on purpose so that
+// static destruction never runs it either. Only failed jobs land here.
+void keep_until_exit(std::shared_ptr<Communicator::Impl> impl) {
+  static auto* mutex = new std::mutex;
+  static auto* kept = new std::vector<std::shared_ptr<Communicator::Impl>>;
+  std::lock_guard<std::mutex> lock(*mutex);
+  kept->push_back(std::move(impl));
+}
+
+}  // namespace
+
 Communicator::~Communicator() {
-  impl_->shutdown();
+  if (!impl_->shutdown()) keep_until_exit(impl_);
 }
 
 int Communicator::rank() const {
