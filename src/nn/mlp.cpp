@@ -19,10 +19,7 @@ const Tensor& MLP::forward(const Tensor& x) {
   ensure(gelu_, with_last_dim(x.shape(), fc.out_features()));
   fc.forward_gelu(x, gelu_);
   const Tensor& out = proj.forward(gelu_);
-  if (recompute_gelu_) {  // backward rebuilds it from fc.output()
-    proj.replace_input(Tensor());
-    gelu_ = Tensor();
-  }
+  if (recompute_gelu_) drop_gelu();  // backward rebuilds it from fc.output()
   run_hooks(HookPoint::post_forward);
   return out;
 }
@@ -38,13 +35,15 @@ void MLP::backward(const Tensor& dout, Tensor& dx) {
   ensure(dpre_, pre.shape());
   ensure_zeroed(dfc_bias_, {fc.out_features()});
   proj.backward_through_gelu(dout, dpre_, dfc_bias_, pre);
-  if (recompute_gelu_) {
-    proj.replace_input(Tensor());
-    gelu_ = Tensor();
-  }
+  if (recompute_gelu_) drop_gelu();
   fc.backward_with_bias_grad(dpre_, dx, dfc_bias_);
   if (recompute_gelu_) dpre_ = Tensor();  // no hidden-width buffer but fc's output outlives this call
   run_hooks(HookPoint::post_backward);
+}
+
+void MLP::drop_gelu() {
+  proj.replace_input(Tensor());
+  gelu_ = Tensor();
 }
 
 void MLP::release_activations() {

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "comm/socket_util.h"
+#include "spawn_to_file.h"
 
 namespace dtrain::testing {
 
@@ -33,29 +34,10 @@ struct ProcessResult {
 // A started process whose output goes to a temp file.
 class Process {
  public:
-  Process(const std::vector<std::string>& argv, const Env& env) {
-    char path[] = "/tmp/dtrain_comm_test_XXXXXX";
-    const int fd = ::mkstemp(path);
-    out_path_ = path;
-    start_ = std::chrono::steady_clock::now();
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
-      for (const auto& [k, v] : env) {
-        if (v == "<unset>")
-          ::unsetenv(k.c_str());
-        else
-          ::setenv(k.c_str(), v.c_str(), 1);
-      }
-      std::vector<char*> args;
-      for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-      args.push_back(nullptr);
-      ::execv(args[0], args.data());
-      std::fprintf(stderr, "exec %s failed\n", args[0]);
-      ::_exit(127);
-    }
-    ::close(fd);
+  Process(const std::vector<std::string>& argv, const Env& env) : start_(std::chrono::steady_clock::now()) {
+    SpawnedProcess p = spawn_to_file(argv, env, "/tmp/dtrain_comm_test_XXXXXX");
+    pid_ = p.pid;
+    out_path_ = std::move(p.out_path);
   }
   ~Process() {
     if (!finished_) {
@@ -67,12 +49,7 @@ class Process {
   pid_t pid() const { return pid_; }
 
   // Output written so far (the process may still be running).
-  std::string output_so_far() const {
-    std::ifstream in(out_path_);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
+  std::string output_so_far() const { return read_whole_file(out_path_); }
   // Waits until the output contains `text`; false after `limit`.
   bool wait_for_output(const std::string& text, std::chrono::milliseconds limit) const {
     const auto until = std::chrono::steady_clock::now() + limit;
@@ -102,10 +79,7 @@ class Process {
     finished_ = true;
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
     r.exit_code = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
-    std::ifstream in(out_path_);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    r.output = ss.str();
+    r.output = read_whole_file(out_path_);
     return r;
   }
 

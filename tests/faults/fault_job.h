@@ -20,6 +20,8 @@
 #include <thread>
 #include <vector>
 
+#include "spawn_to_file.h"
+
 namespace dtrain::faults {
 
 using Clock = std::chrono::steady_clock;
@@ -32,33 +34,15 @@ struct RankProcess {
   int exit_code = -1;  // 128 + signal when killed
   Clock::time_point exited_at;
 
-  std::string output() const {
-    std::ifstream in(out_path);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
+  std::string output() const { return testing::read_whole_file(out_path); }
 };
 
 // Starts argv with env added, stdout+stderr to a temp file.
 inline RankProcess spawn(const std::vector<std::string>& argv, const Env& env) {
+  testing::SpawnedProcess s = testing::spawn_to_file(argv, env, "/tmp/dtrain_fault_XXXXXX");
   RankProcess p;
-  char path[] = "/tmp/dtrain_fault_XXXXXX";
-  const int fd = ::mkstemp(path);
-  p.out_path = path;
-  p.pid = ::fork();
-  if (p.pid == 0) {
-    ::dup2(fd, 1);
-    ::dup2(fd, 2);
-    for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    ::execv(args[0], args.data());
-    std::fprintf(stderr, "exec %s failed\n", args[0]);
-    ::_exit(127);
-  }
-  ::close(fd);
+  p.pid = s.pid;
+  p.out_path = std::move(s.out_path);
   return p;
 }
 

@@ -152,6 +152,8 @@ class MLP : public Module {
   Linear proj;  // a residual projection
 
  private:
+  // Recompute: lets go of the GELU output (and proj's reference to it).
+  void drop_gelu();
   bool recompute_gelu_ = false;
   Tensor gelu_, dpre_, dfc_bias_;
 };
