@@ -39,7 +39,9 @@ TEST_CASE("the tiny GPT learns held-out additions", "[nn][training]") {
     model.backward();
     opt.step(schedule.lr(step), optim::clip_scale(optim::grad_norm(opt.grads()), 1.0f));
   }
-  const auto pairs = additions.held_out(100, 3);
+  // 400 held-out sums: with 100 the format-only baseline itself moves by
+  // ~0.04 from set to set, and the margin below was within that noise.
+  const auto pairs = additions.held_out(400, 3);
   const auto baseline = additions.baseline(pairs);
   const auto score = additions.evaluate(pairs, [&](const auto& prompts, int64_t max_new) {
     return nn::generate_greedy_batch(model, prompts, max_new, '\n');
@@ -50,5 +52,8 @@ TEST_CASE("the tiny GPT learns held-out additions", "[nn][training]") {
       first, last, static_cast<long long>(kSteps), score.exact, score.digits, baseline.digits);
   CHECK(first > 4.0f);  // ~ln 256 at initialisation
   CHECK(last < kTargetLoss);
-  CHECK(score.digits > baseline.digits + 0.05);  // measured 0.37 vs 0.28
+  // Measured with OMP_NUM_THREADS=1 (as ctest runs it): digits 0.34 (AVX2
+  // kernels) and 0.32 (AVX-512) against a baseline of 0.24. The two kernel
+  // sets round differently, so the runs differ from the first step on.
+  CHECK(score.digits > baseline.digits + 0.05);
 }
